@@ -1,0 +1,1 @@
+"""Composition root: configuration, keys, database, encrypted store, jobs, HTTP and CLI."""

@@ -1,0 +1,82 @@
+"""Series assembly: a series is complete after a quiet period; completion becomes a durable job.
+
+The state is in the ``series`` table (``state``, ``last_received_at``), so a restart resumes
+assembly where it stopped. Completion is a conditional update in the same transaction as the job
+insert: an instance that arrives meanwhile keeps the series receiving, and no job is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlmodel import select
+
+from appliance.context import Appliance
+from appliance.db.tables import Job, JobKind, Series, SeriesState, Study, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def complete_quiet_series(app: Appliance) -> list[int]:
+    """Mark every series quiet for ``quiet_seconds`` complete; return their ids."""
+    cutoff = utcnow() - timedelta(seconds=app.settings.assembly.quiet_seconds)
+    completed: list[int] = []
+    with app.session() as session:
+        candidates = session.exec(
+            select(Series, Study.study_uid)
+            .join(Study, Study.id == Series.study_pk)
+            .where(Series.state == SeriesState.RECEIVING, Series.last_received_at <= cutoff)
+        ).all()
+        for series, study_uid in candidates:
+            result = session.exec(  # type: ignore[call-overload]
+                update(Series)
+                .where(
+                    Series.id == series.id,
+                    Series.state == SeriesState.RECEIVING,
+                    Series.last_received_at <= cutoff,
+                )
+                .values(state=SeriesState.COMPLETE, completed_at=utcnow())
+            )
+            if result.rowcount != 1:
+                continue
+            session.add(
+                Job(
+                    kind=JobKind.SERIES_COMPLETE,
+                    payload={
+                        "series_pk": series.id,
+                        "series_uid": series.series_uid,
+                        "study_uid": study_uid,
+                        "called_ae": series.called_ae,
+                        "instance_count": series.instance_count,
+                    },
+                )
+            )
+            completed.append(series.id)
+        session.commit()
+    for series_id in completed:
+        log.info("series %s complete", series_id)
+    return completed
+
+
+class Assembler:
+    def __init__(self, app: Appliance) -> None:
+        self.app = app
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="assembler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.app.settings.assembly.poll_seconds):
+            try:
+                complete_quiet_series(self.app)
+            except Exception as exc:
+                log.error("series assembly pass failed (%s)", type(exc).__name__)

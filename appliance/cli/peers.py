@@ -1,0 +1,97 @@
+"""``appliance sources`` and ``appliance destinations``."""
+
+from __future__ import annotations
+
+import click
+
+from appliance import peers
+from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, open_home
+from appliance.db.tables import Destination, Source
+from appliance.sending import remote_of
+from dicom_gateway import scu
+from dicom_gateway.errors import GatewayError
+
+
+@click.group(cls=ApplianceGroup)
+def sources() -> None:
+    """Peers allowed to send to the appliance (AE title + host, and TLS subject)."""
+
+
+@sources.command("add")
+@home_option
+@click.argument("name")
+@click.option("--ae", "ae_title", required=True, help="calling AE title of the peer")
+@click.option("--host", required=True, help="IP address, CIDR network or host name of the peer")
+@click.option("--tls-subject", help="client certificate subject or CN bound to it (default: CN = AE title)")
+def sources_add(home: str | None, name: str, ae_title: str, host: str, tls_subject: str | None) -> None:
+    app = open_home(home)
+    peers.add_source(app, actor(), name, ae_title, host, tls_subject)
+    click.echo(f"source {name} ({ae_title}@{host}) added")
+
+
+@sources.command("list")
+@home_option
+@click.option("--json", "as_json", is_flag=True)
+def sources_list(home: str | None, as_json: bool) -> None:
+    app = open_home(home)
+    rows = [s.model_dump(exclude={"id"}) for s in peers.list_peers(app, Source)]
+    emit_rows(rows, as_json, ["name", "ae_title", "host", "tls_subject"])
+
+
+@sources.command("remove")
+@home_option
+@click.argument("name")
+def sources_remove(home: str | None, name: str) -> None:
+    app = open_home(home)
+    peers.remove_peer(app, actor(), Source, name)
+    click.echo(f"source {name} removed")
+
+
+@click.group(cls=ApplianceGroup)
+def destinations() -> None:
+    """PACS and other AEs the appliance sends results to."""
+
+
+@destinations.command("add")
+@home_option
+@click.argument("name")
+@click.option("--ae", "ae_title", required=True)
+@click.option("--host", required=True)
+@click.option("--port", required=True, type=int)
+@click.option("--tls", is_flag=True, help="connect with DICOM TLS (uses dicom.tls files)")
+def destinations_add(home: str | None, name: str, ae_title: str, host: str, port: int, tls: bool) -> None:
+    app = open_home(home)
+    peers.add_destination(app, actor(), name, ae_title, host, port, tls)
+    click.echo(f"destination {name} ({ae_title}@{host}:{port}) added")
+
+
+@destinations.command("list")
+@home_option
+@click.option("--json", "as_json", is_flag=True)
+def destinations_list(home: str | None, as_json: bool) -> None:
+    app = open_home(home)
+    rows = [d.model_dump(exclude={"id"}) for d in peers.list_peers(app, Destination)]
+    emit_rows(rows, as_json, ["name", "ae_title", "host", "port", "tls"])
+
+
+@destinations.command("remove")
+@home_option
+@click.argument("name")
+def destinations_remove(home: str | None, name: str) -> None:
+    app = open_home(home)
+    peers.remove_peer(app, actor(), Destination, name)
+    click.echo(f"destination {name} removed")
+
+
+@destinations.command("echo")
+@home_option
+@click.argument("name")
+def destinations_echo(home: str | None, name: str) -> None:
+    """C-ECHO a destination."""
+    app = open_home(home)
+    destination = peers.get_destination(app, name)
+    try:
+        scu.echo(remote_of(app, destination), app.settings.send.ae_title)
+    except GatewayError as exc:
+        raise click.ClickException(f"C-ECHO to {name} failed: {exc}") from exc
+    click.echo(f"C-ECHO to {name} ({destination.ae_title}@{destination.host}:{destination.port}): success")

@@ -1,0 +1,174 @@
+"""Typed settings: one TOML file in the appliance home, overridden by ``APPLIANCE_*`` variables.
+
+Nested fields are overridden with a double underscore, e.g. ``APPLIANCE_DICOM__PORT=11113``.
+Secrets have no defaults: the key-encryption key comes from a key file in the home or from a
+variable named by ``keys.kek_env``, never from this file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from appliance.errors import ConfigError
+
+CONFIG_FILE = "appliance.toml"
+HOME_ENV = "APPLIANCE_HOME"
+
+
+class TlsSettings(BaseModel):
+    """DICOM TLS (PS3.15 Annex B, BCP 195): TLS 1.2+ only."""
+
+    enabled: bool = False
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = Field(None, description="CA bundle that client certificates must chain to")
+    require_client_cert: bool = True
+    handshake_timeout_seconds: float = 10.0
+
+
+class DicomSettings(BaseModel):
+    ae_title: str = "APPLIANCE"
+    host: str = "0.0.0.0"
+    port: int = 11112
+    max_associations: int = 16
+    max_pdu: int = 0
+    max_instance_bytes: int = 1024**3
+    min_free_bytes: int = 1024**3
+    network_timeout_seconds: float = 60.0
+    tls: TlsSettings = TlsSettings()
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        if not 0 < len(value) <= 16 or "\\" in value:
+            raise ValueError("an AE title is 1 to 16 characters without a backslash")
+        return value
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class KeySettings(BaseModel):
+    source: Literal["directory", "env"] = "directory"
+    directory: Path = Path("keys")
+    kek_env: str = "APPLIANCE_KEK"
+    previous_kek_env: str = "APPLIANCE_KEK_PREVIOUS"
+
+
+class AssemblySettings(BaseModel):
+    quiet_seconds: float = 30.0
+    poll_seconds: float = 1.0
+
+
+class SendSettings(BaseModel):
+    max_attempts: int = 8
+    backoff_initial_seconds: float = 2.0
+    backoff_max_seconds: float = 600.0
+    poll_seconds: float = 1.0
+    ae_title: str = "APPLIANCE"
+
+
+class Settings(BaseSettings):
+    """Everything the appliance reads at start; paths are relative to ``home``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="APPLIANCE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    home: Path
+    database_url: str | None = None
+    store_directory: Path = Path("store")
+    log_directory: Path = Path("logs")
+    log_level: str = "INFO"
+    dicom: DicomSettings = DicomSettings()
+    http: HttpSettings = HttpSettings()
+    keys: KeySettings = KeySettings()
+    assembly: AssemblySettings = AssemblySettings()
+    send: SendSettings = SendSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _toml_path.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def path(self, relative: Path) -> Path:
+        return relative if relative.is_absolute() else self.home / relative
+
+    @property
+    def store_path(self) -> Path:
+        return self.path(self.store_directory)
+
+    @property
+    def log_path(self) -> Path:
+        return self.path(self.log_directory)
+
+    @property
+    def key_directory(self) -> Path:
+        return self.path(self.keys.directory)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'appliance.db'}"
+
+
+class _TomlPath:
+    """Which TOML file the next :class:`Settings` reads (pydantic-settings takes it per class)."""
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+
+    def get(self) -> Path | None:
+        return self._path
+
+    def set(self, path: Path | None) -> None:
+        self._path = path
+
+
+_toml_path = _TomlPath()
+
+
+def resolve_home(home: str | Path | None) -> Path:
+    """The home given, else ``$APPLIANCE_HOME``; an error saying how to set one otherwise."""
+    value = home or os.environ.get(HOME_ENV)
+    if not value:
+        raise ConfigError(f"no appliance home: pass --home DIR or set {HOME_ENV}")
+    return Path(value).resolve()
+
+
+def load_settings(home: Path) -> Settings:
+    """Read ``home/appliance.toml`` with environment overrides; refuse a home that is not one."""
+    toml_file = home / CONFIG_FILE
+    if not toml_file.is_file():
+        raise ConfigError(
+            f"{home} is not an appliance home (no {CONFIG_FILE}); create one with "
+            f"'appliance init --home {home}'"
+        )
+    _toml_path.set(toml_file)
+    try:
+        return Settings(home=home)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration in {toml_file} or APPLIANCE_* variables: {exc}") from exc
+    finally:
+        _toml_path.set(None)

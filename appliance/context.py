@@ -1,0 +1,75 @@
+"""The opened appliance: settings, keys, database, store and audit sink, wired once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from appliance import crypto
+from appliance.config import Settings, load_settings
+from appliance.db.engine import make_engine, migrate
+from appliance.db.tables import WrappedSecret
+from appliance.keys import Keyring, WrappedKey, key_source
+from appliance.phi import FIELD_KEY_NAME, FieldCipher
+from appliance.store import EncryptedStore
+from audit.sink import AuditSink, JsonLinesSink
+
+
+@dataclass
+class Appliance:
+    settings: Settings
+    engine: Engine
+    keyring: Keyring
+    store: EncryptedStore
+    fields: FieldCipher
+    audit: AuditSink
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+
+def _secret_purpose(name: str) -> str:
+    return f"secret:{name}"
+
+
+def load_or_create_secret(engine: Engine, keyring: Keyring, name: str) -> bytes:
+    """A random secret of the appliance, kept wrapped by the KEK in the database."""
+    with Session(engine) as session:
+        row = session.get(WrappedSecret, name)
+        if row is None:
+            secret = crypto.new_key()
+            wrapped = keyring.wrap(secret, _secret_purpose(name))
+            session.add(WrappedSecret(name=name, kek_id=wrapped.kek_id, blob=wrapped.blob))
+            session.commit()
+            return secret
+        return keyring.unwrap(WrappedKey(row.kek_id, row.blob), _secret_purpose(name))
+
+
+def rewrap_secrets(session: Session, keyring: Keyring) -> int:
+    count = 0
+    for row in session.query(WrappedSecret).all():
+        wrapped = keyring.rewrap(WrappedKey(row.kek_id, row.blob), _secret_purpose(row.name))
+        if wrapped.kek_id != row.kek_id:
+            row.kek_id, row.blob = wrapped.kek_id, wrapped.blob
+            session.add(row)
+            count += 1
+    return count
+
+
+def open_appliance(home: Path) -> Appliance:
+    settings = load_settings(home)
+    keyring = key_source(settings).load()
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    fields = FieldCipher(load_or_create_secret(engine, keyring, FIELD_KEY_NAME))
+    return Appliance(
+        settings=settings,
+        engine=engine,
+        keyring=keyring,
+        store=EncryptedStore(settings.store_path, keyring),
+        fields=fields,
+        audit=JsonLinesSink(settings.log_path / "audit.jsonl"),
+    )

@@ -1,0 +1,39 @@
+"""AES-256-GCM primitives for envelope encryption.
+
+A sealed blob is ``nonce (12 bytes) || ciphertext || tag (16 bytes)``. The associated data is the
+caller's statement of *what* the blob is (an object's identity, a key's purpose), so a blob moved
+to another identity fails to open.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+TAG_BYTES = 16
+
+
+class AuthenticationFailed(Exception):
+    """The blob, its key or its associated data do not match (tampered, swapped or wrong key)."""
+
+
+def new_key() -> bytes:
+    return os.urandom(KEY_BYTES)
+
+
+def seal(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def open_sealed(key: bytes, blob: bytes, associated_data: bytes) -> bytes:
+    if len(blob) < NONCE_BYTES + TAG_BYTES:
+        raise AuthenticationFailed("sealed blob is shorter than nonce and tag")
+    try:
+        return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated_data)
+    except InvalidTag as exc:
+        raise AuthenticationFailed("authentication tag does not match") from exc

@@ -1,0 +1,123 @@
+"""SQLModel tables. Patient-identifying values are stored only encrypted (see ``phi_fields``).
+
+Every change here needs an Alembic revision in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Column, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class SeriesState(enum.StrEnum):
+    RECEIVING = "receiving"
+    COMPLETE = "complete"
+
+
+class JobState(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobKind(enum.StrEnum):
+    SERIES_COMPLETE = "series_complete"
+    SEND = "send"
+
+
+class Patient(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    lookup: str = Field(index=True, unique=True, description="keyed HMAC of issuer and patient ID")
+    name_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    patient_id_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    birth_date_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Study(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    study_uid: str = Field(index=True, unique=True, max_length=64)
+    patient_pk: int = Field(foreign_key="patient.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Series(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("called_ae", "series_uid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_pk: int = Field(foreign_key="study.id", index=True)
+    series_uid: str = Field(max_length=64, index=True)
+    called_ae: str = Field(max_length=16)
+    modality: str = Field(default="", max_length=16)
+    state: SeriesState = Field(default=SeriesState.RECEIVING, index=True)
+    instance_count: int = 0
+    last_received_at: datetime = Field(default_factory=utcnow, index=True)
+    completed_at: datetime | None = None
+
+
+class Instance(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    sop_instance_uid: str = Field(index=True, unique=True, max_length=64)
+    sop_class_uid: str = Field(max_length=64)
+    transfer_syntax_uid: str = Field(max_length=64)
+    series_pk: int = Field(foreign_key="series.id", index=True)
+    source_ae: str = Field(max_length=16)
+    size: int
+    object_id: str = Field(index=True, unique=True, max_length=40)
+    kek_id: str = Field(max_length=16, index=True)
+    wrapped_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class Source(SQLModel, table=True):
+    """A peer allowed to send: AE title and host, and the TLS subject bound to it if any."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    ae_title: str = Field(max_length=16, index=True)
+    host: str = Field(max_length=255)
+    tls_subject: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Destination(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    ae_title: str = Field(max_length=16)
+    host: str = Field(max_length=255)
+    port: int
+    tls: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Job(SQLModel, table=True):
+    """Durable work between stages: a crash loses no job that was committed."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: JobKind = Field(index=True)
+    state: JobState = Field(default=JobState.PENDING, index=True)
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    attempts: int = 0
+    max_attempts: int = 1
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class WrappedSecret(SQLModel, table=True):
+    """A secret of the appliance (e.g. the database field key), wrapped by the KEK."""
+
+    __tablename__ = "wrapped_secret"
+
+    name: str = Field(primary_key=True, max_length=64)
+    kek_id: str = Field(max_length=16)
+    blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

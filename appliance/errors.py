@@ -1,0 +1,25 @@
+"""The appliance's exception hierarchy: one root, a subclass per kind of failure."""
+
+
+class ApplianceError(Exception):
+    """Root of every error the appliance raises on purpose."""
+
+
+class ConfigError(ApplianceError):
+    """The configuration or the appliance home is missing, malformed or unsafe."""
+
+
+class KeyMaterialError(ApplianceError):
+    """A key is missing, unsafe (placeholder, world-readable) or unknown."""
+
+
+class IntegrityError(ApplianceError):
+    """Stored data failed authentication: tampered, swapped or wrapped under another identity."""
+
+
+class StoreError(ApplianceError):
+    """The encrypted store could not write or find an object."""
+
+
+class NotFound(ApplianceError):
+    """A named record (source, destination, job, model) does not exist."""

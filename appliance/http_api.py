@@ -1,0 +1,37 @@
+"""The HTTP API. For now: liveness and readiness (the web issue adds the API and pages)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from appliance.context import Appliance
+
+
+def create_app(app: Appliance, gateway_running: Callable[[], bool], security_events: Callable[[], int]) -> FastAPI:
+    api = FastAPI(title="Imaging appliance", docs_url=None, redoc_url=None)
+
+    @api.get("/health/live")
+    def live() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @api.get("/health/ready")
+    def ready() -> JSONResponse:
+        checks: dict[str, bool] = {}
+        try:
+            with app.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:
+            checks["database"] = False
+        checks["store"] = os.access(app.store.root, os.W_OK)
+        checks["dicom"] = gateway_running()
+        ok = all(checks.values())
+        body = {"status": "ready" if ok else "not ready", "checks": checks, "security_events": security_events()}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    return api

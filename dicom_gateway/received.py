@@ -1,0 +1,200 @@
+"""Turn the bytes of a C-STORE request into a checked :class:`ReceivedInstance`.
+
+Only the header is interpreted; the encoded dataset is kept exactly as received. Every check that
+fails raises :class:`RejectedInstance` with the status to return and an Error Comment that names
+no patient data.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+
+from dicom_gateway import status
+from dicom_gateway.errors import RejectedInstance
+
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_UID_MAX = 64
+
+
+@dataclass(frozen=True)
+class PatientIdentity:
+    """The identifying values the index needs; handled as PHI (encrypted before storage)."""
+
+    patient_id: str
+    name: str
+    birth_date: str
+    issuer: str
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    modality: str
+    transfer_syntax_uid: str
+    patient: PatientIdentity
+    calling_ae: str
+    called_ae: str
+    dataset_bytes: bytes
+
+    def part10(self) -> bytes:
+        """The instance as a DICOM Part 10 file: preamble, file meta, dataset as received."""
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = self.sop_class_uid
+        meta.MediaStorageSOPInstanceUID = self.sop_instance_uid
+        meta.TransferSyntaxUID = self.transfer_syntax_uid
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        meta.SourceApplicationEntityTitle = self.calling_ae
+        out = DicomBytesIO()
+        out.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(out, meta, enforce_standard=True)
+        out.write(self.dataset_bytes)
+        return out.getvalue()
+
+
+def _check_lengths(dataset: Dataset) -> None:
+    for elem in dataset._dict.values():
+        if isinstance(elem, RawDataElement):
+            if (
+                elem.length != _UNDEFINED_LENGTH
+                and elem.value is not None
+                and len(elem.value) != elem.length
+            ):
+                raise RejectedInstance(
+                    status.CANNOT_UNDERSTAND_UNDECODABLE,
+                    f"dataset truncated in element {elem.tag}: {len(elem.value)} of {elem.length} bytes",
+                )
+        elif elem.VR == "SQ":
+            for item in elem.value:
+                _check_lengths(item)
+
+
+def decode_header(raw: bytes, transfer_syntax: UID) -> Dataset:
+    """Parse and completeness-check an encoded dataset; values stay raw until read."""
+    data = raw
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        try:
+            data = zlib.decompress(raw, -zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise RejectedInstance(
+                status.CANNOT_UNDERSTAND_UNDECODABLE, f"deflated dataset does not inflate: {exc}"
+            ) from exc
+    fp = BytesIO(data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            dataset = read_dataset(
+                fp,
+                is_implicit_VR=transfer_syntax.is_implicit_VR,
+                is_little_endian=transfer_syntax.is_little_endian,
+            )
+            _check_lengths(dataset)
+        except RejectedInstance:
+            raise
+        except Exception as exc:  # pydicom raises many types on garbage; all mean "undecodable"
+            raise RejectedInstance(
+                status.CANNOT_UNDERSTAND_UNDECODABLE,
+                f"dataset cannot be decoded ({type(exc).__name__} at byte {fp.tell()})",
+            ) from exc
+    if fp.tell() != len(data) or any("End of file" in str(w.message) for w in caught):
+        raise RejectedInstance(
+            status.CANNOT_UNDERSTAND_UNDECODABLE,
+            f"dataset is truncated or has trailing bytes (parsed {fp.tell()} of {len(data)})",
+        )
+    return dataset
+
+
+def _uid(dataset: Dataset, keyword: str) -> str:
+    try:
+        value = dataset.get(keyword)
+    except Exception as exc:
+        raise RejectedInstance(
+            status.CANNOT_UNDERSTAND_MISSING_UID, f"{keyword} cannot be decoded ({type(exc).__name__})"
+        ) from exc
+    text = str(value or "").strip("\x00 ")
+    if not text:
+        raise RejectedInstance(status.CANNOT_UNDERSTAND_MISSING_UID, f"{keyword} is missing or empty")
+    if len(text) > _UID_MAX or not all(c.isdigit() or c == "." for c in text):
+        raise RejectedInstance(status.CANNOT_UNDERSTAND_MISSING_UID, f"{keyword} is not a valid UID")
+    return text
+
+
+def _text(dataset: Dataset, keyword: str) -> str:
+    try:
+        return str(dataset.get(keyword, "") or "")
+    except Exception:
+        return ""
+
+
+def parse_instance(
+    raw: bytes,
+    transfer_syntax: UID,
+    context_sop_class: str,
+    affected_sop_instance: str | None,
+    calling_ae: str,
+    called_ae: str,
+) -> ReceivedInstance:
+    dataset = decode_header(raw, transfer_syntax)
+    sop_instance = _uid(dataset, "SOPInstanceUID")
+    sop_class = _uid(dataset, "SOPClassUID")
+    if sop_class != context_sop_class:
+        raise RejectedInstance(
+            status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            f"SOP Class UID {sop_class} does not match the presentation context's {context_sop_class}",
+        )
+    if affected_sop_instance and affected_sop_instance != sop_instance:
+        raise RejectedInstance(
+            status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            "SOP Instance UID in the dataset differs from the request's Affected SOP Instance UID",
+        )
+    return ReceivedInstance(
+        sop_class_uid=sop_class,
+        sop_instance_uid=sop_instance,
+        study_uid=_uid(dataset, "StudyInstanceUID"),
+        series_uid=_uid(dataset, "SeriesInstanceUID"),
+        modality=_text(dataset, "Modality")[:16],
+        transfer_syntax_uid=str(transfer_syntax),
+        patient=PatientIdentity(
+            patient_id=_text(dataset, "PatientID"),
+            name=_text(dataset, "PatientName"),
+            birth_date=_text(dataset, "PatientBirthDate"),
+            issuer=_text(dataset, "IssuerOfPatientID"),
+        ),
+        calling_ae=calling_ae,
+        called_ae=called_ae,
+        dataset_bytes=raw,
+    )
+
+
+def _meta_group_end(data: bytes) -> int:
+    """Offset of the dataset in a Part 10 file, from File Meta Information Group Length."""
+    if len(data) < 144 or data[128:132] != b"DICM":
+        raise RejectedInstance(status.CANNOT_UNDERSTAND_UNDECODABLE, "not a DICOM Part 10 file (no DICM prefix)")
+    if data[132:136] != b"\x02\x00\x00\x00" or data[136:138] != b"UL":
+        raise RejectedInstance(
+            status.CANNOT_UNDERSTAND_UNDECODABLE, "file meta has no group length (0002,0000) first"
+        )
+    return 144 + int.from_bytes(data[140:144], "little")
+
+
+def instance_from_part10(data: bytes, calling_ae: str, called_ae: str) -> ReceivedInstance:
+    """A checked instance from a DICOM file, as if it had arrived over the network."""
+    start = _meta_group_end(data)
+    meta = read_dataset(BytesIO(data[132:start]), is_implicit_VR=False, is_little_endian=True)
+    syntax = UID(str(meta.get("TransferSyntaxUID", "")))
+    if not syntax:
+        raise RejectedInstance(status.CANNOT_UNDERSTAND_UNDECODABLE, "file meta has no Transfer Syntax UID")
+    sop_class = str(meta.get("MediaStorageSOPClassUID", ""))
+    return parse_instance(data[start:], syntax, sop_class, None, calling_ae, called_ae)

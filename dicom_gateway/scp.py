@@ -1,0 +1,309 @@
+"""The storage SCP: C-ECHO and C-STORE for every storage SOP class, source policy, TLS, audit.
+
+Success (0x0000) is returned only after the :class:`InstanceSink` returned, i.e. after the
+instance is durable. Every failure becomes a DICOM status with an Error Comment; no exception
+reaches the peer and the server keeps serving other associations.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import ssl
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
+from pynetdicom.presentation import AllStoragePresentationContexts
+
+from audit.events import (
+    Action,
+    AuditEvent,
+    EventID,
+    Outcome,
+    Participant,
+    ParticipantObject,
+)
+from audit.sink import AuditSink
+from dicom_gateway import status
+from dicom_gateway.errors import RejectedInstance
+from dicom_gateway.policy import AssociationRequest, RejectReason, SourcePolicy
+from dicom_gateway.received import ReceivedInstance, parse_instance
+from dicom_gateway.tls import HandshakeAuditingServer, certificate_names
+
+log = logging.getLogger(__name__)
+
+TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
+]
+_COMMENT_MAX = 64
+
+
+class InstanceSink(Protocol):
+    def store(self, instance: ReceivedInstance) -> object:
+        """Make ``instance`` durable before returning; raise RejectedInstance to refuse it."""
+
+
+@dataclass
+class GatewayConfig:
+    ae_title: str
+    host: str
+    port: int
+    max_associations: int
+    max_instance_bytes: int
+    min_free_bytes: int
+    free_space_path: Path
+    network_timeout: float
+    max_pdu: int = 0
+    tls_context: ssl.SSLContext | None = None
+    handshake_timeout: float = 10.0
+
+
+@dataclass
+class _AssociationTally:
+    calling_ae: str
+    host: str
+    outcomes: Counter[bool] = field(default_factory=Counter)
+    studies: set[str] = field(default_factory=set)
+
+
+def _failure(code: int, comment: str) -> Dataset:
+    response = Dataset()
+    response.Status = code
+    response.ErrorComment = comment[:_COMMENT_MAX]
+    return response
+
+
+class StorageSCP:
+    def __init__(
+        self, config: GatewayConfig, policy: SourcePolicy, sink: InstanceSink, audit: AuditSink
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.sink = sink
+        self.audit = audit
+        self.security_events = 0
+        self._lock = threading.Lock()
+        self._tallies: dict[int, _AssociationTally] = {}
+        self._server: HandshakeAuditingServer | None = None
+
+        ae = AE(ae_title=config.ae_title)
+        ae.maximum_associations = config.max_associations
+        ae.maximum_pdu_size = config.max_pdu
+        ae.network_timeout = config.network_timeout
+        ae.require_called_aet = False  # checked in _on_requested so the rejection is audited
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, TRANSFER_SYNTAXES[:3])
+        self.ae = ae
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> int:
+        handlers = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
+        ]
+        server = self.ae.make_server(
+            (self.config.host, self.config.port),
+            evt_handlers=handlers,
+            server_class=HandshakeAuditingServer,
+            tls_context=self.config.tls_context,
+            on_refused=self._on_handshake_refused,
+            handshake_timeout=self.config.handshake_timeout,
+        )
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="dicom-accept", daemon=True).start()
+        return int(server.server_address[1])
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    # -- association ------------------------------------------------------------------------
+    def _security_alert(self, host: str, who: str, description: str, type_code: str) -> None:
+        with self._lock:
+            self.security_events += 1
+        self.audit.emit(
+            AuditEvent(
+                event_id=EventID.SECURITY_ALERT,
+                action=Action.EXECUTE,
+                outcome=Outcome.MINOR_FAILURE,
+                type_code=type_code,
+                participants=(Participant(user_id=who, host=host, is_requestor=True),),
+                objects=(ParticipantObject("security-resource", self.config.ae_title),),
+                description=description,
+            )
+        )
+
+    def _on_handshake_refused(self, address: tuple[str, int], reason: str) -> None:
+        self._security_alert(address[0], "unknown (TLS refused)", reason, "Node Authentication")
+
+    def _request_of(self, assoc: Any) -> AssociationRequest:
+        primitive = assoc.requestor.primitive
+        subject, common_name = certificate_names(assoc.dul.socket.socket)
+        return AssociationRequest(
+            calling_ae=str(primitive.calling_ae_title).strip(),
+            called_ae=str(primitive.called_ae_title).strip(),
+            host=assoc.requestor.address,
+            port=assoc.requestor.port,
+            tls=self.config.tls_context is not None,
+            certificate_subject=subject,
+            certificate_common_name=common_name,
+        )
+
+    def _reject(self, request: AssociationRequest, reason: RejectReason) -> None:
+        log.warning(
+            "association from %s@%s rejected: %s", request.calling_ae, request.host, reason.description
+        )
+        self._security_alert(
+            request.host, request.calling_ae, reason.description, "Association Rejected"
+        )
+
+    def _on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        try:
+            request = self._request_of(assoc)
+            if request.called_ae != self.config.ae_title:
+                reason: RejectReason | None = RejectReason.CALLED_AE_NOT_RECOGNISED
+            else:
+                reason = self.policy.evaluate(request)
+        except Exception as exc:  # a policy failure must close the door, not open it
+            log.error("source policy failed (%s); rejecting association", type(exc).__name__)
+            request = AssociationRequest("?", "?", assoc.requestor.address, 0, False, None, None)
+            reason = RejectReason.CALLING_AE_NOT_RECOGNISED
+        if reason is not None:
+            self._reject(request, reason)
+            assoc.acse.send_reject(*reason.result_source_diagnostic)
+            assoc.kill()
+
+    def _on_rejected(self, event: evt.Event) -> None:
+        # pynetdicom's own rejections, i.e. the association limit
+        request = self._request_of(event.assoc)
+        self._reject(request, RejectReason.TOO_MANY_ASSOCIATIONS)
+
+    def _on_established(self, event: evt.Event) -> None:
+        request = self._request_of(event.assoc)
+        with self._lock:
+            self._tallies[id(event.assoc)] = _AssociationTally(request.calling_ae, request.host)
+        log.info("association from %s@%s accepted", request.calling_ae, request.host)
+        self.audit.emit(
+            AuditEvent(
+                event_id=EventID.APPLICATION_ACTIVITY,
+                action=Action.EXECUTE,
+                outcome=Outcome.SUCCESS,
+                type_code="Association Accepted",
+                participants=(
+                    Participant(request.calling_ae, request.host, is_requestor=True),
+                    Participant(request.called_ae, self.config.host),
+                ),
+                description=f"tls={request.tls}",
+            )
+        )
+
+    def _on_closed(self, event: evt.Event) -> None:
+        with self._lock:
+            tally = self._tallies.pop(id(event.assoc), None)
+        if tally is None:
+            return
+        for succeeded, count in sorted(tally.outcomes.items()):
+            self.audit.emit(
+                AuditEvent(
+                    event_id=EventID.INSTANCES_TRANSFERRED,
+                    action=Action.CREATE,
+                    outcome=Outcome.SUCCESS if succeeded else Outcome.MINOR_FAILURE,
+                    participants=(
+                        Participant(tally.calling_ae, tally.host, is_requestor=True, role="Source"),
+                        Participant(self.config.ae_title, self.config.host, role="Destination"),
+                    ),
+                    objects=tuple(ParticipantObject("study", uid) for uid in sorted(tally.studies)),
+                    description=f"instances={count}",
+                )
+            )
+
+    # -- services ------------------------------------------------------------------------------
+    def _on_echo(self, event: evt.Event) -> int:
+        return status.SUCCESS
+
+    def _count(self, event: evt.Event, succeeded: bool, study_uid: str | None = None) -> None:
+        with self._lock:
+            tally = self._tallies.get(id(event.assoc))
+            if tally is not None:
+                tally.outcomes[succeeded] += 1
+                if study_uid:
+                    tally.studies.add(study_uid)
+
+    def _check_resources(self, size: int) -> None:
+        if size > self.config.max_instance_bytes:
+            raise RejectedInstance(
+                status.OUT_OF_RESOURCES,
+                f"instance of {size} bytes exceeds the limit of {self.config.max_instance_bytes}",
+            )
+        free = shutil.disk_usage(self.config.free_space_path).free
+        if free - size < self.config.min_free_bytes:
+            raise RejectedInstance(status.OUT_OF_RESOURCES, "storage below its free-space reserve")
+
+    def _on_store(self, event: evt.Event) -> int | Dataset:
+        try:
+            raw = event.request.DataSet.getvalue()
+            self._check_resources(len(raw))
+            instance = parse_instance(
+                raw,
+                event.context.transfer_syntax,
+                str(event.context.abstract_syntax),
+                str(event.request.AffectedSOPInstanceUID or ""),
+                calling_ae=str(event.assoc.requestor.ae_title).strip(),
+                called_ae=self.config.ae_title,
+            )
+            self.sink.store(instance)
+        except RejectedInstance as rejected:
+            log.warning("C-STORE refused with 0x%04X: %s", rejected.status, rejected.comment)
+            self._count(event, False)
+            return _failure(rejected.status, rejected.comment)
+        except Exception as exc:  # never let it reach the peer; the message may hold PHI, so not logged
+            log.error("C-STORE failed internally (%s)", type(exc).__name__)
+            self._count(event, False)
+            return _failure(status.PROCESSING_FAILURE, f"internal error ({type(exc).__name__})")
+        self._count(event, True, instance.study_uid)
+        return status.SUCCESS
