@@ -189,12 +189,18 @@ def _meta_group_end(data: bytes) -> int:
     return 144 + int.from_bytes(data[140:144], "little")
 
 
-def instance_from_part10(data: bytes, calling_ae: str, called_ae: str) -> ReceivedInstance:
-    """A checked instance from a DICOM file, as if it had arrived over the network."""
+def split_part10(data: bytes) -> tuple[Dataset, bytes]:
+    """(file meta, dataset bytes exactly as encoded) of a DICOM Part 10 file."""
     start = _meta_group_end(data)
     meta = read_dataset(BytesIO(data[132:start]), is_implicit_VR=False, is_little_endian=True)
+    return meta, data[start:]
+
+
+def instance_from_part10(data: bytes, calling_ae: str, called_ae: str) -> ReceivedInstance:
+    """A checked instance from a DICOM file, as if it had arrived over the network."""
+    meta, dataset_bytes = split_part10(data)
     syntax = UID(str(meta.get("TransferSyntaxUID", "")))
     if not syntax:
         raise RejectedInstance(status.CANNOT_UNDERSTAND_UNDECODABLE, "file meta has no Transfer Syntax UID")
     sop_class = str(meta.get("MediaStorageSOPClassUID", ""))
-    return parse_instance(data[start:], syntax, sop_class, None, calling_ae, called_ae)
+    return parse_instance(dataset_bytes, syntax, sop_class, None, calling_ae, called_ae)

@@ -168,3 +168,7 @@ def sends_retry(home: str | None, job_id: int) -> None:
     app = open_home(home)
     job = sending.retry(app, job_id)
     click.echo(f"job {job.id} is pending again")
+
+
+if __name__ == "__main__":
+    cli()

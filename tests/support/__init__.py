@@ -1,0 +1,1 @@
+"""Test support: synthetic DICOM data, real peer processes (appliance, Orthanc), certificates."""

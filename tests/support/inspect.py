@@ -1,0 +1,57 @@
+"""Reading an appliance home from a test: decrypted instances, plaintext scans, audit events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlmodel import select
+
+from appliance.context import open_appliance
+from appliance.db.tables import Instance
+from appliance.keys import WrappedKey
+from dicom_gateway.received import split_part10
+from tests.support.synthetic import FakePatient
+
+
+def stored_datasets(home: Path) -> dict[str, bytes]:
+    """SOP Instance UID -> the dataset bytes the appliance decrypts from its store."""
+    app = open_appliance(home)
+    try:
+        with app.session() as session:
+            rows = session.exec(select(Instance)).all()
+        return {
+            row.sop_instance_uid: split_part10(
+                app.store.get(row.object_id, WrappedKey(row.kek_id, row.wrapped_key))
+            )[1]
+            for row in rows
+        }
+    finally:
+        app.engine.dispose()
+
+
+def dataset_bytes_of_file(path: Path) -> bytes:
+    return split_part10(path.read_bytes())[1]
+
+
+def phi_needles(patient: FakePatient) -> list[bytes]:
+    family, given, middle = patient.name.split("^")
+    return [v.encode().lower() for v in (family, given, patient.patient_id, patient.birth_date, "ACC99117")]
+
+
+def plaintext_hits(root: Path, needles: list[bytes]) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes().lower()
+            hits.extend(f"{path.relative_to(root)}: {n.decode()}" for n in needles if n in data)
+    return hits
+
+
+def audit_events(home: Path) -> list[dict]:
+    path = home / "logs" / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def store_files(home: Path) -> list[Path]:
+    return [p for p in (home / "store" / "objects").rglob("*") if p.is_file()]
