@@ -133,6 +133,8 @@ def _read_key_file(path: Path) -> bytes:
 
 
 def _decode_env_key(value: str, name: str) -> bytes:
+    if value.strip().lower().encode() in _PLACEHOLDERS:
+        raise KeyMaterialError(f"${name} holds a placeholder, not a key")
     try:
         key = base64.b64decode(value.strip(), validate=True)
     except binascii.Error:

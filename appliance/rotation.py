@@ -20,6 +20,7 @@ _BATCH = 500
 def rewrap_all(app: Appliance) -> int:
     """Re-wrap every data key not under the active KEK; return how many changed."""
     keyring = app.keyring
+    keyring.refresh()
     changed = 0
     with app.session() as session:
         changed += rewrap_secrets(session, keyring)
@@ -42,7 +43,7 @@ def rewrap_all(app: Appliance) -> int:
 def keys_in_use(app: Appliance) -> dict[str, int]:
     with app.session() as session:
         counts: dict[str, int] = {}
-        for (kid,) in session.exec(select(Instance.kek_id)).all():  # type: ignore[misc]
+        for kid in session.exec(select(Instance.kek_id)).all():
             counts[kid] = counts.get(kid, 0) + 1
         for row in session.exec(select(WrappedSecret)).all():
             counts[row.kek_id] = counts.get(row.kek_id, 0) + 1
@@ -76,13 +77,15 @@ def _directory_source(app: Appliance) -> DirectoryKeySource:
 def rotate(app: Appliance, actor: str) -> tuple[str, int]:
     """Create a new active KEK (directory source) and re-wrap everything under it."""
     new_id = _directory_source(app).create()
-    app.keyring.refresh()
     changed = rewrap_all(app)
     _audit(app, actor, f"KEK rotated; {changed} data keys re-wrapped", new_id)
     return new_id, changed
 
 
 def retire(app: Appliance, actor: str, kid: str) -> None:
+    app.keyring.refresh()
+    if kid == app.keyring.active_id:
+        raise KeyMaterialError(f"KEK {kid} is active; rotate first, then retire it")
     in_use = keys_in_use(app).get(kid, 0)
     if in_use:
         raise KeyMaterialError(f"KEK {kid} still wraps {in_use} data keys; run 'appliance keys rewrap' first")

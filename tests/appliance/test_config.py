@@ -1,0 +1,42 @@
+"""Settings: file plus environment overrides, typed; homes are created once."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.config import load_settings, resolve_home
+from appliance.errors import ConfigError
+from appliance.home import init_home
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    init_home(tmp_path / "h")
+    assert load_settings(tmp_path / "h").dicom.port == 11112
+    monkeypatch.setenv("APPLIANCE_DICOM__PORT", "11999")
+    assert load_settings(tmp_path / "h").dicom.port == 11999
+
+
+def test_bad_values_are_reported(tmp_path, monkeypatch):
+    init_home(tmp_path / "h")
+    monkeypatch.setenv("APPLIANCE_DICOM__AE_TITLE", "A" * 17)
+    with pytest.raises(ConfigError, match="AE title"):
+        load_settings(tmp_path / "h")
+
+
+def test_init_refuses_an_existing_home(tmp_path):
+    init_home(tmp_path / "h")
+    with pytest.raises(ConfigError, match="already"):
+        init_home(tmp_path / "h")
+
+
+def test_home_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("APPLIANCE_HOME", raising=False)
+    with pytest.raises(ConfigError, match="APPLIANCE_HOME"):
+        resolve_home(None)
+    monkeypatch.setenv("APPLIANCE_HOME", str(tmp_path))
+    assert resolve_home(None) == tmp_path.resolve()
+
+
+def test_not_a_home(tmp_path):
+    with pytest.raises(ConfigError, match="appliance init"):
+        load_settings(tmp_path)

@@ -1,0 +1,102 @@
+"""KEK safety checks, rotation with re-wrapping only, retirement, and the env key source."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+from sqlmodel import select
+
+from appliance import crypto, rotation
+from appliance.context import open_appliance
+from appliance.db.tables import Instance
+from appliance.errors import KeyMaterialError
+from appliance.home import init_home
+from appliance.ingest import InstanceIndex
+from appliance.keys import DirectoryKeySource, EnvKeySource, WrappedKey
+from dicom_gateway.received import instance_from_part10
+from tests.support.synthetic import ct_series, write_series
+
+
+@pytest.fixture
+def app(tmp_path):
+    init_home(tmp_path / "home")
+    return open_appliance(tmp_path / "home")
+
+
+def key_file(app):
+    return next(app.settings.key_directory.glob("kek-*.key"))
+
+
+def test_world_readable_key_is_refused(app, tmp_path):
+    os.chmod(key_file(app), 0o644)
+    with pytest.raises(KeyMaterialError, match="readable by others"):
+        open_appliance(tmp_path / "home")
+
+
+@pytest.mark.parametrize("content", [b"changeme", b"\x00" * 32, b"ab" * 16, b"short"])
+def test_placeholder_key_is_refused(app, tmp_path, content):
+    key_file(app).write_bytes(content)
+    with pytest.raises(KeyMaterialError):
+        open_appliance(tmp_path / "home")
+
+
+def test_env_key_source(monkeypatch):
+    key = crypto.new_key()
+    monkeypatch.setenv("T_KEK", base64.b64encode(key).decode())
+    ring = EnvKeySource("T_KEK", "T_OLD").load()
+    wrapped = ring.wrap(b"k" * 32, "object:x")
+    assert ring.unwrap(wrapped, "object:x") == b"k" * 32
+    monkeypatch.setenv("T_KEK", "changeme")
+    with pytest.raises(KeyMaterialError, match="placeholder"):
+        EnvKeySource("T_KEK", "T_OLD").load()
+
+
+def _ingest(app, tmp_path, count):
+    index = InstanceIndex(app)
+    try:
+        for path in write_series(tmp_path / "in", ct_series(count)):
+            index.store(instance_from_part10(path.read_bytes(), "SCU", "APPLIANCE"))
+    finally:
+        index.close()
+
+
+def _read_all(app):
+    with app.session() as session:
+        rows = session.exec(select(Instance)).all()
+    return {r.sop_instance_uid: app.store.get(r.object_id, WrappedKey(r.kek_id, r.wrapped_key)) for r in rows}
+
+
+def test_rotate_rewraps_without_rewriting_objects_then_retire(app, tmp_path):
+    _ingest(app, tmp_path, 5)
+    before = _read_all(app)
+    old_id = app.keyring.active_id
+    files = sorted(app.store.objects.rglob("*.enc"))
+    stamps = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in files}
+
+    new_id, changed = rotation.rotate(app, "test")
+    assert new_id != old_id and changed == 5 + 1  # five data keys and the DB field key
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in files} == stamps
+
+    rotation.retire(app, "test", old_id)
+    assert not (app.settings.key_directory / f"kek-{old_id}.key").exists()
+    reopened = open_appliance(app.settings.home)
+    assert reopened.keyring.ids == [new_id]
+    assert _read_all(reopened) == before
+    events = (app.settings.log_path / "audit.jsonl").read_text()
+    assert "KEK rotated" in events and "KEK retired" in events
+
+
+def test_retire_refuses_the_active_key_and_one_still_in_use(app, tmp_path):
+    _ingest(app, tmp_path, 1)
+    old_id = app.keyring.active_id
+    with pytest.raises(KeyMaterialError, match="is active"):
+        rotation.retire(app, "test", old_id)
+    DirectoryKeySource(app.settings.key_directory).create()  # a new active key, nothing re-wrapped
+    with pytest.raises(KeyMaterialError, match="still wraps 2"):  # the instance and the field key
+        rotation.retire(app, "test", old_id)
+    rotation.rewrap_all(app)
+    with pytest.raises(KeyMaterialError, match="is active"):
+        rotation.retire(app, "test", app.keyring.active_id)
+    rotation.retire(app, "test", old_id)
