@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -145,3 +147,43 @@ class OrthancProcess:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=30)
+
+
+class PostgresProcess:
+    """A throwaway PostgreSQL cluster (Debian's binaries) on a free loopback port.
+
+    Its folder is a fresh temporary one, since the server runs as ``postgres`` when the tests
+    run as root and cannot enter pytest's private folders.
+    """
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="appliance-pg-"))
+        self.port = free_port()
+        self.data = self.root / "data"
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bins:
+            raise RuntimeError("PostgreSQL server binaries not found; run scripts/install-system-deps.sh")
+        self.bin = bins[-1]
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> PostgresProcess:
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "appliance", "--auth=trust")
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w", "start",
+            "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+        )
+        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "appliance", "appliance")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://appliance@127.0.0.1:{self.port}/appliance"
+
+    def stop(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,26 @@
+# Two commands for a newcomer: `make run` (the appliance on its embedded defaults) and `make test`.
+VENV ?= .venv
+HOME_DIR ?= appliance-home
+PYTHON ?= python3
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test,postgres]'
+	touch $@
+
+.PHONY: install system-deps run test benchmark
+install: $(VENV)/.installed
+
+system-deps:
+	scripts/install-system-deps.sh
+
+run: install
+	[ -f $(HOME_DIR)/appliance.toml ] || $(VENV)/bin/appliance init --home $(HOME_DIR)
+	$(VENV)/bin/appliance serve --home $(HOME_DIR)
+
+test: system-deps install
+	$(VENV)/bin/pytest
+
+benchmark: system-deps install
+	$(VENV)/bin/python benchmarks/ingest.py
