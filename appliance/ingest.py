@@ -12,7 +12,10 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-from sqlmodel import Session, select
+from collections import Counter
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Insert, Select, insert, select, update
 
 from appliance.context import Appliance
 from appliance.db.tables import Instance, Patient, Series, SeriesState, Study, utcnow
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 _LOCK_STRIPES = 64
 _BATCH_MAX = 128
 _COMMIT_WAIT_SECONDS = 120.0
+_PATIENT, _STUDY, _SERIES, _INSTANCE = (t.__table__ for t in (Patient, Study, Series, Instance))  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -46,6 +50,8 @@ class InstanceIndex:
     def __init__(self, app: Appliance) -> None:
         self.app = app
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        # row ids of patients, studies and series already in the database (committer thread only)
+        self._known: dict[tuple[str, str], int] = {}
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread = threading.Thread(target=self._commit_loop, name="index-commit", daemon=True)
         self._thread.start()
@@ -74,10 +80,10 @@ class InstanceIndex:
             return pending.pk
 
     def _indexed_pk(self, sop_instance_uid: str) -> int | None:
-        with Session(self.app.engine) as session:
-            return session.exec(
-                select(Instance.id).where(Instance.sop_instance_uid == sop_instance_uid)
-            ).first()
+        with self.app.engine.connect() as connection:
+            return connection.execute(
+                select(_INSTANCE.c.id).where(_INSTANCE.c.sop_instance_uid == sop_instance_uid)
+            ).scalar()
 
     # -- committer thread -------------------------------------------------------------------
     def _commit_loop(self) -> None:
@@ -98,11 +104,26 @@ class InstanceIndex:
             self._commit(batch)
 
     def _commit(self, batch: list[_Pending]) -> None:
+        created: dict[tuple[str, str], int] = {}
         try:
-            with Session(self.app.engine) as session:
+            with self.app.engine.begin() as connection:
+                grown: Counter[int] = Counter()
                 for pending in batch:
-                    self._add(session, pending)
-                session.commit()
+                    series_pk = self._series_pk(connection, pending.instance, created)
+                    grown[series_pk] += 1
+                    pending.pk = self._insert_instance(connection, pending, series_pk)
+                now = utcnow()
+                for series_pk, count in grown.items():
+                    connection.execute(
+                        update(_SERIES)
+                        .where(_SERIES.c.id == series_pk)
+                        .values(
+                            instance_count=_SERIES.c.instance_count + count,
+                            last_received_at=now,
+                            state=SeriesState.RECEIVING,
+                            completed_at=None,
+                        )
+                    )
         except Exception as exc:
             if len(batch) == 1:
                 log.error("index commit failed (%s)", type(exc).__name__)
@@ -112,58 +133,88 @@ class InstanceIndex:
             for pending in batch:  # isolate the row that fails; commit the others
                 self._commit([pending])
             return
+        self._known.update(created)
         for pending in batch:
             pending.done.set()
 
-    def _add(self, session: Session, pending: _Pending) -> None:
-        instance = pending.instance
+    def _find_or_insert(
+        self,
+        connection: Connection,
+        created: dict[tuple[str, str], int],
+        key: tuple[str, str],
+        find: Select,
+        insert_values: Callable[[], Insert],
+    ) -> int:
+        """The row id for ``key``: from the cache, the database, or a new row."""
+        pk = self._known.get(key) or created.get(key)
+        if pk is None:
+            pk = connection.execute(find).scalar()
+        if pk is None:
+            pk = connection.execute(insert_values()).inserted_primary_key[0]
+        created[key] = pk
+        return pk
+
+    def _series_pk(
+        self, connection: Connection, instance: ReceivedInstance, created: dict[tuple[str, str], int]
+    ) -> int:
         fields = self.app.fields
         identity = instance.patient
         lookup = fields.lookup(identity.issuer, identity.patient_id)
-        patient = session.exec(select(Patient).where(Patient.lookup == lookup)).first()
-        if patient is None:
-            patient = Patient(
+        patient_pk = self._find_or_insert(
+            connection,
+            created,
+            ("patient", lookup),
+            select(_PATIENT.c.id).where(_PATIENT.c.lookup == lookup),
+            lambda: insert(_PATIENT).values(
                 lookup=lookup,
                 name_enc=fields.encrypt("patient.name", identity.name),
                 patient_id_enc=fields.encrypt("patient.patient_id", identity.patient_id),
                 birth_date_enc=fields.encrypt("patient.birth_date", identity.birth_date),
-            )
-            session.add(patient)
-            session.flush()
-        study = session.exec(select(Study).where(Study.study_uid == instance.study_uid)).first()
-        if study is None:
-            study = Study(study_uid=instance.study_uid, patient_pk=patient.id)
-            session.add(study)
-            session.flush()
-        series = session.exec(
-            select(Series).where(
-                Series.called_ae == instance.called_ae, Series.series_uid == instance.series_uid
-            )
-        ).first()
-        if series is None:
-            series = Series(
-                study_pk=study.id,
+                created_at=utcnow(),
+            ),
+        )
+        study_pk = self._find_or_insert(
+            connection,
+            created,
+            ("study", instance.study_uid),
+            select(_STUDY.c.id).where(_STUDY.c.study_uid == instance.study_uid),
+            lambda: insert(_STUDY).values(
+                study_uid=instance.study_uid, patient_pk=patient_pk, created_at=utcnow()
+            ),
+        )
+        return self._find_or_insert(
+            connection,
+            created,
+            ("series", f"{instance.called_ae}\\{instance.series_uid}"),
+            select(_SERIES.c.id).where(
+                _SERIES.c.called_ae == instance.called_ae, _SERIES.c.series_uid == instance.series_uid
+            ),
+            lambda: insert(_SERIES).values(
+                study_pk=study_pk,
                 series_uid=instance.series_uid,
                 called_ae=instance.called_ae,
                 modality=instance.modality,
-            )
-        series.instance_count += 1
-        series.last_received_at = utcnow()
-        series.state = SeriesState.RECEIVING
-        series.completed_at = None
-        session.add(series)
-        session.flush()
-        row = Instance(
+                state=SeriesState.RECEIVING,
+                instance_count=0,
+                last_received_at=utcnow(),
+            ),
+        )
+
+    @staticmethod
+    def _insert_instance(connection: Connection, pending: _Pending, series_pk: int) -> int:
+        instance = pending.instance
+        result = connection.execute(
+            insert(_INSTANCE).values(
                 sop_instance_uid=instance.sop_instance_uid,
                 sop_class_uid=instance.sop_class_uid,
                 transfer_syntax_uid=instance.transfer_syntax_uid,
-                series_pk=series.id,
+                series_pk=series_pk,
                 source_ae=instance.calling_ae,
                 size=pending.size,
                 object_id=pending.object_id,
                 kek_id=pending.wrapped.kek_id,
                 wrapped_key=pending.wrapped.blob,
+                received_at=utcnow(),
+            )
         )
-        session.add(row)
-        session.flush()
-        pending.pk = row.id
+        return result.inserted_primary_key[0]
