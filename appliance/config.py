@@ -41,7 +41,8 @@ class DicomSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = 11112
     max_associations: int = 16
-    max_pdu: int = 0
+    workers: int = Field(0, ge=0, description="gateway processes sharing the port; 0: one per CPU, at most 4")
+    max_pdu: int = Field(262144, description="largest PDU we accept; 0 = unlimited")
     max_instance_bytes: int = 1024**3
     min_free_bytes: int = 1024**3
     network_timeout_seconds: float = 60.0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from appliance import crypto
 from appliance.config import Settings, load_settings
@@ -50,7 +50,7 @@ def load_or_create_secret(engine: Engine, keyring: Keyring, name: str) -> bytes:
 
 def rewrap_secrets(session: Session, keyring: Keyring) -> int:
     count = 0
-    for row in session.query(WrappedSecret).all():
+    for row in session.exec(select(WrappedSecret)).all():
         wrapped = keyring.rewrap(WrappedKey(row.kek_id, row.blob), _secret_purpose(row.name))
         if wrapped.kek_id != row.kek_id:
             row.kek_id, row.blob = wrapped.kek_id, wrapped.blob
@@ -65,11 +65,13 @@ def open_appliance(home: Path) -> Appliance:
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
     fields = FieldCipher(load_or_create_secret(engine, keyring, FIELD_KEY_NAME))
+    store = EncryptedStore(settings.store_path, keyring)
+    store.prepare()
     return Appliance(
         settings=settings,
         engine=engine,
         keyring=keyring,
-        store=EncryptedStore(settings.store_path, keyring),
+        store=store,
         fields=fields,
         audit=JsonLinesSink(settings.log_path / "audit.jsonl"),
     )

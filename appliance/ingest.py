@@ -14,20 +14,21 @@ from dataclasses import dataclass, field
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from appliance.context import Appliance
 from appliance.db.tables import Instance, Patient, Series, SeriesState, Study, utcnow
 from appliance.keys import WrappedKey
-from appliance.store import object_id_for
+from appliance.store import new_object_id
 from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance
 from dicom_gateway.received import ReceivedInstance
 
 log = logging.getLogger(__name__)
 
-_LOCK_STRIPES = 64
 _BATCH_MAX = 128
 _COMMIT_WAIT_SECONDS = 120.0
 _PATIENT, _STUDY, _SERIES, _INSTANCE = (t.__table__ for t in (Patient, Study, Series, Instance))  # type: ignore[attr-defined]
@@ -42,6 +43,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     pk: int | None = None
+    duplicate: bool = False
 
 
 class InstanceIndex:
@@ -49,7 +51,6 @@ class InstanceIndex:
 
     def __init__(self, app: Appliance) -> None:
         self.app = app
-        self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         # row ids of patients, studies and series already in the database (committer thread only)
         self._known: dict[tuple[str, str], int] = {}
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
@@ -61,23 +62,29 @@ class InstanceIndex:
         self._thread.join(timeout=30)
 
     def store(self, instance: ReceivedInstance) -> int:
-        """Store and index ``instance`` (or find it stored already); return its row id."""
-        object_id = object_id_for("instance", instance.sop_instance_uid)
-        with self._locks[hash(object_id) % _LOCK_STRIPES]:
-            existing = self._indexed_pk(instance.sop_instance_uid)
-            if existing is not None:
-                log.info("instance %s already stored; resend acknowledged", instance.sop_instance_uid)
-                return existing
-            data = instance.part10()
-            wrapped = self.app.store.put(object_id, data)
-            pending = _Pending(instance, object_id, len(data), wrapped)
-            self._queue.put(pending)
-            if not pending.done.wait(_COMMIT_WAIT_SECONDS) or pending.error is not None:
-                self.app.store.delete(object_id)
-                reason = type(pending.error).__name__ if pending.error else "index commit timed out"
-                raise RejectedInstance(status.OUT_OF_RESOURCES, f"could not index instance ({reason})")
-            assert pending.pk is not None
-            return pending.pk
+        """Store and index ``instance`` (or find it stored already); return its row id.
+
+        Every write goes to a new random object id, so a resend never touches the stored copy:
+        if the SOP Instance UID is already indexed, the new file is dropped and the resend is
+        acknowledged as a success.
+        """
+        existing = self._indexed_pk(instance.sop_instance_uid)
+        if existing is not None:
+            log.info("instance %s already stored; resend acknowledged", instance.sop_instance_uid)
+            return existing
+        object_id = new_object_id()
+        data = instance.part10()
+        wrapped = self.app.store.put(object_id, data)
+        pending = _Pending(instance, object_id, len(data), wrapped)
+        self._queue.put(pending)
+        if not pending.done.wait(_COMMIT_WAIT_SECONDS) or pending.error is not None:
+            self.app.store.delete(object_id)
+            reason = type(pending.error).__name__ if pending.error else "index commit timed out"
+            raise RejectedInstance(status.OUT_OF_RESOURCES, f"could not index instance ({reason})")
+        assert pending.pk is not None
+        if pending.duplicate:
+            self.app.store.delete(object_id)
+        return pending.pk
 
     def _indexed_pk(self, sop_instance_uid: str) -> int | None:
         with self.app.engine.connect() as connection:
@@ -115,17 +122,12 @@ class InstanceIndex:
                 now = utcnow()
                 for series_pk, count in grown.items():
                     connection.execute(
-                        update(_SERIES)
-                        .where(_SERIES.c.id == series_pk)
-                        .values(
-                            instance_count=_SERIES.c.instance_count + count,
-                            last_received_at=now,
-                            state=SeriesState.RECEIVING,
-                            completed_at=None,
-                        )
+                        _GROW_SERIES, {"pk": series_pk, "count": count, "now": now, "state": SeriesState.RECEIVING}
                     )
         except Exception as exc:
             if len(batch) == 1:
+                if isinstance(exc, IntegrityError) and self._mark_duplicate(batch[0]):
+                    return
                 log.error("index commit failed (%s)", type(exc).__name__)
                 batch[0].error = exc
                 batch[0].done.set()
@@ -137,20 +139,30 @@ class InstanceIndex:
         for pending in batch:
             pending.done.set()
 
-    def _find_or_insert(
+    def _mark_duplicate(self, pending: _Pending) -> bool:
+        """A concurrent store of the same instance won the race: point at its row."""
+        pk = self._indexed_pk(pending.instance.sop_instance_uid)
+        if pk is None:
+            return False
+        pending.pk, pending.duplicate = pk, True
+        pending.done.set()
+        return True
+
+    def _row_id(
         self,
         connection: Connection,
         created: dict[tuple[str, str], int],
         key: tuple[str, str],
-        find: Select,
-        insert_values: Callable[[], Insert],
+        find: dict[str, str],
+        row: Callable[[], dict[str, Any]],
     ) -> int:
-        """The row id for ``key``: from the cache, the database, or a new row."""
+        """The id of the patient, study or series ``key``: cached, found, or inserted."""
         pk = self._known.get(key) or created.get(key)
         if pk is None:
-            pk = connection.execute(find).scalar()
-        if pk is None:
-            pk = connection.execute(insert_values()).inserted_primary_key[0]
+            kind = key[0]
+            pk = connection.execute(_FIND[kind], find).scalar()
+            if pk is None:
+                pk = connection.execute(_INSERT[kind], row()).inserted_primary_key[0]
         created[key] = pk
         return pk
 
@@ -160,61 +172,76 @@ class InstanceIndex:
         fields = self.app.fields
         identity = instance.patient
         lookup = fields.lookup(identity.issuer, identity.patient_id)
-        patient_pk = self._find_or_insert(
+        patient_pk = self._row_id(
             connection,
             created,
             ("patient", lookup),
-            select(_PATIENT.c.id).where(_PATIENT.c.lookup == lookup),
-            lambda: insert(_PATIENT).values(
-                lookup=lookup,
-                name_enc=fields.encrypt("patient.name", identity.name),
-                patient_id_enc=fields.encrypt("patient.patient_id", identity.patient_id),
-                birth_date_enc=fields.encrypt("patient.birth_date", identity.birth_date),
-                created_at=utcnow(),
-            ),
+            {"lookup": lookup},
+            lambda: {
+                "lookup": lookup,
+                "name_enc": fields.encrypt("patient.name", identity.name),
+                "patient_id_enc": fields.encrypt("patient.patient_id", identity.patient_id),
+                "birth_date_enc": fields.encrypt("patient.birth_date", identity.birth_date),
+                "created_at": utcnow(),
+            },
         )
-        study_pk = self._find_or_insert(
+        study_pk = self._row_id(
             connection,
             created,
             ("study", instance.study_uid),
-            select(_STUDY.c.id).where(_STUDY.c.study_uid == instance.study_uid),
-            lambda: insert(_STUDY).values(
-                study_uid=instance.study_uid, patient_pk=patient_pk, created_at=utcnow()
-            ),
+            {"study_uid": instance.study_uid},
+            lambda: {"study_uid": instance.study_uid, "patient_pk": patient_pk, "created_at": utcnow()},
         )
-        return self._find_or_insert(
+        return self._row_id(
             connection,
             created,
             ("series", f"{instance.called_ae}\\{instance.series_uid}"),
-            select(_SERIES.c.id).where(
-                _SERIES.c.called_ae == instance.called_ae, _SERIES.c.series_uid == instance.series_uid
-            ),
-            lambda: insert(_SERIES).values(
-                study_pk=study_pk,
-                series_uid=instance.series_uid,
-                called_ae=instance.called_ae,
-                modality=instance.modality,
-                state=SeriesState.RECEIVING,
-                instance_count=0,
-                last_received_at=utcnow(),
-            ),
+            {"called_ae": instance.called_ae, "series_uid": instance.series_uid},
+            lambda: {
+                "study_pk": study_pk,
+                "series_uid": instance.series_uid,
+                "called_ae": instance.called_ae,
+                "modality": instance.modality,
+                "state": SeriesState.RECEIVING,
+                "instance_count": 0,
+                "last_received_at": utcnow(),
+            },
         )
 
     @staticmethod
     def _insert_instance(connection: Connection, pending: _Pending, series_pk: int) -> int:
         instance = pending.instance
-        result = connection.execute(
-            insert(_INSTANCE).values(
-                sop_instance_uid=instance.sop_instance_uid,
-                sop_class_uid=instance.sop_class_uid,
-                transfer_syntax_uid=instance.transfer_syntax_uid,
-                series_pk=series_pk,
-                source_ae=instance.calling_ae,
-                size=pending.size,
-                object_id=pending.object_id,
-                kek_id=pending.wrapped.kek_id,
-                wrapped_key=pending.wrapped.blob,
-                received_at=utcnow(),
-            )
-        )
-        return result.inserted_primary_key[0]
+        row = {
+            "sop_instance_uid": instance.sop_instance_uid,
+            "sop_class_uid": instance.sop_class_uid,
+            "transfer_syntax_uid": instance.transfer_syntax_uid,
+            "series_pk": series_pk,
+            "source_ae": instance.calling_ae,
+            "size": pending.size,
+            "object_id": pending.object_id,
+            "kek_id": pending.wrapped.kek_id,
+            "wrapped_key": pending.wrapped.blob,
+            "received_at": utcnow(),
+        }
+        return connection.execute(_INSERT["instance"], row).inserted_primary_key[0]
+
+
+# Statements built once: the committer runs them for every instance.
+_FIND = {
+    "patient": select(_PATIENT.c.id).where(_PATIENT.c.lookup == bindparam("lookup")),
+    "study": select(_STUDY.c.id).where(_STUDY.c.study_uid == bindparam("study_uid")),
+    "series": select(_SERIES.c.id).where(
+        _SERIES.c.called_ae == bindparam("called_ae"), _SERIES.c.series_uid == bindparam("series_uid")
+    ),
+}
+_INSERT = {name: insert(table) for name, table in [("patient", _PATIENT), ("study", _STUDY), ("series", _SERIES), ("instance", _INSTANCE)]}
+_GROW_SERIES = (
+    update(_SERIES)
+    .where(_SERIES.c.id == bindparam("pk"))
+    .values(
+        instance_count=_SERIES.c.instance_count + bindparam("count"),
+        last_received_at=bindparam("now"),
+        state=bindparam("state"),
+        completed_at=None,
+    )
+)

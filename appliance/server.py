@@ -11,44 +11,13 @@ import uvicorn
 
 from appliance.assembly import Assembler
 from appliance.context import Appliance
-from appliance.errors import ConfigError
 from appliance.http_api import create_app
-from appliance.ingest import InstanceIndex
-from appliance.peers import DatabaseSourcePolicy
+from appliance.gateway import GatewayProcesses
 from appliance.reconcile import reconcile
 from appliance.sending import SendWorker, release_interrupted
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
-from dicom_gateway import tls
-from dicom_gateway.scp import GatewayConfig, StorageSCP
 
 log = logging.getLogger(__name__)
-
-
-def _gateway_config(app: Appliance, dicom_port: int) -> GatewayConfig:
-    dicom = app.settings.dicom
-    context = None
-    if dicom.tls.enabled:
-        if not (dicom.tls.cert_file and dicom.tls.key_file):
-            raise ConfigError("dicom.tls.enabled needs dicom.tls.cert_file and dicom.tls.key_file")
-        context = tls.server_context(
-            app.settings.path(dicom.tls.cert_file),
-            app.settings.path(dicom.tls.key_file),
-            app.settings.path(dicom.tls.ca_file) if dicom.tls.ca_file else None,
-            dicom.tls.require_client_cert,
-        )
-    return GatewayConfig(
-        ae_title=dicom.ae_title,
-        host=dicom.host,
-        port=dicom_port,
-        max_associations=dicom.max_associations,
-        max_instance_bytes=dicom.max_instance_bytes,
-        min_free_bytes=dicom.min_free_bytes,
-        free_space_path=app.store.root,
-        network_timeout=dicom.network_timeout_seconds,
-        max_pdu=dicom.max_pdu,
-        tls_context=context,
-        handshake_timeout=dicom.tls.handshake_timeout_seconds,
-    )
 
 
 def _lifecycle_event(app: Appliance, type_code: str) -> None:
@@ -74,18 +43,12 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
         len(report.orphans_quarantined),
         len(report.missing_files),
     )
-    index = InstanceIndex(app)
-    scp = StorageSCP(
-        _gateway_config(app, dicom_port if dicom_port is not None else settings.dicom.port),
-        DatabaseSourcePolicy(app, settings.dicom.tls.require_client_cert),
-        index,
-        app.audit,
-    )
+    gateway = GatewayProcesses(app, dicom_port if dicom_port is not None else settings.dicom.port)
     assembler = Assembler(app)
     sender = SendWorker(app)
     http = uvicorn.Server(
         uvicorn.Config(
-            create_app(app, lambda: scp.running, lambda: scp.security_events),
+            create_app(app, lambda: gateway.running, lambda: gateway.security.value),
             host=settings.http.host,
             port=http_port if http_port is not None else settings.http.port,
             log_level="warning",
@@ -96,20 +59,26 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    port = scp.start()
+    port = gateway.start()
     assembler.start()
     sender.start()
     http_thread = threading.Thread(target=lambda: asyncio.run(http.serve()), name="http", daemon=True)
     http_thread.start()
     _lifecycle_event(app, "Application Start")
-    log.info("serving DICOM as %s on port %d, HTTP on port %d", settings.dicom.ae_title, port, http.config.port)
-    stop.wait()
+    log.info(
+        "serving DICOM as %s on port %d (%d processes), HTTP on port %d",
+        settings.dicom.ae_title,
+        port,
+        gateway.count,
+        http.config.port,
+    )
+    while not stop.wait(1.0):
+        gateway.supervise()
 
     log.info("stopping")
-    scp.stop()
+    gateway.stop()
     http.should_exit = True
     assembler.stop()
     sender.stop()
-    index.close()
     http_thread.join(timeout=10)
     _lifecycle_event(app, "Application Stop")

@@ -1,6 +1,6 @@
 """The encrypted object store: every object sealed with its own data key, written durably.
 
-On disk an object is ``MAGIC || nonce || ciphertext || tag`` at ``objects/ab/cd/<id>.enc``; the
+On disk an object is ``MAGIC || nonce || ciphertext || tag`` at ``objects/ab/<id>.enc``; the
 data key, wrapped by the KEK, is returned to the caller to keep in the index (so rotating the KEK
 re-wraps index rows and never rewrites object data). The associated data names the object, so
 swapping two files is detected on read.
@@ -8,22 +8,22 @@ swapping two files is detected on read.
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 from appliance import crypto
 from appliance.errors import IntegrityError, StoreError
-from appliance.fsutil import write_durably
+from appliance.fsutil import fsync_directory, write_durably
 from appliance.keys import Keyring, WrappedKey
 
 MAGIC = b"APLOBJ1\x00"
 SUFFIX = ".enc"
 
 
-def object_id_for(kind: str, natural_key: str) -> str:
-    """A stable, opaque object id (e.g. for an instance, from its SOP Instance UID)."""
-    return hashlib.sha256(f"{kind}|{natural_key}".encode()).hexdigest()[:40]
+def new_object_id() -> str:
+    """A fresh, opaque object id: random, so it reveals nothing and no write reuses a path."""
+    return secrets.token_hex(20)
 
 
 def _purpose(object_id: str) -> str:
@@ -37,7 +37,15 @@ class EncryptedStore:
         self.objects = root / "objects"
 
     def path_of(self, object_id: str) -> Path:
-        return self.objects / object_id[:2] / object_id[2:4] / f"{object_id}{SUFFIX}"
+        return self.objects / object_id[:2] / f"{object_id}{SUFFIX}"
+
+    def prepare(self) -> None:
+        """Create the 256 shard folders once, durably, so no write has to create a folder."""
+        self.objects.mkdir(parents=True, exist_ok=True)
+        for shard in range(256):
+            (self.objects / f"{shard:02x}").mkdir(exist_ok=True)
+        fsync_directory(self.objects)
+        fsync_directory(self.root)
 
     def put(self, object_id: str, data: bytes) -> WrappedKey:
         """Encrypt and durably write ``data``; return the wrapped data key for the index."""
@@ -45,7 +53,6 @@ class EncryptedStore:
         blob = MAGIC + crypto.seal(data_key, data, _purpose(object_id).encode())
         path = self.path_of(object_id)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             write_durably(path, blob)
         except OSError as exc:
             raise StoreError(f"could not write object {object_id}: {exc.strerror}") from exc
@@ -72,13 +79,13 @@ class EncryptedStore:
         self.path_of(object_id).unlink(missing_ok=True)
 
     def object_ids(self) -> Iterator[str]:
-        for path in self.objects.glob(f"*/*/*{SUFFIX}"):
+        for path in self.objects.glob(f"*/*{SUFFIX}"):
             yield path.name[: -len(SUFFIX)]
 
     def remove_partial_writes(self) -> int:
         """Delete temporary files left by a crash mid-write (never acknowledged)."""
         count = 0
-        for path in self.objects.glob("*/*/.tmp-*"):
+        for path in self.objects.glob("*/.tmp-*"):
             path.unlink(missing_ok=True)
             count += 1
         return count

@@ -2,7 +2,8 @@
 
 Sends the same synthetic 512x512 CT instances over 4 parallel storescu associations to each
 receiver in turn and prints instances/s for each, the ratios, and the appliance's peak RSS.
-The appliance encrypts, fsyncs and indexes every instance before acknowledging it; Orthanc
+The appliance (all its processes: main and gateway workers) encrypts, fsyncs and indexes
+every instance before acknowledging it; Orthanc
 (Debian package, SQLite index) and storescp write plain files. dcmtk tools run with
 TCP_NODELAY=1 (without it Nagle's algorithm makes them many times slower on loopback).
 
@@ -51,6 +52,8 @@ def send(files: list[Path], port: int, called: str, parallel: int) -> float:
 
 
 class PeakRss:
+    """Peak resident memory of a process and its children (the gateway worker processes)."""
+
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
         self.peak = 0
@@ -61,7 +64,8 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             try:
-                self.peak = max(self.peak, self.process.memory_info().rss)
+                tree = [self.process, *self.process.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in tree))
             except psutil.Error:
                 return
 

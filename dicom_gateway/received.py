@@ -7,16 +7,15 @@ no patient data.
 
 from __future__ import annotations
 
+import struct
 import warnings
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomBytesIO
+from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
 from dicom_gateway import status
@@ -51,17 +50,36 @@ class ReceivedInstance:
 
     def part10(self) -> bytes:
         """The instance as a DICOM Part 10 file: preamble, file meta, dataset as received."""
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = self.sop_class_uid
-        meta.MediaStorageSOPInstanceUID = self.sop_instance_uid
-        meta.TransferSyntaxUID = self.transfer_syntax_uid
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        meta.SourceApplicationEntityTitle = self.calling_ae
-        out = DicomBytesIO()
-        out.write(b"\x00" * 128 + b"DICM")
-        write_file_meta_info(out, meta, enforce_standard=True)
-        out.write(self.dataset_bytes)
-        return out.getvalue()
+        meta = b"".join(
+            (
+                _meta_element(0x0001, b"OB", b"\x00\x01"),
+                _meta_element(0x0002, b"UI", _ui(self.sop_class_uid)),
+                _meta_element(0x0003, b"UI", _ui(self.sop_instance_uid)),
+                _meta_element(0x0010, b"UI", _ui(self.transfer_syntax_uid)),
+                _meta_element(0x0012, b"UI", _ui(PYDICOM_IMPLEMENTATION_UID)),
+                _meta_element(0x0016, b"AE", _padded(self.calling_ae.encode("ascii", "replace"))),
+            )
+        )
+        group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(meta)))
+        return b"".join((_PREAMBLE, group_length, meta, self.dataset_bytes))
+
+
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+
+
+def _padded(value: bytes, pad: bytes = b" ") -> bytes:
+    return value + pad if len(value) % 2 else value
+
+
+def _ui(uid: str) -> bytes:
+    return _padded(uid.encode("ascii"), b"\x00")
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element of group 0002 (file meta is always encoded so)."""
+    if vr == b"OB":
+        return struct.pack("<HH2sHI", 0x0002, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
 
 
 def _check_lengths(dataset: Dataset) -> None:

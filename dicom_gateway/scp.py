@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import ssl
 import threading
 from collections import Counter
@@ -47,9 +48,10 @@ from audit.events import (
 from audit.sink import AuditSink
 from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance
+from dicom_gateway.limits import AssociationGate, SharedCounter
 from dicom_gateway.policy import AssociationRequest, RejectReason, SourcePolicy
 from dicom_gateway.received import ReceivedInstance, parse_instance
-from dicom_gateway.tls import HandshakeAuditingServer, certificate_names
+from dicom_gateway.tls import Handoff, HandshakeAuditingServer, certificate_names
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +110,27 @@ def _failure(code: int, comment: str) -> Dataset:
 
 class StorageSCP:
     def __init__(
-        self, config: GatewayConfig, policy: SourcePolicy, sink: InstanceSink, audit: AuditSink
+        self,
+        config: GatewayConfig,
+        policy: SourcePolicy,
+        sink: InstanceSink,
+        audit: AuditSink,
+        security_events: SharedCounter | None = None,
+        gate: AssociationGate | None = None,
+        load: SharedCounter | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self.config = config
         self.policy = policy
         self.sink = sink
         self.audit = audit
-        self.security_events = 0
+        self.security_events = security_events or SharedCounter()
+        self.gate = gate or AssociationGate(config.max_associations)
+        self.load = load or SharedCounter()  # this process's open associations
+        self.handoff = handoff
         self._lock = threading.Lock()
         self._tallies: dict[int, _AssociationTally] = {}
+        self._admitted: set[int] = set()
         self._server: HandshakeAuditingServer | None = None
 
         ae = AE(ae_title=config.ae_title)
@@ -130,26 +144,42 @@ class StorageSCP:
         self.ae = ae
 
     # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> int:
+    def _make_server(self, host: str, port: int) -> HandshakeAuditingServer:
         handlers = [
             (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
-        server = self.ae.make_server(
-            (self.config.host, self.config.port),
+        return self.ae.make_server(
+            (host, port),
             evt_handlers=handlers,
             server_class=HandshakeAuditingServer,
             tls_context=self.config.tls_context,
             on_refused=self._on_handshake_refused,
             handshake_timeout=self.config.handshake_timeout,
+            handoff=self.handoff,
         )
+
+    def start(self) -> int:
+        """Listen on the configured port; return the port (useful when it was 0)."""
+        server = self._make_server(self.config.host, self.config.port)
         self._server = server
+        server.listening = True
         threading.Thread(target=server.serve_forever, name="dicom-accept", daemon=True).start()
         return int(server.server_address[1])
+
+    def start_detached(self) -> None:
+        """Serve only connections handed over with :meth:`adopt` (a worker process)."""
+        server = self._make_server("127.0.0.1", 0)
+        server.socket.close()
+        self._server = server
+
+    def adopt(self, connection: socket.socket, address: tuple[str, int]) -> None:
+        """Serve a connection accepted elsewhere (by the main process)."""
+        assert self._server is not None, "start or start_detached first"
+        self._server.process_request(connection, address)
 
     @property
     def running(self) -> bool:
@@ -158,13 +188,11 @@ class StorageSCP:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
-            self._server.server_close()
             self._server = None
 
     # -- association ------------------------------------------------------------------------
     def _security_alert(self, host: str, who: str, description: str, type_code: str) -> None:
-        with self._lock:
-            self.security_events += 1
+        self.security_events.add()
         self.audit.emit(
             AuditEvent(
                 event_id=EventID.SECURITY_ALERT,
@@ -213,15 +241,16 @@ class StorageSCP:
             log.error("source policy failed (%s); rejecting association", type(exc).__name__)
             request = AssociationRequest("?", "?", assoc.requestor.address, 0, False, None, None)
             reason = RejectReason.CALLING_AE_NOT_RECOGNISED
-        if reason is not None:
-            self._reject(request, reason)
-            assoc.acse.send_reject(*reason.result_source_diagnostic)
-            assoc.kill()
-
-    def _on_rejected(self, event: evt.Event) -> None:
-        # pynetdicom's own rejections, i.e. the association limit
-        request = self._request_of(event.assoc)
-        self._reject(request, RejectReason.TOO_MANY_ASSOCIATIONS)
+        if reason is None:
+            if self.gate.try_enter():
+                with self._lock:
+                    self._admitted.add(id(assoc))
+                self.load.add()
+                return
+            reason = RejectReason.TOO_MANY_ASSOCIATIONS
+        self._reject(request, reason)
+        assoc.acse.send_reject(*reason.result_source_diagnostic)
+        assoc.kill()
 
     def _on_established(self, event: evt.Event) -> None:
         request = self._request_of(event.assoc)
@@ -245,6 +274,11 @@ class StorageSCP:
     def _on_closed(self, event: evt.Event) -> None:
         with self._lock:
             tally = self._tallies.pop(id(event.assoc), None)
+            admitted = id(event.assoc) in self._admitted
+            self._admitted.discard(id(event.assoc))
+        if admitted:
+            self.gate.leave()
+            self.load.add(-1)
         if tally is None:
             return
         for succeeded, count in sorted(tally.outcomes.items()):

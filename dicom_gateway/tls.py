@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import socketserver
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -66,10 +67,17 @@ def describe_handshake_failure(exc: BaseException) -> str:
 
 
 HandshakeRefused = Callable[[tuple[str, int], str], None]
+# Given an accepted connection, hand it to another process (True) or keep it here (False).
+Handoff = Callable[[socket.socket, tuple[str, int]], bool]
 
 
 class HandshakeAuditingServer(ThreadedAssociationServer):
-    """An association server whose TLS handshakes happen per connection and are accounted for."""
+    """An association server whose TLS handshakes happen per connection and are accounted for.
+
+    A ``handoff`` callable may pass accepted connections to other processes (see the appliance's
+    gateway). It is made with ``AE.make_server``, not ``AE.start_server``, so it is not in the AE's list of
+    servers; ``shutdown`` therefore stops it directly.
+    """
 
     def __init__(
         self,
@@ -77,8 +85,10 @@ class HandshakeAuditingServer(ThreadedAssociationServer):
         tls_context: ssl.SSLContext | None,
         on_refused: HandshakeRefused,
         handshake_timeout: float,
+        handoff: Handoff | None = None,
         **kwargs: Any,
     ) -> None:
+        self.handoff = handoff
         self.tls_context = tls_context
         self.on_refused = on_refused
         self.handshake_timeout = handshake_timeout
@@ -87,6 +97,21 @@ class HandshakeAuditingServer(ThreadedAssociationServer):
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
         return self.socket.accept()
+
+    def shutdown(self) -> None:
+        if self.listening:
+            socketserver.TCPServer.shutdown(self)
+        self.server_close()
+        for assoc in self.active_associations:
+            assoc.abort()
+
+    listening = False  # True once serve_forever is started (not for a server fed by handoff)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self.handoff is not None and self.handoff(request, client_address):
+            request.close()  # another process serves it now; drop only our copy of the fd
+            return
+        super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         if self.tls_context is not None:

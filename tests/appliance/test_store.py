@@ -6,19 +6,20 @@ import pytest
 
 from appliance.errors import IntegrityError
 from appliance.keys import WrappedKey
-from appliance.store import EncryptedStore, object_id_for
+from appliance.store import EncryptedStore, new_object_id
 from appliance.keys import Keyring
 from appliance import crypto
 
 
 @pytest.fixture
 def store(tmp_path) -> EncryptedStore:
-    key = crypto.new_key()
-    return EncryptedStore(tmp_path / "store", Keyring({"k1": key}, "k1"))
+    store = EncryptedStore(tmp_path / "store", Keyring({"k1": crypto.new_key()}, "k1"))
+    store.prepare()
+    return store
 
 
 def test_round_trip_and_ciphertext_on_disk(store):
-    oid = object_id_for("instance", "1.2.3")
+    oid = new_object_id()
     wrapped = store.put(oid, b"PatientName=Doe^John" * 10)
     assert b"Doe^John" not in store.path_of(oid).read_bytes()
     assert store.get(oid, wrapped) == b"PatientName=Doe^John" * 10
@@ -26,7 +27,7 @@ def test_round_trip_and_ciphertext_on_disk(store):
 
 
 def test_flipped_ciphertext_byte_names_the_object(store):
-    oid = object_id_for("instance", "1.2.3")
+    oid = new_object_id()
     wrapped = store.put(oid, b"x" * 1000)
     path = store.path_of(oid)
     data = bytearray(path.read_bytes())
@@ -37,7 +38,7 @@ def test_flipped_ciphertext_byte_names_the_object(store):
 
 
 def test_altered_wrapped_key_is_refused(store):
-    oid = object_id_for("instance", "1.2.3")
+    oid = new_object_id()
     wrapped = store.put(oid, b"payload")
     blob = bytearray(wrapped.blob)
     blob[20] ^= 0x80
@@ -46,7 +47,7 @@ def test_altered_wrapped_key_is_refused(store):
 
 
 def test_swapped_files_are_detected(store):
-    a, b = object_id_for("instance", "1.1"), object_id_for("instance", "2.2")
+    a, b = new_object_id(), new_object_id()
     wa, wb = store.put(a, b"first object"), store.put(b, b"second object")
     pa, pb = store.path_of(a), store.path_of(b)
     da, db = pa.read_bytes(), pb.read_bytes()
@@ -60,7 +61,7 @@ def test_swapped_files_are_detected(store):
 
 
 def test_truncated_file_is_refused(store):
-    oid = object_id_for("instance", "9.9")
+    oid = new_object_id()
     wrapped = store.put(oid, b"y" * 100)
     path = store.path_of(oid)
     path.write_bytes(path.read_bytes()[:30])
