@@ -84,9 +84,7 @@ class SendSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything the appliance reads at start; paths are relative to ``home``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="APPLIANCE_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="APPLIANCE_", env_nested_delimiter="__", extra="forbid")
 
     home: Path
     database_url: str | None = None

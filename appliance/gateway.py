@@ -70,7 +70,9 @@ def gateway_config(app: Appliance, port: int) -> GatewayConfig:
     )
 
 
-def _scp(app: Appliance, index: InstanceIndex, port: int, shared: _Shared, load: SharedCounter, handoff=None) -> StorageSCP:  # type: ignore[no-untyped-def]
+def _scp(
+    app: Appliance, index: InstanceIndex, port: int, shared: _Shared, load: SharedCounter, handoff=None
+) -> StorageSCP:  # type: ignore[no-untyped-def]
     return StorageSCP(
         gateway_config(app, port),
         DatabaseSourcePolicy(app, app.settings.dicom.tls.require_client_cert),
@@ -111,7 +113,9 @@ def _receive_connections(channel: socket.socket, scp: StorageSCP, closed: thread
     closed.set()
 
 
-def _worker_main(home: str, channel: socket.socket, shared: _Shared, load: Any, ready: Any, parent: int) -> None:
+def _worker_main(
+    home: str, channel: socket.socket, shared: _Shared, load: Any, ready: Any, parent: int
+) -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
         return
@@ -149,7 +153,9 @@ class GatewayProcesses:
         self.app = app
         self.count = worker_count(app)
         self.security = SharedCounter()
-        self._shared = _Shared(self.security.shared, SharedCounter().shared, app.settings.dicom.max_associations)
+        self._shared = _Shared(
+            self.security.shared, SharedCounter().shared, app.settings.dicom.max_associations
+        )
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._rotation = itertools.count()
@@ -168,7 +174,14 @@ class GatewayProcesses:
         load, ready = SharedCounter(), SharedCounter()
         process = self._context.Process(
             target=_worker_main,
-            args=(str(self.app.settings.home), worker_end, self._shared, load.shared, ready.shared, os.getpid()),
+            args=(
+                str(self.app.settings.home),
+                worker_end,
+                self._shared,
+                load.shared,
+                ready.shared,
+                os.getpid(),
+            ),
             name="dicom-worker",
         )
         process.start()
@@ -195,7 +208,9 @@ class GatewayProcesses:
         for position, worker in enumerate(self._workers):
             if not worker.process.is_alive():
                 log.error(
-                    "gateway worker %s exited with %s; restarting it", worker.process.pid, worker.process.exitcode
+                    "gateway worker %s exited with %s; restarting it",
+                    worker.process.pid,
+                    worker.process.exitcode,
                 )
                 worker.channel.close()
                 self._workers[position] = self._spawn()

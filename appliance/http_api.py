@@ -12,7 +12,9 @@ from sqlalchemy import text
 from appliance.context import Appliance
 
 
-def create_app(app: Appliance, gateway_running: Callable[[], bool], security_events: Callable[[], int]) -> FastAPI:
+def create_app(
+    app: Appliance, gateway_running: Callable[[], bool], security_events: Callable[[], int]
+) -> FastAPI:
     api = FastAPI(title="Imaging appliance", docs_url=None, redoc_url=None)
 
     @api.get("/health/live")
@@ -31,7 +33,11 @@ def create_app(app: Appliance, gateway_running: Callable[[], bool], security_eve
         checks["store"] = os.access(app.store.root, os.W_OK)
         checks["dicom"] = gateway_running()
         ok = all(checks.values())
-        body = {"status": "ready" if ok else "not ready", "checks": checks, "security_events": security_events()}
+        body = {
+            "status": "ready" if ok else "not ready",
+            "checks": checks,
+            "security_events": security_events(),
+        }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     return api

@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
-
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -122,7 +121,8 @@ class InstanceIndex:
                 now = utcnow()
                 for series_pk, count in grown.items():
                     connection.execute(
-                        _GROW_SERIES, {"pk": series_pk, "count": count, "now": now, "state": SeriesState.RECEIVING}
+                        _GROW_SERIES,
+                        {"pk": series_pk, "count": count, "now": now, "state": SeriesState.RECEIVING},
                     )
         except Exception as exc:
             if len(batch) == 1:
@@ -234,7 +234,15 @@ _FIND = {
         _SERIES.c.called_ae == bindparam("called_ae"), _SERIES.c.series_uid == bindparam("series_uid")
     ),
 }
-_INSERT = {name: insert(table) for name, table in [("patient", _PATIENT), ("study", _STUDY), ("series", _SERIES), ("instance", _INSTANCE)]}
+_INSERT = {
+    name: insert(table)
+    for name, table in [
+        ("patient", _PATIENT),
+        ("study", _STUDY),
+        ("series", _SERIES),
+        ("instance", _INSTANCE),
+    ]
+}
 _GROW_SERIES = (
     update(_SERIES)
     .where(_SERIES.c.id == bindparam("pk"))

@@ -124,8 +124,7 @@ def _read_key_file(path: Path) -> bytes:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyMaterialError(
-            f"KEK file {path} is readable by others (mode {stat.S_IMODE(mode):04o}); "
-            f"run 'chmod 600 {path}'"
+            f"KEK file {path} is readable by others (mode {stat.S_IMODE(mode):04o}); run 'chmod 600 {path}'"
         )
     key = path.read_bytes()
     check_key_strength(key, f"KEK file {path}")

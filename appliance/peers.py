@@ -80,7 +80,9 @@ def _audit_change(app: Appliance, actor: str, action: Action, kind: str, name: s
     )
 
 
-def add_source(app: Appliance, actor: str, name: str, ae_title: str, host: str, tls_subject: str | None) -> Source:
+def add_source(
+    app: Appliance, actor: str, name: str, ae_title: str, host: str, tls_subject: str | None
+) -> Source:
     with app.session() as session:
         if session.exec(select(Source).where(Source.name == name)).first():
             raise ConfigError(f"a source named {name} exists; remove it first")

@@ -95,7 +95,11 @@ def attempt(app: Appliance, job_id: int) -> Job:
         count = len(job.payload["instances"])
         try:
             destination = get_destination(app, destination_name)
-            scu.store(remote_of(app, destination), app.settings.send.ae_title, _outgoing(app, session, job.payload["instances"]))
+            scu.store(
+                remote_of(app, destination),
+                app.settings.send.ae_title,
+                _outgoing(app, session, job.payload["instances"]),
+            )
         except (GatewayError, ApplianceError, OSError) as exc:
             error = str(exc)
         job.attempts += 1

@@ -11,8 +11,8 @@ import uvicorn
 
 from appliance.assembly import Assembler
 from appliance.context import Appliance
-from appliance.http_api import create_app
 from appliance.gateway import GatewayProcesses
+from appliance.http_api import create_app
 from appliance.reconcile import reconcile
 from appliance.sending import SendWorker, release_interrupted
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant

@@ -97,7 +97,5 @@ class AuditEvent:
             "outcome": int(self.outcome),
             "description": self.description,
             "participants": [vars(p) for p in self.participants],
-            "objects": [
-                {"kind": o.kind, "id": o.identifier, "detail": o.detail} for o in self.objects
-            ],
+            "objects": [{"kind": o.kind, "id": o.identifier, "detail": o.detail} for o in self.objects],
         }

@@ -79,7 +79,9 @@ def bench_appliance(files: list[Path], work: Path, parallel: int, round_no: int)
     home = work / f"appliance-{round_no}"
     run_cli(home, "init")
     run_cli(home, "sources", "add", "bench", "--ae", "SCU", "--host", "127.0.0.1")
-    appliance = ApplianceProcess(home, work / f"appliance-{round_no}.log", {"APPLIANCE_DICOM__MIN_FREE_BYTES": "0"}).start()
+    appliance = ApplianceProcess(
+        home, work / f"appliance-{round_no}.log", {"APPLIANCE_DICOM__MIN_FREE_BYTES": "0"}
+    ).start()
     assert appliance.process is not None
     rss = PeakRss(appliance.process.pid)
     try:
@@ -115,7 +117,16 @@ def bench_storescp(files: list[Path], work: Path, parallel: int, round_no: int) 
         env=DCMTK_ENV,
     )
     try:
-        wait_for(lambda: subprocess.run(["echoscu", "-aec", "STORESCP", "127.0.0.1", str(port)], capture_output=True).returncode == 0, 10, "storescp")
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    ["echoscu", "-aec", "STORESCP", "127.0.0.1", str(port)], capture_output=True
+                ).returncode
+                == 0
+            ),
+            10,
+            "storescp",
+        )
         seconds = send(files, port, "STORESCP", parallel)
     finally:
         server.terminate()

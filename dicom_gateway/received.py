@@ -16,7 +16,7 @@ from io import BytesIO
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, DeflatedExplicitVRLittleEndian
 
 from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance
@@ -85,11 +85,7 @@ def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
 def _check_lengths(dataset: Dataset) -> None:
     for elem in dataset._dict.values():
         if isinstance(elem, RawDataElement):
-            if (
-                elem.length != _UNDEFINED_LENGTH
-                and elem.value is not None
-                and len(elem.value) != elem.length
-            ):
+            if elem.length != _UNDEFINED_LENGTH and elem.value is not None and len(elem.value) != elem.length:
                 raise RejectedInstance(
                     status.CANNOT_UNDERSTAND_UNDECODABLE,
                     f"dataset truncated in element {elem.tag}: {len(elem.value)} of {elem.length} bytes",
@@ -199,7 +195,9 @@ def parse_instance(
 def _meta_group_end(data: bytes) -> int:
     """Offset of the dataset in a Part 10 file, from File Meta Information Group Length."""
     if len(data) < 144 or data[128:132] != b"DICM":
-        raise RejectedInstance(status.CANNOT_UNDERSTAND_UNDECODABLE, "not a DICOM Part 10 file (no DICM prefix)")
+        raise RejectedInstance(
+            status.CANNOT_UNDERSTAND_UNDECODABLE, "not a DICOM Part 10 file (no DICM prefix)"
+        )
     if data[132:136] != b"\x02\x00\x00\x00" or data[136:138] != b"UL":
         raise RejectedInstance(
             status.CANNOT_UNDERSTAND_UNDECODABLE, "file meta has no group length (0002,0000) first"

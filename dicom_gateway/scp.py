@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -34,8 +34,8 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
 from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification
 
 from audit.events import (
     Action,
@@ -225,9 +225,7 @@ class StorageSCP:
         log.warning(
             "association from %s@%s rejected: %s", request.calling_ae, request.host, reason.description
         )
-        self._security_alert(
-            request.host, request.calling_ae, reason.description, "Association Rejected"
-        )
+        self._security_alert(request.host, request.calling_ae, reason.description, "Association Rejected")
 
     def _on_requested(self, event: evt.Event) -> None:
         assoc = event.assoc

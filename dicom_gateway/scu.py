@@ -40,9 +40,7 @@ def _associate(ae: AE, remote: RemoteAE):  # type: ignore[no-untyped-def]
     assoc = ae.associate(remote.host, remote.port, ae_title=remote.ae_title, tls_args=tls_args)
     if not assoc.is_established:
         state = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
-        raise SendError(
-            f"association with {remote.ae_title}@{remote.host}:{remote.port} {state}"
-        )
+        raise SendError(f"association with {remote.ae_title}@{remote.host}:{remote.port} {state}")
     return assoc
 
 

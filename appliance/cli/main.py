@@ -158,7 +158,9 @@ def sends_list(home: str | None, as_json: bool) -> None:
         }
         for job in sending.list_jobs(app)
     ]
-    emit_rows(rows, as_json, ["job", "destination", "instances", "state", "attempts", "next_attempt", "last_error"])
+    emit_rows(
+        rows, as_json, ["job", "destination", "instances", "state", "attempts", "next_attempt", "last_error"]
+    )
 
 
 @sends.command("retry")

@@ -51,4 +51,8 @@ def studies(home: str | None, as_json: bool) -> None:
             description="appliance studies",
         )
     )
-    emit_rows(rows, as_json, ["patient_id", "patient_name", "study_uid", "series_uid", "modality", "instances", "state"])
+    emit_rows(
+        rows,
+        as_json,
+        ["patient_id", "patient_name", "study_uid", "series_uid", "modality", "instances", "state"],
+    )

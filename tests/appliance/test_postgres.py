@@ -34,7 +34,16 @@ def test_ingest_on_postgresql(postgres, tmp_path, patient, monkeypatch):
     try:
         files = write_series(tmp_path / "in", ct_series(4, patient))
         sent = subprocess.run(
-            ["storescu", "-aet", "SCU", "-aec", "APPLIANCE", "127.0.0.1", str(appliance.dicom_port), *map(str, files)],
+            [
+                "storescu",
+                "-aet",
+                "SCU",
+                "-aec",
+                "APPLIANCE",
+                "127.0.0.1",
+                str(appliance.dicom_port),
+                *map(str, files),
+            ],
             capture_output=True,
             env={**os.environ, "TCP_NODELAY": "1"},
         )

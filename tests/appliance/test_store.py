@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import IntegrityError
-from appliance.keys import WrappedKey
-from appliance.store import EncryptedStore, new_object_id
-from appliance.keys import Keyring
 from appliance import crypto
+from appliance.errors import IntegrityError
+from appliance.keys import Keyring, WrappedKey
+from appliance.store import EncryptedStore, new_object_id
 
 
 @pytest.fixture

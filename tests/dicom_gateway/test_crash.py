@@ -23,7 +23,17 @@ def test_kill_9_during_storescu_loses_no_acknowledged_instance(home, tmp_path, p
     files = write_series(tmp_path / "in", ct_series(400, patient, size=128))
     appliance = ApplianceProcess(home, tmp_path / "a.out", FAST).start()
     sender = subprocess.Popen(
-        ["storescu", "-v", "-aet", "SCU", "-aec", "APPLIANCE", "127.0.0.1", str(appliance.dicom_port), *map(str, files)],
+        [
+            "storescu",
+            "-v",
+            "-aet",
+            "SCU",
+            "-aec",
+            "APPLIANCE",
+            "127.0.0.1",
+            str(appliance.dicom_port),
+            *map(str, files),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

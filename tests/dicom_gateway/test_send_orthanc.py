@@ -23,7 +23,18 @@ def orthanc(tmp_path):
 
 def test_send_echo_and_deliver(home, tmp_path, orthanc, patient):
     orthanc.start()
-    run_cli(home, "destinations", "add", "pacs", "--ae", "ORTHANC", "--host", "127.0.0.1", "--port", str(orthanc.dicom_port))
+    run_cli(
+        home,
+        "destinations",
+        "add",
+        "pacs",
+        "--ae",
+        "ORTHANC",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(orthanc.dicom_port),
+    )
     assert "success" in run_cli(home, "destinations", "echo", "pacs").stdout
     files = write_series(tmp_path / "in", ct_series(4, patient))
     result = run_cli(home, "send", *map(str, files), "--to", "pacs")
@@ -34,7 +45,18 @@ def test_send_echo_and_deliver(home, tmp_path, orthanc, patient):
 
 
 def test_retry_queue_delivers_once_the_pacs_comes_up(appliance, home, tmp_path, orthanc, patient):
-    run_cli(home, "destinations", "add", "pacs", "--ae", "ORTHANC", "--host", "127.0.0.1", "--port", str(orthanc.dicom_port))
+    run_cli(
+        home,
+        "destinations",
+        "add",
+        "pacs",
+        "--ae",
+        "ORTHANC",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(orthanc.dicom_port),
+    )
     echo = run_cli(home, "destinations", "echo", "pacs", check=False)
     assert echo.returncode != 0 and "failed" in echo.stderr
     files = write_series(tmp_path / "in", ct_series(3, patient))
@@ -52,18 +74,29 @@ def test_retry_queue_delivers_once_the_pacs_comes_up(appliance, home, tmp_path, 
     )
     sent = {dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
     received = {
-        httpx.get(f"http://127.0.0.1:{orthanc.http_port}/instances/{i}").json()["MainDicomTags"]["SOPInstanceUID"]
+        httpx.get(f"http://127.0.0.1:{orthanc.http_port}/instances/{i}").json()["MainDicomTags"][
+            "SOPInstanceUID"
+        ]
         for i in orthanc.instances()
     }
     assert received == sent
 
 
 def test_failed_send_stays_visible_and_can_be_retried(home, tmp_path, orthanc, patient):
-    run_cli(home, "destinations", "add", "pacs", "--ae", "ORTHANC", "--host", "127.0.0.1", "--port", str(orthanc.dicom_port))
-    files = write_series(tmp_path / "in", ct_series(1, patient))
-    result = run_cli(
-        home, "send", str(files[0]), "--to", "pacs", env={"APPLIANCE_SEND__MAX_ATTEMPTS": "1"}
+    run_cli(
+        home,
+        "destinations",
+        "add",
+        "pacs",
+        "--ae",
+        "ORTHANC",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(orthanc.dicom_port),
     )
+    files = write_series(tmp_path / "in", ct_series(1, patient))
+    result = run_cli(home, "send", str(files[0]), "--to", "pacs", env={"APPLIANCE_SEND__MAX_ATTEMPTS": "1"})
     assert "no attempts left" in result.stderr
     (job,) = json.loads(run_cli(home, "sends", "list", "--json").stdout)
     assert job["state"] == "failed" and job["last_error"]

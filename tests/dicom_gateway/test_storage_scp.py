@@ -186,7 +186,12 @@ def test_free_space_reserve_refuses_with_out_of_resources(home, tmp_path, patien
         ds = ct_series(1, patient)[0]
         encoded = dataset_bytes_of_file(write_series(tmp_path / "in", [ds])[0])
         result = store_bytes(
-            appliance.dicom_port, encoded, CTImageStorage, str(ds.SOPInstanceUID), ExplicitVRLittleEndian, tmp_path
+            appliance.dicom_port,
+            encoded,
+            CTImageStorage,
+            str(ds.SOPInstanceUID),
+            ExplicitVRLittleEndian,
+            tmp_path,
         )
         assert result.status == 0xA700 and "free-space" in result.comment
         assert store_files(home) == []
@@ -205,7 +210,9 @@ def test_resending_an_instance_is_idempotent(appliance, home, tmp_path, patient)
 
 
 def test_association_limit(home, tmp_path):
-    appliance = ApplianceProcess(home, tmp_path / "a.out", {**FAST, "APPLIANCE_DICOM__MAX_ASSOCIATIONS": "1"}).start()
+    appliance = ApplianceProcess(
+        home, tmp_path / "a.out", {**FAST, "APPLIANCE_DICOM__MAX_ASSOCIATIONS": "1"}
+    ).start()
     try:
         ae = AE(ae_title="SCU")
         ae.add_requested_context(Verification)

@@ -89,10 +89,16 @@ def test_each_refusal_is_recorded_as_a_security_event(tls_appliance, home, pki):
     port = tls_appliance.dicom_port
     cases = [
         ("no client certificate", lambda: dcmtk("echoscu", port, "SCU", ["+tla", "+cf", str(pki["ca"])])),
-        ("client certificate not trusted", lambda: dcmtk("echoscu", port, "SCU", client_tls(pki["rogue_scu"], pki["ca"]))),
+        (
+            "client certificate not trusted",
+            lambda: dcmtk("echoscu", port, "SCU", client_tls(pki["rogue_scu"], pki["ca"])),
+        ),
         ("not a TLS handshake", lambda: dcmtk("echoscu", port, "SCU", [])),
         ("protocol version not allowed", lambda: tls11_handshake(port)),
-        ("TLS client certificate not bound", lambda: dcmtk("echoscu", port, "OTHERAE", client_tls(pki["scu"], pki["ca"]))),
+        (
+            "TLS client certificate not bound",
+            lambda: dcmtk("echoscu", port, "OTHERAE", client_tls(pki["scu"], pki["ca"])),
+        ),
     ]
     for expected, attempt in cases:
         before = tls_appliance.readiness()["security_events"]

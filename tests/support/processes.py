@@ -34,7 +34,9 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1) -> Non
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
-def run_cli(home: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    home: Path, *args: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [*APPLIANCE, *args, "--home", str(home)],
         capture_output=True,
@@ -62,7 +64,16 @@ class ApplianceProcess:
     def start(self) -> ApplianceProcess:
         log = self.log_file.open("ab")
         self.process = subprocess.Popen(
-            [*APPLIANCE, "serve", "--home", str(self.home), "--dicom-port", str(self.dicom_port), "--http-port", str(self.http_port)],
+            [
+                *APPLIANCE,
+                "serve",
+                "--home",
+                str(self.home),
+                "--dicom-port",
+                str(self.dicom_port),
+                "--http-port",
+                str(self.http_port),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "APPLIANCE_DICOM__HOST": "127.0.0.1", **self.env},
@@ -74,7 +85,9 @@ class ApplianceProcess:
     def ready(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise RuntimeError(f"appliance exited with {self.process.returncode}: {self.log_file.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"appliance exited with {self.process.returncode}: {self.log_file.read_text()[-2000:]}"
+            )
         try:
             return httpx.get(f"http://127.0.0.1:{self.http_port}/health/ready", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -174,10 +187,26 @@ class PostgresProcess:
             shutil.chown(self.root, "postgres")
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "appliance", "--auth=trust")
         self._run(
-            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w", "start",
-            "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "pg.log"),
+            "-w",
+            "start",
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
         )
-        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "appliance", "appliance")
+        self._run(
+            str(self.bin / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "appliance",
+            "appliance",
+        )
         return self
 
     @property

@@ -1,0 +1,41 @@
+"""Key rotation through the CLI while the appliance runs: rotate, store more, rewrap, retire."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.support.inspect import dataset_bytes_of_file, stored_datasets
+from tests.support.processes import run_cli
+from tests.support.synthetic import ct_series, write_series
+
+pytestmark = pytest.mark.slow
+
+
+def storescu(port, files):
+    return subprocess.run(
+        ["storescu", "-aet", "SCU", "-aec", "APPLIANCE", "127.0.0.1", str(port), *map(str, files)],
+        capture_output=True,
+        env={"TCP_NODELAY": "1"},
+    ).returncode
+
+
+def test_rotate_and_retire_on_a_running_appliance(appliance, home, tmp_path, patient):
+    before = write_series(tmp_path / "a", ct_series(3, patient))
+    assert storescu(appliance.dicom_port, before) == 0
+    old = run_cli(home, "keys", "list").stdout.split("\n")[1].split()[0]
+
+    rotated = run_cli(home, "keys", "rotate").stdout
+    assert "data keys re-wrapped" in rotated
+    after = write_series(tmp_path / "b", ct_series(3, patient, seed=1))
+    assert storescu(appliance.dicom_port, after) == 0
+    run_cli(home, "keys", "rewrap")  # anything the running gateway wrapped before it saw the new key
+    run_cli(home, "keys", "retire", old)
+    listed = run_cli(home, "keys", "list").stdout
+    assert old not in listed
+
+    stored = stored_datasets(home)
+    assert sorted(stored.values()) == sorted(dataset_bytes_of_file(f) for f in before + after)
+    refused = run_cli(home, "keys", "retire", listed.split("\n")[1].split()[0], check=False)
+    assert refused.returncode == 1 and "active" in refused.stderr
