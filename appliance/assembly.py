@@ -8,7 +8,6 @@ insert: an instance that arrives meanwhile keeps the series receiving, and no jo
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -16,6 +15,7 @@ from sqlmodel import select
 
 from appliance.context import Appliance
 from appliance.db.tables import Job, JobKind, Series, SeriesState, Study, utcnow
+from appliance.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +61,5 @@ def complete_quiet_series(app: Appliance) -> list[int]:
     return completed
 
 
-class Assembler:
-    def __init__(self, app: Appliance) -> None:
-        self.app = app
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="assembler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.app.settings.assembly.poll_seconds):
-            try:
-                complete_quiet_series(self.app)
-            except Exception as exc:
-                log.error("series assembly pass failed (%s)", type(exc).__name__)
+def series_assembler(app: Appliance) -> Periodic:
+    return Periodic("assembler", app.settings.assembly.poll_seconds, lambda _stop: complete_quiet_series(app))

@@ -19,6 +19,7 @@ from appliance.db.tables import Destination, Instance, Job, JobKind, JobState, u
 from appliance.errors import ApplianceError, NotFound
 from appliance.keys import WrappedKey
 from appliance.peers import get_destination
+from appliance.periodic import Periodic
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from dicom_gateway import scu, tls
 from dicom_gateway.errors import GatewayError
@@ -162,43 +163,29 @@ def release_interrupted(app: Appliance) -> int:
         return result.rowcount
 
 
-class SendWorker:
+def _due(app: Appliance) -> list[int]:
+    with app.session() as session:
+        return list(
+            session.exec(
+                select(Job.id)
+                .where(Job.kind == JobKind.SEND, Job.state == JobState.PENDING)
+                .where(Job.next_attempt_at <= utcnow())
+                .order_by(Job.next_attempt_at)
+                .limit(16)
+            ).all()
+        )
+
+
+def _send_due(app: Appliance, stop: threading.Event) -> None:
+    for job_id in _due(app):
+        if stop.is_set():
+            return
+        try:
+            attempt(app, job_id)
+        except NotFound:
+            continue  # claimed elsewhere (the CLI's first attempt)
+
+
+def send_worker(app: Appliance) -> Periodic:
     """Runs due send jobs until stopped."""
-
-    def __init__(self, app: Appliance) -> None:
-        self.app = app
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="send-worker", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def _due(self) -> list[int]:
-        with self.app.session() as session:
-            return list(
-                session.exec(
-                    select(Job.id)
-                    .where(Job.kind == JobKind.SEND, Job.state == JobState.PENDING)
-                    .where(Job.next_attempt_at <= utcnow())
-                    .order_by(Job.next_attempt_at)
-                    .limit(16)
-                ).all()
-            )
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for job_id in self._due():
-                    if self._stop.is_set():
-                        break
-                    try:
-                        attempt(self.app, job_id)
-                    except NotFound:
-                        continue  # claimed elsewhere (the CLI's first attempt)
-            except Exception as exc:  # the worker must survive a bad job or a DB hiccup
-                log.error("send worker iteration failed (%s)", type(exc).__name__)
-            self._stop.wait(self.app.settings.send.poll_seconds)
+    return Periodic("send-worker", app.settings.send.poll_seconds, lambda stop: _send_due(app, stop))

@@ -9,12 +9,12 @@ import threading
 
 import uvicorn
 
-from appliance.assembly import Assembler
+from appliance.assembly import series_assembler
 from appliance.context import Appliance
 from appliance.gateway import GatewayProcesses
 from appliance.http_api import create_app
 from appliance.reconcile import reconcile
-from appliance.sending import SendWorker, release_interrupted
+from appliance.sending import release_interrupted, send_worker
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
         len(report.missing_files),
     )
     gateway = GatewayProcesses(app, dicom_port if dicom_port is not None else settings.dicom.port)
-    assembler = Assembler(app)
-    sender = SendWorker(app)
+    assembler = series_assembler(app)
+    sender = send_worker(app)
     http = uvicorn.Server(
         uvicorn.Config(
             create_app(app, lambda: gateway.running, lambda: gateway.security.value),

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
+from tests.support.dcmtk import storescu
 from tests.support.inspect import dataset_bytes_of_file, stored_datasets
 from tests.support.processes import run_cli
 from tests.support.synthetic import ct_series, write_series
@@ -13,23 +12,15 @@ from tests.support.synthetic import ct_series, write_series
 pytestmark = pytest.mark.slow
 
 
-def storescu(port, files):
-    return subprocess.run(
-        ["storescu", "-aet", "SCU", "-aec", "APPLIANCE", "127.0.0.1", str(port), *map(str, files)],
-        capture_output=True,
-        env={"TCP_NODELAY": "1"},
-    ).returncode
-
-
 def test_rotate_and_retire_on_a_running_appliance(appliance, home, tmp_path, patient):
     before = write_series(tmp_path / "a", ct_series(3, patient))
-    assert storescu(appliance.dicom_port, before) == 0
+    assert storescu(appliance.dicom_port, before).returncode == 0
     old = run_cli(home, "keys", "list").stdout.split("\n")[1].split()[0]
 
     rotated = run_cli(home, "keys", "rotate").stdout
     assert "data keys re-wrapped" in rotated
     after = write_series(tmp_path / "b", ct_series(3, patient, seed=1))
-    assert storescu(appliance.dicom_port, after) == 0
+    assert storescu(appliance.dicom_port, after).returncode == 0
     run_cli(home, "keys", "rewrap")  # anything the running gateway wrapped before it saw the new key
     run_cli(home, "keys", "retire", old)
     listed = run_cli(home, "keys", "list").stdout

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 
 from tests.conftest import FAST
+from tests.support.dcmtk import storescu
 from tests.support.inspect import dataset_bytes_of_file, stored_datasets
 from tests.support.processes import ApplianceProcess, PostgresProcess, run_cli, wait_for
 from tests.support.synthetic import ct_series, write_series
@@ -33,21 +32,7 @@ def test_ingest_on_postgresql(postgres, tmp_path, patient, monkeypatch):
     appliance = ApplianceProcess(home, tmp_path / "a.out", env).start()
     try:
         files = write_series(tmp_path / "in", ct_series(4, patient))
-        sent = subprocess.run(
-            [
-                "storescu",
-                "-aet",
-                "SCU",
-                "-aec",
-                "APPLIANCE",
-                "127.0.0.1",
-                str(appliance.dicom_port),
-                *map(str, files),
-            ],
-            capture_output=True,
-            env={**os.environ, "TCP_NODELAY": "1"},
-        )
-        assert sent.returncode == 0
+        assert storescu(appliance.dicom_port, files).returncode == 0
         wait_for(
             lambda: json.loads(run_cli(home, "studies", "--json", env=env).stdout)[0]["state"] == "complete",
             15,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 from pydicom import dcmread
 
 from tests.conftest import FAST
+from tests.support.dcmtk import storescu_verbose
 from tests.support.inspect import dataset_bytes_of_file, stored_datasets
 from tests.support.processes import ApplianceProcess
 from tests.support.synthetic import ct_series, write_series
@@ -22,23 +22,7 @@ RESPONSE = re.compile(r"Received Store Response \((\w+)")
 def test_kill_9_during_storescu_loses_no_acknowledged_instance(home, tmp_path, patient):
     files = write_series(tmp_path / "in", ct_series(400, patient, size=128))
     appliance = ApplianceProcess(home, tmp_path / "a.out", FAST).start()
-    sender = subprocess.Popen(
-        [
-            "storescu",
-            "-v",
-            "-aet",
-            "SCU",
-            "-aec",
-            "APPLIANCE",
-            "127.0.0.1",
-            str(appliance.dicom_port),
-            *map(str, files),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={"TCP_NODELAY": "1"},
-    )
+    sender = storescu_verbose(appliance.dicom_port, files)
     acknowledged: list[str] = []
     current: str | None = None
     assert sender.stdout is not None

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -12,6 +10,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from tests.conftest import FAST
+from tests.support.dcmtk import echoscu, storescu
 from tests.support.dimse import store_bytes
 from tests.support.inspect import (
     audit_events,
@@ -25,21 +24,6 @@ from tests.support.processes import ApplianceProcess, run_cli, wait_for
 from tests.support.synthetic import ct_series, write_series
 
 pytestmark = pytest.mark.slow
-
-
-def echoscu(port: int, calling: str = "SCU", called: str = "APPLIANCE") -> int:
-    return subprocess.run(
-        ["echoscu", "-aet", calling, "-aec", called, "127.0.0.1", str(port)], capture_output=True
-    ).returncode
-
-
-def storescu(port: int, files: list[Path], calling: str = "SCU") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["storescu", "-aet", calling, "-aec", "APPLIANCE", "127.0.0.1", str(port), *map(str, files)],
-        capture_output=True,
-        text=True,
-        env={"TCP_NODELAY": "1"},
-    )
 
 
 def test_series_is_indexed_encrypted_and_byte_exact(appliance, home, tmp_path, patient):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FAST
 from tests.support.certs import CertificateAuthority
+from tests.support.dcmtk import echoscu, storescu
 from tests.support.inspect import audit_events
 from tests.support.processes import ApplianceProcess, run_cli
 from tests.support.synthetic import ct_series, write_series
@@ -47,11 +47,6 @@ def tls_appliance(home: Path, tmp_path: Path, pki: dict):
     process.stop()
 
 
-def dcmtk(tool: str, port: int, calling: str, tls: list[str], *files: Path) -> int:
-    command = [tool, *tls, "-aet", calling, "-aec", "APPLIANCE", "127.0.0.1", str(port), *map(str, files)]
-    return subprocess.run(command, capture_output=True, timeout=60).returncode
-
-
 def client_tls(issued, ca: Path) -> list[str]:
     return ["+tls", str(issued.key), str(issued.cert), "+cf", str(ca)]
 
@@ -78,8 +73,10 @@ def tls11_handshake(port: int) -> int:
 
 def test_mutual_tls_is_accepted_and_stores(tls_appliance, home, pki, tmp_path, patient):
     files = write_series(tmp_path / "in", ct_series(3, patient))
-    assert dcmtk("echoscu", tls_appliance.dicom_port, "SCU", client_tls(pki["scu"], pki["ca"])) == 0
-    assert dcmtk("storescu", tls_appliance.dicom_port, "SCU", client_tls(pki["scu"], pki["ca"]), *files) == 0
+    assert echoscu(tls_appliance.dicom_port, "SCU", options=client_tls(pki["scu"], pki["ca"])) == 0
+    assert (
+        storescu(tls_appliance.dicom_port, files, options=client_tls(pki["scu"], pki["ca"])).returncode == 0
+    )
     assert alerts(home) == []
     accepted = [e for e in audit_events(home) if e["type"] == "Association Accepted"]
     assert accepted and accepted[-1]["description"] == "tls=True"
@@ -88,16 +85,16 @@ def test_mutual_tls_is_accepted_and_stores(tls_appliance, home, pki, tmp_path, p
 def test_each_refusal_is_recorded_as_a_security_event(tls_appliance, home, pki):
     port = tls_appliance.dicom_port
     cases = [
-        ("no client certificate", lambda: dcmtk("echoscu", port, "SCU", ["+tla", "+cf", str(pki["ca"])])),
+        ("no client certificate", lambda: echoscu(port, "SCU", options=["+tla", "+cf", str(pki["ca"])])),
         (
             "client certificate not trusted",
-            lambda: dcmtk("echoscu", port, "SCU", client_tls(pki["rogue_scu"], pki["ca"])),
+            lambda: echoscu(port, "SCU", options=client_tls(pki["rogue_scu"], pki["ca"])),
         ),
-        ("not a TLS handshake", lambda: dcmtk("echoscu", port, "SCU", [])),
+        ("not a TLS handshake", lambda: echoscu(port, "SCU", options=[])),
         ("protocol version not allowed", lambda: tls11_handshake(port)),
         (
             "TLS client certificate not bound",
-            lambda: dcmtk("echoscu", port, "OTHERAE", client_tls(pki["scu"], pki["ca"])),
+            lambda: echoscu(port, "OTHERAE", options=client_tls(pki["scu"], pki["ca"])),
         ),
     ]
     for expected, attempt in cases:
@@ -107,4 +104,4 @@ def test_each_refusal_is_recorded_as_a_security_event(tls_appliance, home, pki):
         assert tls_appliance.readiness()["security_events"] == before + 1, expected
         assert expected in alerts(home)[-1]["description"], (expected, alerts(home)[-1])
     # the right certificate for that AE still works: the refusals did not break the server
-    assert dcmtk("echoscu", port, "OTHERAE", client_tls(pki["other"], pki["ca"])) == 0
+    assert echoscu(port, "OTHERAE", options=client_tls(pki["other"], pki["ca"])) == 0
