@@ -14,20 +14,23 @@ from dicom_gateway.received import split_part10
 from tests.support.synthetic import FakePatient
 
 
-def stored_datasets(home: Path) -> dict[str, bytes]:
-    """SOP Instance UID -> the dataset bytes the appliance decrypts from its store."""
+def stored_files(home: Path) -> dict[str, bytes]:
+    """SOP Instance UID -> the Part 10 file the appliance decrypts from its store."""
     app = open_appliance(home)
     try:
         with app.session() as session:
             rows = session.exec(select(Instance)).all()
         return {
-            row.sop_instance_uid: split_part10(
-                app.store.get(row.object_id, WrappedKey(row.kek_id, row.wrapped_key))
-            )[1]
+            row.sop_instance_uid: app.store.get(row.object_id, WrappedKey(row.kek_id, row.wrapped_key))
             for row in rows
         }
     finally:
         app.engine.dispose()
+
+
+def stored_datasets(home: Path) -> dict[str, bytes]:
+    """SOP Instance UID -> the dataset bytes the appliance decrypts from its store."""
+    return {uid: split_part10(data)[1] for uid, data in stored_files(home).items()}
 
 
 def dataset_bytes_of_file(path: Path) -> bytes:
