@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -21,6 +22,7 @@ from dicom_gateway.received import instance_from_part10
 @click.group(cls=ApplianceGroup)
 def cli() -> None:
     """On-premises imaging appliance: encrypted DICOM ingest, inference, audit, research export."""
+    os.umask(0o077)  # everything the appliance writes (database, logs, store) is private to it
 
 
 @cli.command()
