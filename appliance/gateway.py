@@ -31,6 +31,7 @@ from appliance.peers import DatabaseSourcePolicy
 from dicom_gateway import tls
 from dicom_gateway.limits import AssociationGate, SharedCounter
 from dicom_gateway.scp import GatewayConfig, StorageSCP
+from dicom_gateway.tls import Handoff
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,13 @@ def gateway_config(app: Appliance, port: int) -> GatewayConfig:
 
 
 def _scp(
-    app: Appliance, index: InstanceIndex, port: int, shared: _Shared, load: SharedCounter, handoff=None
-) -> StorageSCP:  # type: ignore[no-untyped-def]
+    app: Appliance,
+    index: InstanceIndex,
+    port: int,
+    shared: _Shared,
+    connections: SharedCounter | None,
+    handoff: Handoff | None = None,
+) -> StorageSCP:
     return StorageSCP(
         gateway_config(app, port),
         DatabaseSourcePolicy(app, app.settings.dicom.tls.require_client_cert),
@@ -80,7 +86,7 @@ def _scp(
         app.audit,
         security_events=SharedCounter(shared.security),
         gate=AssociationGate(shared.limit, SharedCounter(shared.active)),
-        load=load,
+        connections=connections,
         handoff=handoff,
     )
 
@@ -162,7 +168,7 @@ class GatewayProcesses:
         self._local_load = SharedCounter()
         self._index = InstanceIndex(app)
         handoff = self._handoff if self.count > 1 else None
-        self.scp = _scp(app, self._index, port, self._shared, self._local_load, handoff)
+        self.scp = _scp(app, self._index, port, self._shared, self._local_load if handoff else None, handoff)
 
     def start(self) -> int:
         port = self.scp.start()
@@ -189,19 +195,25 @@ class GatewayProcesses:
         return _Worker(process, main_end, load, ready)
 
     def _handoff(self, connection: socket.socket, address: tuple[str, int]) -> bool:
-        """Give the connection to the least-loaded process (rotating among equals)."""
+        """Give the connection to the process with fewest open connections (rotating among equals).
+
+        The count is raised here, at assignment, so a burst of connections spreads evenly even
+        before the chosen processes have seen theirs; each process lowers it on close.
+        """
         candidates: list[_Worker | None] = [None, *[w for w in self._workers if w.serving]]
         start = next(self._rotation) % len(candidates)
         ordered = candidates[start:] + candidates[:start]
         choice = min(ordered, key=lambda w: self._local_load.value if w is None else w.load.value)
-        if choice is None:
-            return False
-        try:
-            socket.send_fds(choice.channel, [json.dumps(address[:2]).encode()], [connection.fileno()])
-        except OSError:
-            log.error("could not hand a connection to gateway worker %s; serving it here", choice.process.pid)
-            return False
-        return True
+        if choice is not None:
+            choice.load.add()
+            try:
+                socket.send_fds(choice.channel, [json.dumps(address[:2]).encode()], [connection.fileno()])
+                return True
+            except OSError:
+                choice.load.add(-1)
+                log.error("could not hand a connection to worker %s; serving it here", choice.process.pid)
+        self._local_load.add()
+        return False
 
     def supervise(self) -> None:
         """Restart any worker that died (called periodically by the main loop)."""
@@ -214,6 +226,11 @@ class GatewayProcesses:
                 )
                 worker.channel.close()
                 self._workers[position] = self._spawn()
+
+    @property
+    def loads(self) -> list[int]:
+        """Open connections per process, the main process first."""
+        return [self._local_load.value, *[w.load.value for w in self._workers]]
 
     @property
     def running(self) -> bool:

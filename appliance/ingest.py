@@ -64,13 +64,10 @@ class InstanceIndex:
         """Store and index ``instance`` (or find it stored already); return its row id.
 
         Every write goes to a new random object id, so a resend never touches the stored copy:
-        if the SOP Instance UID is already indexed, the new file is dropped and the resend is
-        acknowledged as a success.
+        if the SOP Instance UID is already indexed (the unique index refuses the row), the new
+        file is dropped and the resend is acknowledged as a success. No lookup before the write:
+        resends are rare, and the hot path stays one insert.
         """
-        existing = self._indexed_pk(instance.sop_instance_uid)
-        if existing is not None:
-            log.info("instance %s already stored; resend acknowledged", instance.sop_instance_uid)
-            return existing
         object_id = new_object_id()
         data = instance.part10()
         wrapped = self.app.store.put(object_id, data)
@@ -82,6 +79,7 @@ class InstanceIndex:
             raise RejectedInstance(status.OUT_OF_RESOURCES, f"could not index instance ({reason})")
         assert pending.pk is not None
         if pending.duplicate:
+            log.info("instance %s already stored; resend acknowledged", instance.sop_instance_uid)
             self.app.store.delete(object_id)
         return pending.pk
 

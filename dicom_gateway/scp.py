@@ -117,7 +117,7 @@ class StorageSCP:
         audit: AuditSink,
         security_events: SharedCounter | None = None,
         gate: AssociationGate | None = None,
-        load: SharedCounter | None = None,
+        connections: SharedCounter | None = None,
         handoff: Handoff | None = None,
     ) -> None:
         self.config = config
@@ -126,7 +126,9 @@ class StorageSCP:
         self.audit = audit
         self.security_events = security_events or SharedCounter()
         self.gate = gate or AssociationGate(config.max_associations)
-        self.load = load or SharedCounter()  # this process's open associations
+        # Connections assigned to this SCP and not yet closed: whoever assigns a connection (the
+        # appliance's dispatcher) adds one; this SCP takes it off when the connection ends.
+        self.connections = connections
         self.handoff = handoff
         self._lock = threading.Lock()
         self._tallies: dict[int, _AssociationTally] = {}
@@ -206,6 +208,8 @@ class StorageSCP:
         )
 
     def _on_handshake_refused(self, address: tuple[str, int], reason: str) -> None:
+        if self.connections is not None:
+            self.connections.add(-1)
         self._security_alert(address[0], "unknown (TLS refused)", reason, "Node Authentication")
 
     def _request_of(self, assoc: Any) -> AssociationRequest:
@@ -243,7 +247,6 @@ class StorageSCP:
             if self.gate.try_enter():
                 with self._lock:
                     self._admitted.add(id(assoc))
-                self.load.add()
                 return
             reason = RejectReason.TOO_MANY_ASSOCIATIONS
         self._reject(request, reason)
@@ -276,7 +279,8 @@ class StorageSCP:
             self._admitted.discard(id(event.assoc))
         if admitted:
             self.gate.leave()
-            self.load.add(-1)
+        if self.connections is not None:
+            self.connections.add(-1)
         if tally is None:
             return
         for succeeded, count in sorted(tally.outcomes.items()):
