@@ -73,9 +73,13 @@ class InstanceIndex:
         wrapped = self.app.store.put(object_id, data)
         pending = _Pending(instance, object_id, len(data), wrapped)
         self._queue.put(pending)
-        if not pending.done.wait(_COMMIT_WAIT_SECONDS) or pending.error is not None:
-            self.app.store.delete(object_id)
-            reason = type(pending.error).__name__ if pending.error else "index commit timed out"
+        if not pending.done.wait(_COMMIT_WAIT_SECONDS):
+            # The row may still commit, so the file stays; if it never does, start-up
+            # reconciliation quarantines it. Either way the peer was not told "stored".
+            raise RejectedInstance(status.OUT_OF_RESOURCES, "could not index instance (commit timed out)")
+        if pending.error is not None:
+            self.app.store.delete(object_id)  # the transaction rolled back: no row points here
+            reason = type(pending.error).__name__
             raise RejectedInstance(status.OUT_OF_RESOURCES, f"could not index instance ({reason})")
         assert pending.pk is not None
         if pending.duplicate:
