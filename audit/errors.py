@@ -3,3 +3,7 @@
 
 class AuditError(Exception):
     """Root of every error the audit package raises on purpose."""
+
+
+class AuditIntegrityError(AuditError):
+    """The log, a checkpoint or a proof is not what it should be (tampered, truncated, forged)."""
