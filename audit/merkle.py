@@ -129,7 +129,6 @@ def verify_inclusion(
 def verify_consistency(
     old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
 ) -> None:
-    _check_hashes(old_root=old_root, new_root=new_root, proof=proof)
     if old_size < 1:
         raise ProofError("consistency is only defined from a non-empty tree")
     if old_size > new_size:
@@ -140,6 +139,7 @@ def verify_consistency(
         if old_root != new_root:
             raise ProofError("two different roots for the same size")
         return
+    _check_hashes(old_root=old_root, new_root=new_root, proof=proof)
     if not proof:
         raise ProofError("empty consistency proof")
     path = list(proof)
