@@ -81,6 +81,17 @@ class SendSettings(BaseModel):
     ae_title: str = "APPLIANCE"
 
 
+class AuditSettings(BaseModel):
+    directory: Path = Path("audit")
+    witness: Path = Field(
+        Path("witness/audit-checkpoints.jsonl"),
+        description="where each signed checkpoint is also written, outside the log directory",
+    )
+    origin: str = "imaging-appliance"
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 60.0
+
+
 class Settings(BaseSettings):
     """Everything the appliance reads at start; paths are relative to ``home``."""
 
@@ -96,6 +107,7 @@ class Settings(BaseSettings):
     keys: KeySettings = KeySettings()
     assembly: AssemblySettings = AssemblySettings()
     send: SendSettings = SendSettings()
+    audit: AuditSettings = AuditSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -15,7 +17,7 @@ from appliance.db.tables import WrappedSecret
 from appliance.keys import Keyring, WrappedKey, key_source
 from appliance.phi import FIELD_KEY_NAME, FieldCipher
 from appliance.store import EncryptedStore
-from audit.sink import AuditSink, JsonLinesSink
+from audit.log import AuditLog
 
 
 @dataclass
@@ -25,10 +27,20 @@ class Appliance:
     keyring: Keyring
     store: EncryptedStore
     fields: FieldCipher
-    audit: AuditSink
+    audit: AuditLog
+    audit_key: bytes
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    @property
+    def signing_public_key_path(self) -> Path:
+        return self.settings.home / SIGNING_PUBLIC_KEY
+
+    def close(self) -> None:
+        """Write what the audit log holds (and a checkpoint), release the database."""
+        self.audit.close()
+        self.engine.dispose()
 
 
 def _secret_purpose(name: str) -> str:
@@ -59,6 +71,31 @@ def rewrap_secrets(session: Session, keyring: Keyring) -> int:
     return count
 
 
+SIGNING_PUBLIC_KEY = "audit-signing-key.pub"
+
+
+def _audit_log(settings: Settings, engine: Engine, keyring: Keyring) -> tuple[AuditLog, bytes]:
+    """The audit log, with its own encryption key and the appliance's signing key (both KEK-wrapped)."""
+    key = load_or_create_secret(engine, keyring, "audit-log-key")
+    signing = Ed25519PrivateKey.from_private_bytes(
+        load_or_create_secret(engine, keyring, "audit-signing-key")
+    )
+    public = settings.home / SIGNING_PUBLIC_KEY
+    if not public.exists():
+        public.write_bytes(signing.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    audit = settings.audit
+    log = AuditLog(
+        settings.path(audit.directory),
+        key,
+        signing,
+        audit.origin,
+        settings.path(audit.witness),
+        audit.checkpoint_every,
+        audit.checkpoint_seconds,
+    )
+    return log, key
+
+
 def open_appliance(home: Path) -> Appliance:
     settings = load_settings(home)
     keyring = key_source(settings).load()
@@ -67,11 +104,13 @@ def open_appliance(home: Path) -> Appliance:
     fields = FieldCipher(load_or_create_secret(engine, keyring, FIELD_KEY_NAME))
     store = EncryptedStore(settings.store_path, keyring)
     store.prepare()
+    audit, audit_key = _audit_log(settings, engine, keyring)
     return Appliance(
         settings=settings,
         engine=engine,
         keyring=keyring,
         store=store,
         fields=fields,
-        audit=JsonLinesSink(settings.log_path / "audit.jsonl"),
+        audit=audit,
+        audit_key=audit_key,
     )

@@ -138,6 +138,7 @@ def _worker_main(
     stop.wait()
     scp.stop()
     index.close()
+    app.close()
 
 
 @dataclass

@@ -66,7 +66,6 @@ def init_home(home: Path, config_text: str = DEFAULT_CONFIG) -> list[str]:
         created.append(f"key-encryption key {kid} in {settings.keys.directory}/ (mode 0600)")
     for directory in (settings.store_path, settings.log_path):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    app = open_appliance(home)
-    app.engine.dispose()
+    open_appliance(home).close()
     created.append("database (schema at the newest migration)")
     return created

@@ -26,10 +26,13 @@ def actor() -> str:
 
 
 def open_home(home: str | None) -> Appliance:
+    """Open the appliance for this command; its audit log is flushed when the command ends."""
     try:
-        return open_appliance(resolve_home(home))
+        app = open_appliance(resolve_home(home))
     except ApplianceError as exc:
         raise click.ClickException(str(exc)) from exc
+    click.get_current_context().call_on_close(app.close)
+    return app
 
 
 class ApplianceGroup(click.Group):

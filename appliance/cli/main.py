@@ -9,6 +9,7 @@ import click
 
 from appliance import home as home_module
 from appliance import logs, rotation, sending
+from appliance.cli.audit import audit
 from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, open_home
 from appliance.cli.peers import destinations, sources
 from appliance.cli.studies import studies
@@ -94,6 +95,7 @@ def keys_retire(home: str | None, kek_id: str) -> None:
 cli.add_command(sources)
 cli.add_command(destinations)
 cli.add_command(studies)
+cli.add_command(audit)
 
 
 def _dicom_files(paths: tuple[str, ...]) -> list[Path]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from sqlmodel import select
@@ -10,6 +9,7 @@ from sqlmodel import select
 from appliance.context import open_appliance
 from appliance.db.tables import Instance
 from appliance.keys import WrappedKey
+from audit.reader import read_entries
 from dicom_gateway.received import split_part10
 from tests.support.synthetic import FakePatient
 
@@ -52,8 +52,12 @@ def plaintext_hits(root: Path, needles: list[bytes]) -> list[str]:
 
 
 def audit_events(home: Path) -> list[dict]:
-    path = home / "logs" / "audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """Every audit entry, decrypted (the reading process writes nothing to the log)."""
+    app = open_appliance(home)
+    try:
+        return list(read_entries(app.settings.path(app.settings.audit.directory), app.audit_key))
+    finally:
+        app.engine.dispose()
 
 
 def store_files(home: Path) -> list[Path]:

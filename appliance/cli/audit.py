@@ -1,0 +1,150 @@
+"""``appliance audit``: list (audited itself), verify (public key only), prove."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import sys
+from datetime import UTC
+from pathlib import Path
+
+import click
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from appliance.cli.common import ApplianceGroup, actor, home_option, open_home
+from appliance.config import load_settings, resolve_home
+from audit import merkle
+from audit.errors import AuditIntegrityError
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant
+from audit.reader import Filter, read_entries
+from audit.verify import leaf_hashes, verify_log
+
+COLUMNS = ["index", "at", "event", "type", "outcome", "who", "objects", "description"]
+
+
+@click.group(cls=ApplianceGroup)
+def audit() -> None:
+    """The encrypted, tamper-evident audit log."""
+
+
+@audit.command("list")
+@home_option
+@click.option("--since", type=click.DateTime(), help="from this time (UTC)")
+@click.option("--until", type=click.DateTime(), help="up to this time (UTC)")
+@click.option("--who", help="user or AE title among the participants")
+@click.option("--patient", "patient_id", help="patient ID")
+@click.option("--study", "study_uid", help="Study Instance UID")
+@click.option("--event", "event_id", help="DICOM event ID code, e.g. 110104")
+@click.option("--outcome", type=int, help="0 success, 4 minor, 8 serious, 12 major failure")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--csv", "as_csv", is_flag=True)
+def audit_list(home, since, until, who, patient_id, study_uid, event_id, outcome, as_json, as_csv) -> None:  # type: ignore[no-untyped-def]
+    """Decrypt and list entries matching every filter given. The read is itself audited."""
+    app = open_home(home)
+    wanted = Filter(
+        since=since.replace(tzinfo=UTC) if since else None,
+        until=until.replace(tzinfo=UTC) if until else None,
+        who=who,
+        patient_id=patient_id,
+        study_uid=study_uid,
+        event_id=event_id,
+        outcome=outcome,
+    )
+    directory = app.settings.path(app.settings.audit.directory)
+    entries = [e for e in read_entries(directory, app.audit_key) if wanted.matches(e)]
+    app.audit.emit(
+        AuditEvent(
+            event_id=EventID.AUDIT_LOG_USED,
+            action=Action.READ,
+            outcome=Outcome.SUCCESS,
+            participants=(Participant(actor(), is_requestor=True),),
+            description=f"appliance audit list: {len(entries)} entries",
+        )
+    )
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    rows = [
+        {
+            "index": e["index"],
+            "at": e["at"],
+            "event": e["event"],
+            "type": e.get("type") or "",
+            "outcome": e["outcome"],
+            "who": " ".join(p["user_id"] for p in e["participants"] if p.get("is_requestor")),
+            "objects": " ".join(f"{o['kind']}={o['id']}" for o in e["objects"]),
+            "description": e["description"],
+        }
+        for e in entries
+    ]
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    for row in rows:
+        click.echo("  ".join(str(row[c]) for c in COLUMNS))
+
+
+def _public_key(home: Path, key_file: str | None):  # type: ignore[no-untyped-def]
+    path = Path(key_file) if key_file else home / "audit-signing-key.pub"
+    return load_pem_public_key(path.read_bytes())
+
+
+@audit.command("verify")
+@home_option
+@click.option(
+    "--checkpoint", "checkpoint_file", type=click.Path(exists=True), help="a checkpoint the auditor kept"
+)
+@click.option(
+    "--public-key", "key_file", type=click.Path(exists=True), help="default: the home's audit-signing-key.pub"
+)
+def audit_verify(home: str | None, checkpoint_file: str | None, key_file: str | None) -> None:
+    """Recompute the tree, check every checkpoint and the witness; needs no decryption key."""
+    path = resolve_home(home)
+    settings = load_settings(path)
+    held = Path(checkpoint_file).read_text() if checkpoint_file else None
+    try:
+        result = verify_log(
+            settings.path(settings.audit.directory),
+            _public_key(path, key_file),
+            settings.audit.origin,
+            settings.path(settings.audit.witness),
+            held,
+        )
+    except AuditIntegrityError as exc:
+        raise click.ClickException(f"audit log verification FAILED: {exc}") from exc
+    click.echo(
+        f"audit log verified: {result.entries} entries, root {base64.b64encode(result.root).decode()}, "
+        f"{result.checkpoints} checkpoints, {result.witnessed} witnessed"
+        + (", and it extends the auditor's checkpoint" if held else "")
+    )
+
+
+@audit.command("prove")
+@home_option
+@click.argument("index", type=int)
+def audit_prove(home: str | None, index: int) -> None:
+    """Print an RFC 6962 inclusion proof of entry INDEX in the newest checkpoint, as JSON."""
+    path = resolve_home(home)
+    settings = load_settings(path)
+    directory = settings.path(settings.audit.directory)
+    notes = sorted((directory / "checkpoints").glob("*.note"))
+    if not notes:
+        raise click.ClickException("no checkpoint yet; a running appliance writes one within a minute")
+    note = notes[-1].read_text()
+    size = int(note.split("\n")[1])
+    hashes = leaf_hashes(directory)[:size]
+    if not 0 <= index < size:
+        raise click.ClickException(f"entry {index} is not covered by the newest checkpoint (size {size})")
+    encode = lambda value: base64.b64encode(value).decode()  # noqa: E731
+    proof = {
+        "leaf_index": index,
+        "tree_size": size,
+        "leaf_hash": encode(hashes[index]),
+        "proof": [encode(h) for h in merkle.inclusion_proof(hashes, index)],
+        "root": encode(merkle.root(hashes)),
+        "checkpoint": note,
+    }
+    click.echo(json.dumps(proof, indent=2))

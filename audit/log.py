@@ -1,0 +1,227 @@
+"""The audit log: append-only, encrypted entries that are the leaves of a Merkle tree.
+
+On disk, in the log directory:
+
+* ``entries.log``: records ``u32 length || chain (32) || sealed entry``. A sealed entry is
+  AES-256-GCM(audit key, event JSON) as ``nonce || ciphertext || tag``, its associated data the
+  entry's index. The leaf hash is RFC 6962's over the sealed bytes; ``chain`` is
+  SHA-256(previous chain || leaf hash), so a naive edit is pinned to the first entry it breaks.
+* ``checkpoints/<size>.note``: signed checkpoints (see :mod:`audit.checkpoint`), written every
+  ``checkpoint_every`` entries or ``checkpoint_seconds`` and on close; each is also appended to
+  the witness file, which lives outside the log directory so a rollback of the log shows.
+
+Appends use group commit: ``emit`` queues the event and returns at once; a writer thread takes
+every queued event, appends them under an exclusive lock (several processes may write one log),
+fsyncs, and only then counts them written (``flush`` waits for that).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import queue
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from audit import checkpoint, merkle
+from audit.errors import AuditError, AuditIntegrityError
+from audit.events import AuditEvent
+
+log = logging.getLogger(__name__)
+
+ENTRIES = "entries.log"
+CHECKPOINTS = "checkpoints"
+_HEADER = struct.Struct("<I32s")
+_GENESIS = bytes(32)
+_NONCE = 12
+
+
+def entry_aad(index: int) -> bytes:
+    return f"audit-entry|v1|{index}".encode()
+
+
+def chain_next(previous: bytes, hashed_leaf: bytes) -> bytes:
+    return hashlib.sha256(previous + hashed_leaf).digest()
+
+
+@dataclass(frozen=True)
+class Record:
+    index: int
+    offset: int
+    chain: bytes
+    sealed: bytes
+
+
+def read_records(path: Path) -> Iterator[Record]:
+    """Every record in order; a torn or truncated record raises naming its index."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    offset, index = 0, 0
+    while offset < len(data):
+        if offset + _HEADER.size > len(data):
+            raise AuditIntegrityError(f"entry {index}: record header truncated at byte {offset}")
+        length, chain = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        if start + length > len(data):
+            raise AuditIntegrityError(
+                f"entry {index}: record truncated ({len(data) - start} of {length} bytes)"
+            )
+        yield Record(index, offset, chain, data[start : start + length])
+        offset, index = start + length, index + 1
+
+
+class AuditLog:
+    """Writer of one log directory (the appliance's AuditSink)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        encryption_key: bytes,
+        signing_key: Ed25519PrivateKey,
+        origin: str,
+        witness: Path,
+        checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 60.0,
+    ) -> None:
+        self.directory = directory
+        self.origin = origin
+        self.witness = witness
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
+        self._aead_key = encryption_key
+        self._signing_key = signing_key
+        (directory / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        witness.parent.mkdir(parents=True, exist_ok=True)
+        self._path = directory / ENTRIES
+        self._path.touch(mode=0o600, exist_ok=True)
+        self._tree = merkle.CompactRange()
+        self._chain = _GENESIS
+        self._offset = 0
+        self._last_checkpoint = (0, time.monotonic())
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._written = threading.Condition()
+        self._enqueued = 0
+        self._committed = 0
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    # -- the sink ---------------------------------------------------------------------------
+    def emit(self, event: AuditEvent) -> None:
+        """Queue the event; it is written (fsynced) by the writer thread shortly after."""
+        payload = json.dumps(event.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        with self._written:
+            self._enqueued += 1
+        self._queue.put(payload)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every event emitted so far is on disk."""
+        with self._written:
+            target = self._enqueued
+            if not self._written.wait_for(lambda: self._committed >= target, timeout):
+                raise AuditError(f"audit log did not write {target - self._committed} events in {timeout}s")
+
+    def close(self) -> None:
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        self._locked(self._write_checkpoint)
+
+    # -- writer thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            try:
+                self._locked(self._append, batch)
+            except Exception as exc:  # never lose the writer; the events stay uncounted
+                log.error("audit append failed (%s)", type(exc).__name__)
+                continue
+            with self._written:
+                self._committed += len(batch)
+                self._written.notify_all()
+
+    def _locked(self, action: Callable[..., None], *args: object) -> None:
+        with open(self._path, "r+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                self._catch_up(handle)
+                action(*args)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _catch_up(self, handle: BinaryIO) -> None:
+        """Take in records appended by other processes since this one last looked."""
+        handle.seek(self._offset)
+        data = handle.read()
+        position = 0
+        while position + _HEADER.size <= len(data):
+            length, chain = _HEADER.unpack_from(data, position)
+            sealed = data[position + _HEADER.size : position + _HEADER.size + length]
+            if len(sealed) < length:
+                break
+            hashed = merkle.leaf_hash(sealed)
+            self._tree.append(hashed)
+            self._chain = chain_next(self._chain, hashed)
+            position += _HEADER.size + length
+        self._offset += position
+
+    def _append(self, payloads: list[bytes]) -> None:
+        aead = AESGCM(self._aead_key)
+        out = bytearray()
+        for payload in payloads:
+            index = self._tree.size
+            nonce = os.urandom(_NONCE)
+            sealed = nonce + aead.encrypt(nonce, payload, entry_aad(index))
+            hashed = merkle.leaf_hash(sealed)
+            self._chain = chain_next(self._chain, hashed)
+            self._tree.append(hashed)
+            out += _HEADER.pack(len(sealed), self._chain) + sealed
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, bytes(out))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._offset += len(out)
+        size, at = self._last_checkpoint
+        due = time.monotonic() - at >= self.checkpoint_seconds
+        if self._tree.size - size >= self.checkpoint_every or due:
+            self._write_checkpoint()
+
+    def _write_checkpoint(self) -> None:
+        size = self._tree.size
+        if size == 0:
+            return
+        note = checkpoint.sign(checkpoint.Checkpoint(self.origin, size, self._tree.root()), self._signing_key)
+        path = self.directory / CHECKPOINTS / f"{size:012d}.note"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(note)
+            os.replace(tmp, path)
+        with open(self.witness, "a") as witness:
+            witness.write(json.dumps({"note": note}) + "\n")
+            witness.flush()
+            os.fsync(witness.fileno())
+        self._last_checkpoint = (size, time.monotonic())

@@ -1,0 +1,121 @@
+"""Verification of a log directory with the appliance's public key only (no decryption key).
+
+Checks, in order, and raises :class:`AuditIntegrityError` naming the first bad entry or
+checkpoint:
+
+1. every record is whole and its chain value follows from the previous one (an edited, deleted,
+   inserted or reordered entry breaks the chain at that entry);
+2. every checkpoint in the log directory and in the witness file is signed by the appliance's key
+   and its root equals the root recomputed from the entries at its size (this also proves each
+   checkpoint consistent with every later one, since all are prefixes of one recomputed tree; a
+   checkpoint beyond the log's end means a truncated or rolled-back log);
+3. given an auditor's checkpoint, an RFC 6962 consistency proof from it to the current tree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from audit import checkpoint, merkle
+from audit.errors import AuditIntegrityError
+from audit.log import _GENESIS, CHECKPOINTS, ENTRIES, chain_next, read_records
+
+
+@dataclass(frozen=True)
+class Verified:
+    entries: int
+    root: bytes
+    checkpoints: int
+    witnessed: int
+
+
+def leaf_hashes(directory: Path) -> list[bytes]:
+    """Leaf hashes of every entry, checking framing and the hash chain on the way."""
+    hashes: list[bytes] = []
+    chain = _GENESIS
+    for record in read_records(directory / ENTRIES):
+        hashed = merkle.leaf_hash(record.sealed)
+        chain = chain_next(chain, hashed)
+        if record.chain != chain:
+            raise AuditIntegrityError(
+                f"entry {record.index}: hash chain broken (the entry, or one just before it, was "
+                "altered, deleted, inserted or moved)"
+            )
+        hashes.append(hashed)
+    return hashes
+
+
+def _signed(
+    notes: list[tuple[str, str]], public_key: Ed25519PublicKey, origin: str
+) -> list[tuple[str, checkpoint.Checkpoint]]:
+    verified = []
+    for name, note in notes:
+        try:
+            verified.append((name, checkpoint.verify(note, public_key, origin)))
+        except checkpoint.CheckpointError as exc:
+            raise AuditIntegrityError(f"{name}: {exc}") from exc
+    return verified
+
+
+def _log_notes(directory: Path) -> list[tuple[str, str]]:
+    return [(f"checkpoint {p.name}", p.read_text()) for p in sorted((directory / CHECKPOINTS).glob("*.note"))]
+
+
+def _witness_notes(witness: Path | None) -> list[tuple[str, str]]:
+    if witness is None or not witness.exists():
+        return []
+    notes = []
+    for number, line in enumerate(witness.read_text().splitlines(), start=1):
+        try:
+            notes.append((f"witness checkpoint {number}", json.loads(line)["note"]))
+        except (ValueError, KeyError) as exc:
+            raise AuditIntegrityError(f"witness checkpoint {number}: not a checkpoint record") from exc
+    return notes
+
+
+def verify_log(
+    directory: Path,
+    public_key: Ed25519PublicKey,
+    origin: str,
+    witness: Path | None = None,
+    auditor_checkpoint: str | None = None,
+) -> Verified:
+    hashes = leaf_hashes(directory)
+    in_log = _signed(_log_notes(directory), public_key, origin)
+    witnessed = _signed(_witness_notes(witness), public_key, origin)
+    claims = sorted(in_log + witnessed, key=lambda item: item[1].size)
+    sizes = {cp.size for _, cp in claims}
+    roots: dict[int, bytes] = {}
+    tree = merkle.CompactRange()
+    for hashed in hashes:
+        tree.append(hashed)
+        if tree.size in sizes:
+            roots[tree.size] = tree.root()
+    for name, cp in claims:
+        if cp.size > len(hashes):
+            raise AuditIntegrityError(
+                f"{name}: signed for {cp.size} entries but the log holds {len(hashes)} "
+                "(truncated, or rolled back)"
+            )
+        if roots[cp.size] != cp.root:
+            raise AuditIntegrityError(
+                f"{name}: root at size {cp.size} differs from the entries' (entries before "
+                f"{cp.size} were replaced, e.g. a tail rewritten after a rollback)"
+            )
+    current = tree.root()
+    if auditor_checkpoint is not None:
+        ((_, held),) = _signed([("auditor's checkpoint", auditor_checkpoint)], public_key, origin)
+        if held.size > len(hashes):
+            raise AuditIntegrityError(
+                f"auditor's checkpoint: signed for {held.size} entries but the log holds {len(hashes)}"
+            )
+        proof = merkle.consistency_proof(hashes, held.size) if held.size else []
+        try:
+            merkle.verify_consistency(held.size, len(hashes), held.root, current, proof)
+        except merkle.ProofError as exc:
+            raise AuditIntegrityError(f"auditor's checkpoint: the log does not extend it ({exc})") from exc
+    return Verified(len(hashes), current, len(in_log), len(witnessed))
