@@ -77,7 +77,7 @@ def test_rotate_rewraps_without_rewriting_objects_then_retire(app, tmp_path):
     stamps = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in files}
 
     new_id, changed = rotation.rotate(app, "test")
-    assert new_id != old_id and changed == 5 + 1  # five data keys and the DB field key
+    assert new_id != old_id and changed == 5 + 3  # five data keys; the field, audit and signing keys
     assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in files} == stamps
 
     rotation.retire(app, "test", old_id)
@@ -96,7 +96,7 @@ def test_retire_refuses_the_active_key_and_one_still_in_use(app, tmp_path):
     with pytest.raises(KeyMaterialError, match="is active"):
         rotation.retire(app, "test", old_id)
     DirectoryKeySource(app.settings.key_directory).create()  # a new active key, nothing re-wrapped
-    with pytest.raises(KeyMaterialError, match="still wraps 2"):  # the instance and the field key
+    with pytest.raises(KeyMaterialError, match="still wraps 4"):  # the instance and three secrets
         rotation.retire(app, "test", old_id)
     rotation.rewrap_all(app)
     with pytest.raises(KeyMaterialError, match="is active"):
