@@ -172,7 +172,11 @@ class AuditLog:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _catch_up(self, handle: BinaryIO) -> None:
-        """Take in records appended by other processes since this one last looked."""
+        """Take in records appended by other processes since this one last looked.
+
+        Appends happen under the lock, so bytes after the last whole record can only be a
+        record torn by a crash mid-write (never fsynced, never reported written): cut them.
+        """
         handle.seek(self._offset)
         data = handle.read()
         position = 0
@@ -186,6 +190,10 @@ class AuditLog:
             self._chain = chain_next(self._chain, hashed)
             position += _HEADER.size + length
         self._offset += position
+        if position < len(data):
+            log.warning("audit log: cutting a torn record of %d bytes left by a crash", len(data) - position)
+            handle.truncate(self._offset)
+            os.fsync(handle.fileno())
 
     def _append(self, payloads: list[bytes]) -> None:
         aead = AESGCM(self._aead_key)
@@ -212,7 +220,7 @@ class AuditLog:
 
     def _write_checkpoint(self) -> None:
         size = self._tree.size
-        if size == 0:
+        if size == 0 or size == self._last_checkpoint[0]:
             return
         note = checkpoint.sign(checkpoint.Checkpoint(self.origin, size, self._tree.root()), self._signing_key)
         path = self.directory / CHECKPOINTS / f"{size:012d}.note"

@@ -99,6 +99,7 @@ class _AssociationTally:
     host: str
     outcomes: Counter[bool] = field(default_factory=Counter)
     studies: set[str] = field(default_factory=set)
+    patients: set[str] = field(default_factory=set)
 
 
 def _failure(code: int, comment: str) -> Dataset:
@@ -293,7 +294,10 @@ class StorageSCP:
                         Participant(tally.calling_ae, tally.host, is_requestor=True, role="Source"),
                         Participant(self.config.ae_title, self.config.host, role="Destination"),
                     ),
-                    objects=tuple(ParticipantObject("study", uid) for uid in sorted(tally.studies)),
+                    objects=(
+                        *(ParticipantObject("patient", pid) for pid in sorted(tally.patients)),
+                        *(ParticipantObject("study", uid) for uid in sorted(tally.studies)),
+                    ),
                     description=f"instances={count}",
                 )
             )
@@ -302,13 +306,14 @@ class StorageSCP:
     def _on_echo(self, event: evt.Event) -> int:
         return status.SUCCESS
 
-    def _count(self, event: evt.Event, succeeded: bool, study_uid: str | None = None) -> None:
+    def _count(self, event: evt.Event, succeeded: bool, instance: ReceivedInstance | None = None) -> None:
         with self._lock:
             tally = self._tallies.get(id(event.assoc))
             if tally is not None:
                 tally.outcomes[succeeded] += 1
-                if study_uid:
-                    tally.studies.add(study_uid)
+                if instance is not None:
+                    tally.studies.add(instance.study_uid)
+                    tally.patients.add(instance.patient.patient_id)
 
     def _check_resources(self, size: int) -> None:
         if size > self.config.max_instance_bytes:
@@ -341,5 +346,5 @@ class StorageSCP:
             log.error("C-STORE failed internally (%s)", type(exc).__name__)
             self._count(event, False)
             return _failure(status.PROCESSING_FAILURE, f"internal error ({type(exc).__name__})")
-        self._count(event, True, instance.study_uid)
+        self._count(event, True, instance)
         return status.SUCCESS
