@@ -30,7 +30,8 @@ WRITER = textwrap.dedent(
     n = 0
     while True:
         for _ in range(200):
-            log.emit(AuditEvent(EventID.SECURITY_ALERT, Action.EXECUTE, Outcome.SUCCESS, description=f"burst {n}"))
+            alert = AuditEvent(EventID.SECURITY_ALERT, Action.EXECUTE, Outcome.SUCCESS, description=f"burst {n}")
+            log.emit(alert)
             n += 1
         log.flush()
         print(n, flush=True)  # every event below n is reported written
