@@ -30,7 +30,7 @@ WRITER = textwrap.dedent(
     n = 0
     while True:
         for _ in range(200):
-            alert = AuditEvent(EventID.SECURITY_ALERT, Action.EXECUTE, Outcome.SUCCESS, description=f"burst {n}")
+            alert = AuditEvent(EventID.SECURITY_ALERT, Action.EXECUTE, Outcome.SUCCESS, description=f"b {n}")
             log.emit(alert)
             n += 1
         log.flush()
@@ -61,4 +61,4 @@ def test_kill_9_keeps_every_reported_event(tmp_path):
     result = verify_log(tmp_path / "log", signer.public_key(), "crash-test", tmp_path / "witness.jsonl")
     assert result.entries >= reported
     written = {e["description"] for e in read_entries(tmp_path / "log", KEY)}
-    assert {f"burst {n}" for n in range(reported)} <= written
+    assert {f"b {n}" for n in range(reported)} <= written
