@@ -81,6 +81,18 @@ class SendSettings(BaseModel):
     ae_title: str = "APPLIANCE"
 
 
+class SyslogSettings(BaseModel):
+    """IHE ATNA: audit messages over syslog on TLS (RFC 5425) to a SIEM."""
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 6514
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    poll_seconds: float = 1.0
+
+
 class AuditSettings(BaseModel):
     directory: Path = Path("audit")
     witness: Path = Field(
@@ -90,6 +102,7 @@ class AuditSettings(BaseModel):
     origin: str = "imaging-appliance"
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 60.0
+    syslog: SyslogSettings = SyslogSettings()
 
 
 class Settings(BaseSettings):

@@ -13,9 +13,12 @@ from appliance.assembly import series_assembler
 from appliance.context import Appliance
 from appliance.gateway import GatewayProcesses
 from appliance.http_api import create_app
+from appliance.periodic import Periodic
 from appliance.reconcile import reconcile
 from appliance.sending import release_interrupted, send_worker
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
+from audit.syslog import Receiver, SyslogForwarder
+from dicom_gateway import tls
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,29 @@ def _lifecycle_event(app: Appliance, type_code: str) -> None:
     )
 
 
+def _syslog_forwarder(app: Appliance) -> Periodic | None:
+    settings = app.settings
+    syslog = settings.audit.syslog
+    if not syslog.enabled:
+        return None
+    optional = lambda path: settings.path(path) if path else None  # noqa: E731
+    receiver = Receiver(
+        syslog.host,
+        syslog.port,
+        tls.client_context(optional(syslog.ca_file), optional(syslog.cert_file), optional(syslog.key_file)),
+    )
+    directory = settings.path(settings.audit.directory)
+    forwarder = SyslogForwarder(
+        directory,
+        app.audit_key,
+        directory / "syslog-cursor.json",
+        receiver,
+        "imaging-appliance",
+        settings.audit.origin,
+    )
+    return Periodic("syslog", syslog.poll_seconds, forwarder.pump)
+
+
 def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None = None) -> None:
     settings = app.settings
     report = reconcile(app)
@@ -46,6 +72,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     gateway = GatewayProcesses(app, dicom_port if dicom_port is not None else settings.dicom.port)
     assembler = series_assembler(app)
     sender = send_worker(app)
+    syslog = _syslog_forwarder(app)
     http = uvicorn.Server(
         uvicorn.Config(
             create_app(app, lambda: gateway.running, lambda: gateway.security.value),
@@ -62,6 +89,8 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     port = gateway.start()
     assembler.start()
     sender.start()
+    if syslog:
+        syslog.start()
     http_thread = threading.Thread(target=lambda: asyncio.run(http.serve()), name="http", daemon=True)
     http_thread.start()
     _lifecycle_event(app, "Application Start")
@@ -80,5 +109,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     http.should_exit = True
     assembler.stop()
     sender.stop()
+    if syslog:
+        syslog.stop()
     http_thread.join(timeout=10)
     _lifecycle_event(app, "Application Stop")

@@ -62,12 +62,18 @@ class Record:
     chain: bytes
     sealed: bytes
 
+    @property
+    def end(self) -> int:
+        """Byte offset of the next record."""
+        return self.offset + _HEADER.size + len(self.sealed)
 
-def read_records(path: Path) -> Iterator[Record]:
-    """Every record in order; a torn or truncated record raises naming its index."""
+
+def read_records(path: Path, offset: int = 0, index: int = 0) -> Iterator[Record]:
+    """Records in order from byte ``offset`` (record ``index``); a torn record raises naming it."""
     with open(path, "rb") as handle:
+        handle.seek(offset)
         data = handle.read()
-    offset, index = 0, 0
+    start_offset, offset = offset, 0
     while offset < len(data):
         if offset + _HEADER.size > len(data):
             raise AuditIntegrityError(f"entry {index}: record header truncated at byte {offset}")
@@ -77,7 +83,7 @@ def read_records(path: Path) -> Iterator[Record]:
             raise AuditIntegrityError(
                 f"entry {index}: record truncated ({len(data) - start} of {length} bytes)"
             )
-        yield Record(index, offset, chain, data[start : start + length])
+        yield Record(index, start_offset + offset, chain, data[start : start + length])
         offset, index = start + length, index + 1
 
 
@@ -140,7 +146,11 @@ class AuditLog:
     # -- writer thread -------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self.checkpoint_seconds)
+            except queue.Empty:  # quiet for a while: sign what the log holds (other writers' too)
+                self._locked(self._write_checkpoint)
+                continue
             if item is None:
                 return
             batch = [item]

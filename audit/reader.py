@@ -13,17 +13,21 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from audit.errors import AuditIntegrityError
-from audit.log import _NONCE, ENTRIES, entry_aad, read_records
+from audit.log import _NONCE, ENTRIES, Record, entry_aad, read_records
+
+
+def decrypt(record: Record, aead: AESGCM) -> dict[str, Any]:
+    try:
+        plain = aead.decrypt(record.sealed[:_NONCE], record.sealed[_NONCE:], entry_aad(record.index))
+    except InvalidTag as exc:
+        raise AuditIntegrityError(f"entry {record.index}: does not decrypt (altered or moved)") from exc
+    return {"index": record.index, **json.loads(plain)}
 
 
 def read_entries(directory: Path, key: bytes) -> Iterator[dict[str, Any]]:
     aead = AESGCM(key)
     for record in read_records(directory / ENTRIES):
-        try:
-            plain = aead.decrypt(record.sealed[:_NONCE], record.sealed[_NONCE:], entry_aad(record.index))
-        except InvalidTag as exc:
-            raise AuditIntegrityError(f"entry {record.index}: does not decrypt (altered or moved)") from exc
-        yield {"index": record.index, **json.loads(plain)}
+        yield decrypt(record, aead)
 
 
 @dataclass(frozen=True)

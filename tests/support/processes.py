@@ -216,3 +216,50 @@ class PostgresProcess:
     def stop(self) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class RsyslogProcess:
+    """Debian's rsyslogd as a SIEM's receiver: syslog over TLS (RFC 5425) into a file."""
+
+    def __init__(self, root: Path, ca: Path, cert: Path, key: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.output = root / "received.log"
+        self.ca, self.cert, self.key = ca, cert, key
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RsyslogProcess:
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "rsyslog.conf"
+        config.write_text(
+            f"""
+global(workDirectory="{self.root}"
+       DefaultNetstreamDriver="gtls"
+       DefaultNetstreamDriverCAFile="{self.ca}"
+       DefaultNetstreamDriverCertFile="{self.cert}"
+       DefaultNetstreamDriverKeyFile="{self.key}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.Authmode="x509/certvalid")
+input(type="imtcp" port="{self.port}" address="127.0.0.1")
+template(name="body" type="string" string="%msg%\\n")
+action(type="omfile" file="{self.output}" template="body")
+"""
+        )
+        self.process = subprocess.Popen(
+            ["rsyslogd", "-n", "-f", str(config), "-i", str(self.root / "rsyslogd.pid")],
+            stdout=(self.root / "rsyslogd.out").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._listening, 20, "rsyslogd")
+        return self
+
+    def _listening(self) -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def lines(self) -> list[str]:
+        return self.output.read_text().splitlines() if self.output.exists() else []
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
