@@ -109,7 +109,7 @@ def main() -> None:
     print(f"{args.events} events from {PRODUCERS} threads, group commit with fsync per batch")
     print(f"plain JSON lines   {args.events / plain:10.0f} appends/s")
     print(f"audit log          {args.events / merkle_log:10.0f} appends/s")
-    print(f"audit / plain rate ratio = {(args.events / merkle_log) / (args.events / plain):.2f}  (goal >= 0.5)")
+    print(f"audit / plain      {plain / merkle_log:10.2f}  (goal >= 0.5)")
     print(f"verify             {result.entries / verify:10.0f} entries/s  (goal >= 100000)")
 
 
