@@ -37,6 +37,11 @@ def test_study_is_audited_and_the_log_verifies(appliance, home, tmp_path, patien
     assert "Association Accepted" in types and "Application Start" in types
     assert any(e["event_id"] == "110101" for e in everything)  # the earlier listing was itself audited
 
+    as_csv = run_cli(home, "audit", "list", "--csv", "--who", "SCU", "--outcome", "0").stdout.splitlines()
+    assert as_csv[0] == "index,at,event,type,outcome,who,objects,description"
+    assert any("DICOM Instances Transferred" in row and "instances=7" in row for row in as_csv[1:])
+    assert json.loads(run_cli(home, "audit", "list", "--json", "--since", "2999-01-01").stdout) == []
+
     appliance.stop()  # writes the shutdown checkpoint
     verified = run_cli(home, "audit", "verify")
     assert "audit log verified" in verified.stdout
