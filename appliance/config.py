@@ -91,6 +91,7 @@ class SyslogSettings(BaseModel):
     cert_file: Path | None = None
     key_file: Path | None = None
     poll_seconds: float = 1.0
+    witness: bool = Field(True, description="also ship every signed checkpoint: the SIEM witnesses the log")
 
 
 class AuditSettings(BaseModel):

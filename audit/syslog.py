@@ -3,6 +3,9 @@
 The log itself is the durable spool: a cursor file remembers the next entry to send (index and
 byte offset), advanced only after the receiver took the messages, so a receiver that was down
 gets everything when it comes back. Messages are RFC 5424 with octet-counting framing.
+
+Given the witness file, the forwarder also ships every signed checkpoint (MSGID ``checkpoint``),
+so the SIEM becomes a second witness that the appliance's own disk cannot roll back.
 """
 
 from __future__ import annotations
@@ -36,19 +39,27 @@ class Receiver:
     tls: ssl.SSLContext
 
 
-def frame(entry: dict, app_name: str, source_id: str) -> bytes:
-    """One entry as an octet-counted RFC 5424 message whose body is the audit XML."""
+def frame(body: str, app_name: str, message_id: str = _MSGID) -> bytes:
+    """An octet-counted RFC 5424 message (UTF-8 body with its BOM)."""
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    header = f"<{_PRIORITY}>1 {stamp} {socket.gethostname()} {app_name} {os.getpid()} {_MSGID} - "
-    message = header.encode() + "\ufeff".encode() + to_xml(entry, source_id).encode()
+    header = f"<{_PRIORITY}>1 {stamp} {socket.gethostname()} {app_name} {os.getpid()} {message_id} - "
+    message = header.encode() + "\ufeff".encode() + body.encode()
     return f"{len(message)} ".encode() + message
 
 
 class SyslogForwarder:
     def __init__(
-        self, directory: Path, key: bytes, cursor: Path, receiver: Receiver, app_name: str, source_id: str
+        self,
+        directory: Path,
+        key: bytes,
+        cursor: Path,
+        receiver: Receiver,
+        app_name: str,
+        source_id: str,
+        witness: Path | None = None,
     ) -> None:
         self.directory = directory
+        self.witness = witness
         self.cursor = cursor
         self.receiver = receiver
         self.app_name = app_name
@@ -56,15 +67,13 @@ class SyslogForwarder:
         self._aead = AESGCM(key)
         self._connection: ssl.SSLSocket | None = None
 
-    def _position(self) -> tuple[int, int]:
-        if not self.cursor.exists():
-            return 0, 0
-        saved = json.loads(self.cursor.read_text())
-        return saved["index"], saved["offset"]
+    def _position(self) -> dict[str, int]:
+        saved = json.loads(self.cursor.read_text()) if self.cursor.exists() else {}
+        return {"index": 0, "offset": 0, "checkpoints": 0, **saved}
 
-    def _save(self, index: int, offset: int) -> None:
+    def _save(self, position: dict[str, int]) -> None:
         tmp = self.cursor.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"index": index, "offset": offset}))
+        tmp.write_text(json.dumps(position))
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, self.cursor)
@@ -76,23 +85,30 @@ class SyslogForwarder:
         return self._connection
 
     def pump(self, stop: threading.Event | None = None) -> int:
-        """Send every entry after the cursor; return how many went. Raises OSError if unreachable."""
-        index, offset = self._position()
-        sent = 0
+        """Send every entry (and checkpoint) after the cursor; return how many entries went.
+
+        Raises OSError while the receiver is unreachable; the cursor keeps what was sent.
+        """
+        position = self._position()
+        start = dict(position)
         try:
-            for record in read_records(self.directory / ENTRIES, offset, index):
+            for record in read_records(self.directory / ENTRIES, position["offset"], position["index"]):
                 if stop is not None and stop.is_set():
                     break
-                self._connect().sendall(frame(decrypt(record, self._aead), self.app_name, self.source_id))
-                index, offset = record.index + 1, record.end
-                sent += 1
+                xml = to_xml(decrypt(record, self._aead), self.source_id)
+                self._connect().sendall(frame(xml, self.app_name))
+                position.update(index=record.index + 1, offset=record.end)
+            notes = self.witness.read_text().splitlines() if self.witness and self.witness.exists() else []
+            for line in notes[position["checkpoints"] :]:
+                self._connect().sendall(frame(json.loads(line)["note"], self.app_name, "checkpoint"))
+                position["checkpoints"] += 1
         except OSError:
             self.close()
             raise
         finally:
-            if sent:
-                self._save(index, offset)
-        return sent
+            if position != start:
+                self._save(position)
+        return position["index"] - start["index"]
 
     def close(self) -> None:
         if self._connection is not None:

@@ -37,11 +37,17 @@ def test_events_produced_while_receiver_is_down_arrive_once_as_audit_messages(tm
                 description=f"instances={n}",
             )
         )
-    log.flush()
+    log.close()  # flushed, with a signed checkpoint in the witness file
     siem = RsyslogProcess(tmp_path / "siem", ca.issued.cert, server.cert, server.key)
     receiver = Receiver("localhost", siem.port, client_context(ca.issued.cert, client.cert, client.key))
     forwarder = SyslogForwarder(
-        tmp_path / "log", KEY, tmp_path / "cursor.json", receiver, "appliance", "test-source"
+        tmp_path / "log",
+        KEY,
+        tmp_path / "cursor.json",
+        receiver,
+        "appliance",
+        "test-source",
+        tmp_path / "w.jsonl",
     )
 
     with pytest.raises(OSError):  # receiver down: nothing is lost, the cursor does not move
@@ -52,11 +58,14 @@ def test_events_produced_while_receiver_is_down_arrive_once_as_audit_messages(tm
     try:
         assert forwarder.pump() == 50
         assert forwarder.pump() == 0  # nothing twice
-        wait_for(lambda: len(siem.lines()) >= 50, 20, "rsyslog to write every message")
+        wait_for(lambda: len(siem.lines()) >= 51, 20, "rsyslog to write every message")
         forwarder.close()
     finally:
         siem.stop()
     lines = siem.lines()
+    checkpoints = [line for line in lines if "AuditMessage" not in line]
+    assert len(checkpoints) == 1 and checkpoints[0].startswith("\ufefft") and "\u2014 t " in checkpoints[0]
+    lines = [line for line in lines if "AuditMessage" in line]
     assert len(lines) == 50
     seen = []
     for line in lines:
@@ -72,7 +81,6 @@ def test_events_produced_while_receiver_is_down_arrive_once_as_audit_messages(tm
         assert patient.get("ParticipantObjectTypeCode") == "1"
         seen.append(patient.get("ParticipantObjectID"))
     assert sorted(seen) == sorted(f"P{n}" for n in range(50))
-    log.close()
 
 
 def test_running_appliance_ships_its_audit_trail(home, tmp_path, patient):
