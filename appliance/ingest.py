@@ -22,6 +22,7 @@ from appliance.context import Appliance
 from appliance.db.tables import Instance, Patient, Series, SeriesState, Study, utcnow
 from appliance.keys import WrappedKey
 from appliance.store import new_object_id
+from audit.batching import take_batch
 from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance
 from dicom_gateway.received import ReceivedInstance
@@ -99,17 +100,7 @@ class InstanceIndex:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < _BATCH_MAX:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
-            self._commit(batch)
+            self._commit(take_batch(self._queue, first, _BATCH_MAX))
 
     def _commit(self, batch: list[_Pending]) -> None:
         created: dict[tuple[str, str], int] = {}

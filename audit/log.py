@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from audit import checkpoint, merkle
+from audit.batching import take_batch
 from audit.errors import AuditError, AuditIntegrityError
 from audit.events import AuditEvent
 
@@ -153,16 +154,7 @@ class AuditLog:
                 continue
             if item is None:
                 return
-            batch = [item]
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                batch.append(more)
+            batch = take_batch(self._queue, item)
             try:
                 self._locked(self._append, batch)
             except Exception as exc:  # never lose the writer; the events stay uncounted

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from audit.batching import take_batch  # noqa: E402
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject  # noqa: E402
 from audit.log import AuditLog  # noqa: E402
 from audit.verify import verify_log  # noqa: E402
@@ -48,16 +49,7 @@ class PlainJsonLines:
             item = self._queue.get()
             if item is None:
                 break
-            batch = [item]
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                batch.append(more)
+            batch = take_batch(self._queue, item)
             os.write(fd, b"".join(batch))
             os.fsync(fd)
         os.close(fd)
