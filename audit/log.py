@@ -224,14 +224,23 @@ class AuditLog:
         size = self._tree.size
         if size == 0 or size == self._last_checkpoint[0]:
             return
-        note = checkpoint.sign(checkpoint.Checkpoint(self.origin, size, self._tree.root()), self._signing_key)
         path = self.directory / CHECKPOINTS / f"{size:012d}.note"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(note)
-            os.replace(tmp, path)
+        self._last_checkpoint = (size, time.monotonic())
+        if path.exists():  # another process of the appliance signed and witnessed this size
+            return
+        note = checkpoint.sign(checkpoint.Checkpoint(self.origin, size, self._tree.root()), self._signing_key)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as handle:
+            handle.write(note)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         with open(self.witness, "a") as witness:
             witness.write(json.dumps({"note": note}) + "\n")
             witness.flush()
             os.fsync(witness.fileno())
-        self._last_checkpoint = (size, time.monotonic())
