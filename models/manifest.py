@@ -54,7 +54,7 @@ def sign_bundle(bundle: Path, key: Ed25519PrivateKey, publisher: str) -> Manifes
         metadata = json.loads((bundle / METADATA).read_text())
     except (OSError, ValueError) as exc:
         raise BundleRejected(f"{bundle} has no readable {METADATA}") from exc
-    name = str(metadata.get("name") or bundle.name)
+    name = bundle.name  # the Model Zoo's identifier; metadata's "name" is a display title
     files = {rel: _digest(path) for rel, path in sorted(_bundle_files(bundle).items())}
     manifest = Manifest(publisher, name, str(metadata.get("version", "0")), files)
     body = json.dumps(vars(manifest), indent=2, sort_keys=True).encode()

@@ -11,6 +11,7 @@ from appliance import home as home_module
 from appliance import logs, rotation, sending
 from appliance.cli.audit import audit
 from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, open_home
+from appliance.cli.models import models
 from appliance.cli.peers import destinations, sources
 from appliance.cli.studies import studies
 from appliance.config import resolve_home
@@ -96,6 +97,7 @@ cli.add_command(sources)
 cli.add_command(destinations)
 cli.add_command(studies)
 cli.add_command(audit)
+cli.add_command(models)
 
 
 def _dicom_files(paths: tuple[str, ...]) -> list[Path]:

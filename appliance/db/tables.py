@@ -113,6 +113,27 @@ class Job(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class ModelState(enum.StrEnum):
+    STAGED = "staged"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+class Model(SQLModel, table=True):
+    """A signed MONAI bundle imported into the home; one active version per name."""
+
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, index=True)
+    version: str = Field(max_length=64)
+    publisher: str = Field(max_length=128)
+    state: ModelState = Field(default=ModelState.STAGED, index=True)
+    path: str = Field(max_length=1024)
+    imported_at: datetime = Field(default_factory=utcnow)
+    changed_at: datetime = Field(default_factory=utcnow)
+
+
 class WrappedSecret(SQLModel, table=True):
     """A secret of the appliance (e.g. the database field key), wrapped by the KEK."""
 

@@ -27,7 +27,7 @@ def bundle(tmp_path) -> Path:
 
 def test_signed_bundle_verifies(bundle):
     manifest = verify_bundle(bundle, {"test-publisher": PUBLISHER.public_key()})
-    assert manifest.name == "Spleen CT segmentation" and manifest.version == "0.5.9"
+    assert manifest.name == "spleen_ct_segmentation" and manifest.version == "0.5.9"
     assert "configs/inference.json" in manifest.files
     assert "models/model.pt" in manifest.files
 

@@ -1,0 +1,152 @@
+"""The model registry: signed MONAI bundles imported into the home, staged, active or retired.
+
+Only a bundle whose manifest is signed by a trusted publisher and whose every file matches is
+imported; it is copied into ``models/<name>/<version>/`` and verified again there. One version
+per name is active. Every import (or refusal), activation, retirement and new trusted publisher
+is audited.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from sqlmodel import select
+
+from appliance.context import Appliance
+from appliance.db.tables import Model, ModelState, utcnow
+from appliance.errors import ApplianceError, NotFound
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from models.errors import BundleRejected
+from models.manifest import verify_bundle
+
+TRUSTED_PUBLISHERS = "trusted-publishers"
+MODELS = "models"
+
+
+class ModelRefused(ApplianceError):
+    """A bundle failed verification or conflicts with one already imported."""
+
+
+def _audit(
+    app: Appliance, actor: str, event_id: EventID, action: Action, outcome: Outcome, what: str, text: str
+) -> None:
+    app.audit.emit(
+        AuditEvent(
+            event_id=event_id,
+            action=action,
+            outcome=outcome,
+            type_code="Model Registry",
+            participants=(Participant(actor, is_requestor=True),),
+            objects=(ParticipantObject("model", what),),
+            description=text,
+        )
+    )
+
+
+def trusted_publishers(app: Appliance) -> dict[str, Ed25519PublicKey]:
+    keys = {}
+    for path in sorted((app.settings.home / TRUSTED_PUBLISHERS).glob("*.pub")):
+        key = load_pem_public_key(path.read_bytes())
+        if isinstance(key, Ed25519PublicKey):
+            keys[path.stem] = key
+    return keys
+
+
+def trust_publisher(app: Appliance, actor: str, name: str, public_key_file: Path) -> None:
+    try:
+        key = load_pem_public_key(public_key_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ModelRefused(f"{public_key_file} is not a PEM public key") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ModelRefused(f"{public_key_file} is not an Ed25519 key; publishers sign with Ed25519")
+    directory = app.settings.home / TRUSTED_PUBLISHERS
+    directory.mkdir(mode=0o700, exist_ok=True)
+    shutil.copyfile(public_key_file, directory / f"{name}.pub")
+    _audit(
+        app, actor, EventID.SECURITY_ALERT, Action.CREATE, Outcome.SUCCESS, name, "model publisher trusted"
+    )
+
+
+def import_bundle(app: Appliance, actor: str, source: Path) -> Model:
+    trusted = trusted_publishers(app)
+    try:
+        manifest = verify_bundle(source, trusted)
+        destination = app.settings.home / MODELS / manifest.name / manifest.version
+        if destination.exists():
+            raise ModelRefused(f"{manifest.name} {manifest.version} is already imported")
+        staging = destination.with_name(f".importing-{manifest.version}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        verify_bundle(staging, trusted)  # what is kept is what was verified
+        staging.rename(destination)
+    except (BundleRejected, ModelRefused) as exc:
+        _audit(app, actor, EventID.IMPORT, Action.CREATE, Outcome.MINOR_FAILURE, source.name, str(exc))
+        raise ModelRefused(str(exc)) from exc
+    model = Model(
+        name=manifest.name, version=manifest.version, publisher=manifest.publisher, path=str(destination)
+    )
+    with app.session() as session:
+        session.add(model)
+        session.commit()
+    _audit(
+        app, actor, EventID.IMPORT, Action.CREATE, Outcome.SUCCESS, f"{model.name} {model.version}", "staged"
+    )
+    return model
+
+
+def _find(session, name: str, version: str) -> Model:  # type: ignore[no-untyped-def]
+    model = session.exec(select(Model).where(Model.name == name, Model.version == version)).first()
+    if model is None:
+        raise NotFound(f"no model {name} {version}; see 'appliance models list'")
+    return model
+
+
+def activate(app: Appliance, actor: str, name: str, version: str) -> Model:
+    with app.session() as session:
+        model = _find(session, name, version)
+        if model.state == ModelState.RETIRED:
+            raise ModelRefused(f"{name} {version} is retired; import a new version instead")
+        for other in session.exec(
+            select(Model).where(Model.name == name, Model.state == ModelState.ACTIVE)
+        ).all():
+            other.state, other.changed_at = ModelState.STAGED, utcnow()
+            session.add(other)
+        model.state, model.changed_at = ModelState.ACTIVE, utcnow()
+        session.add(model)
+        session.commit()
+    _audit(
+        app,
+        actor,
+        EventID.APPLICATION_ACTIVITY,
+        Action.UPDATE,
+        Outcome.SUCCESS,
+        f"{name} {version}",
+        "activated",
+    )
+    return model
+
+
+def retire(app: Appliance, actor: str, name: str, version: str) -> Model:
+    with app.session() as session:
+        model = _find(session, name, version)
+        model.state, model.changed_at = ModelState.RETIRED, utcnow()
+        session.add(model)
+        session.commit()
+    _audit(
+        app,
+        actor,
+        EventID.APPLICATION_ACTIVITY,
+        Action.UPDATE,
+        Outcome.SUCCESS,
+        f"{name} {version}",
+        "retired",
+    )
+    return model
+
+
+def list_models(app: Appliance) -> list[Model]:
+    with app.session() as session:
+        return list(session.exec(select(Model).order_by(Model.name, Model.imported_at)).all())
