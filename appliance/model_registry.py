@@ -104,47 +104,32 @@ def _find(session, name: str, version: str) -> Model:  # type: ignore[no-untyped
     return model
 
 
-def activate(app: Appliance, actor: str, name: str, version: str) -> Model:
+def _set_state(app: Appliance, actor: str, name: str, version: str, state: ModelState) -> Model:
     with app.session() as session:
         model = _find(session, name, version)
-        if model.state == ModelState.RETIRED:
-            raise ModelRefused(f"{name} {version} is retired; import a new version instead")
-        for other in session.exec(
-            select(Model).where(Model.name == name, Model.state == ModelState.ACTIVE)
-        ).all():
-            other.state, other.changed_at = ModelState.STAGED, utcnow()
-            session.add(other)
-        model.state, model.changed_at = ModelState.ACTIVE, utcnow()
+        if state == ModelState.ACTIVE:
+            if model.state == ModelState.RETIRED:
+                raise ModelRefused(f"{name} {version} is retired; import a new version instead")
+            active = select(Model).where(Model.name == name, Model.state == ModelState.ACTIVE)
+            for other in session.exec(active).all():  # one active version per name
+                other.state, other.changed_at = ModelState.STAGED, utcnow()
+                session.add(other)
+        model.state, model.changed_at = state, utcnow()
         session.add(model)
         session.commit()
+    done = "activated" if state == ModelState.ACTIVE else state.value
     _audit(
-        app,
-        actor,
-        EventID.APPLICATION_ACTIVITY,
-        Action.UPDATE,
-        Outcome.SUCCESS,
-        f"{name} {version}",
-        "activated",
+        app, actor, EventID.APPLICATION_ACTIVITY, Action.UPDATE, Outcome.SUCCESS, f"{name} {version}", done
     )
     return model
+
+
+def activate(app: Appliance, actor: str, name: str, version: str) -> Model:
+    return _set_state(app, actor, name, version, ModelState.ACTIVE)
 
 
 def retire(app: Appliance, actor: str, name: str, version: str) -> Model:
-    with app.session() as session:
-        model = _find(session, name, version)
-        model.state, model.changed_at = ModelState.RETIRED, utcnow()
-        session.add(model)
-        session.commit()
-    _audit(
-        app,
-        actor,
-        EventID.APPLICATION_ACTIVITY,
-        Action.UPDATE,
-        Outcome.SUCCESS,
-        f"{name} {version}",
-        "retired",
-    )
-    return model
+    return _set_state(app, actor, name, version, ModelState.RETIRED)
 
 
 def list_models(app: Appliance) -> list[Model]:

@@ -21,8 +21,7 @@ def orthanc(tmp_path):
     pacs.stop()
 
 
-def test_send_echo_and_deliver(home, tmp_path, orthanc, patient):
-    orthanc.start()
+def add_pacs(home, orthanc) -> None:
     run_cli(
         home,
         "destinations",
@@ -35,6 +34,11 @@ def test_send_echo_and_deliver(home, tmp_path, orthanc, patient):
         "--port",
         str(orthanc.dicom_port),
     )
+
+
+def test_send_echo_and_deliver(home, tmp_path, orthanc, patient):
+    orthanc.start()
+    add_pacs(home, orthanc)
     assert "success" in run_cli(home, "destinations", "echo", "pacs").stdout
     files = write_series(tmp_path / "in", ct_series(4, patient))
     result = run_cli(home, "send", *map(str, files), "--to", "pacs")
@@ -45,18 +49,7 @@ def test_send_echo_and_deliver(home, tmp_path, orthanc, patient):
 
 
 def test_retry_queue_delivers_once_the_pacs_comes_up(appliance, home, tmp_path, orthanc, patient):
-    run_cli(
-        home,
-        "destinations",
-        "add",
-        "pacs",
-        "--ae",
-        "ORTHANC",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(orthanc.dicom_port),
-    )
+    add_pacs(home, orthanc)
     echo = run_cli(home, "destinations", "echo", "pacs", check=False)
     assert echo.returncode != 0 and "failed" in echo.stderr
     files = write_series(tmp_path / "in", ct_series(3, patient))
@@ -83,18 +76,7 @@ def test_retry_queue_delivers_once_the_pacs_comes_up(appliance, home, tmp_path, 
 
 
 def test_failed_send_stays_visible_and_can_be_retried(home, tmp_path, orthanc, patient):
-    run_cli(
-        home,
-        "destinations",
-        "add",
-        "pacs",
-        "--ae",
-        "ORTHANC",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(orthanc.dicom_port),
-    )
+    add_pacs(home, orthanc)
     files = write_series(tmp_path / "in", ct_series(1, patient))
     result = run_cli(home, "send", str(files[0]), "--to", "pacs", env={"APPLIANCE_SEND__MAX_ATTEMPTS": "1"})
     assert "no attempts left" in result.stderr
