@@ -132,11 +132,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = _toml_path.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
-        return tuple(sources)
+        # the file named by model_config["toml_file"] (see load_settings), under the environment
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
     def path(self, relative: Path) -> Path:
         return relative if relative.is_absolute() else self.home / relative
@@ -158,22 +155,6 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.home / 'appliance.db'}"
 
 
-class _TomlPath:
-    """Which TOML file the next :class:`Settings` reads (pydantic-settings takes it per class)."""
-
-    def __init__(self) -> None:
-        self._path: Path | None = None
-
-    def get(self) -> Path | None:
-        return self._path
-
-    def set(self, path: Path | None) -> None:
-        self._path = path
-
-
-_toml_path = _TomlPath()
-
-
 def resolve_home(home: str | Path | None) -> Path:
     """The home given, else ``$APPLIANCE_HOME``; an error saying how to set one otherwise."""
     value = home or os.environ.get(HOME_ENV)
@@ -190,10 +171,11 @@ def load_settings(home: Path) -> Settings:
             f"{home} is not an appliance home (no {CONFIG_FILE}); create one with "
             f"'appliance init --home {home}'"
         )
-    _toml_path.set(toml_file)
+
+    class FromFile(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_file})
+
     try:
-        return Settings(home=home)
+        return FromFile(home=home)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration in {toml_file} or APPLIANCE_* variables: {exc}") from exc
-    finally:
-        _toml_path.set(None)

@@ -44,8 +44,23 @@ log = logging.getLogger(__name__)
 ENTRIES = "entries.log"
 CHECKPOINTS = "checkpoints"
 _HEADER = struct.Struct("<I32s")
-_GENESIS = bytes(32)
-_NONCE = 12
+GENESIS = bytes(32)  # the chain value before the first entry
+NONCE_BYTES = 12
+
+
+def write_durably(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a crash leaves the old or the new file, whole."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def entry_aad(index: int) -> bytes:
@@ -113,7 +128,7 @@ class AuditLog:
         self._path = directory / ENTRIES
         self._path.touch(mode=0o600, exist_ok=True)
         self._tree = merkle.CompactRange()
-        self._chain = _GENESIS
+        self._chain = GENESIS
         self._offset = 0
         self._last_checkpoint = (0, time.monotonic())
         self._queue: queue.Queue[bytes | None] = queue.Queue()
@@ -202,7 +217,7 @@ class AuditLog:
         out = bytearray()
         for payload in payloads:
             index = self._tree.size
-            nonce = os.urandom(_NONCE)
+            nonce = os.urandom(NONCE_BYTES)
             sealed = nonce + aead.encrypt(nonce, payload, entry_aad(index))
             hashed = merkle.leaf_hash(sealed)
             self._chain = chain_next(self._chain, hashed)
@@ -229,17 +244,7 @@ class AuditLog:
         if path.exists():  # another process of the appliance signed and witnessed this size
             return
         note = checkpoint.sign(checkpoint.Checkpoint(self.origin, size, self._tree.root()), self._signing_key)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            handle.write(note)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_durably(path, note)
         with open(self.witness, "a") as witness:
             witness.write(json.dumps({"note": note}) + "\n")
             witness.flush()

@@ -13,12 +13,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from audit.errors import AuditIntegrityError
-from audit.log import _NONCE, ENTRIES, Record, entry_aad, read_records
+from audit.log import ENTRIES, NONCE_BYTES, Record, entry_aad, read_records
 
 
 def decrypt(record: Record, aead: AESGCM) -> dict[str, Any]:
     try:
-        plain = aead.decrypt(record.sealed[:_NONCE], record.sealed[_NONCE:], entry_aad(record.index))
+        plain = aead.decrypt(
+            record.sealed[:NONCE_BYTES], record.sealed[NONCE_BYTES:], entry_aad(record.index)
+        )
     except InvalidTag as exc:
         raise AuditIntegrityError(f"entry {record.index}: does not decrypt (altered or moved)") from exc
     return {"index": record.index, **json.loads(plain)}

@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from audit.atna import to_xml
-from audit.log import ENTRIES, read_records
+from audit.log import ENTRIES, read_records, write_durably
 from audit.reader import decrypt
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,7 @@ class SyslogForwarder:
         return {"index": 0, "offset": 0, "checkpoints": 0, **saved}
 
     def _save(self, position: dict[str, int]) -> None:
-        tmp = self.cursor.with_suffix(".tmp")
-        tmp.write_text(json.dumps(position))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.cursor)
+        write_durably(self.cursor, json.dumps(position))
 
     def _connect(self) -> ssl.SSLSocket:
         if self._connection is None:

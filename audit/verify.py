@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit import checkpoint, merkle
 from audit.errors import AuditIntegrityError
-from audit.log import _GENESIS, CHECKPOINTS, ENTRIES, chain_next, read_records
+from audit.log import CHECKPOINTS, ENTRIES, GENESIS, chain_next, read_records
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Verified:
 def leaf_hashes(directory: Path) -> list[bytes]:
     """Leaf hashes of every entry, checking framing and the hash chain on the way."""
     hashes: list[bytes] = []
-    chain = _GENESIS
+    chain = GENESIS
     for record in read_records(directory / ENTRIES):
         hashed = merkle.leaf_hash(record.sealed)
         chain = chain_next(chain, hashed)

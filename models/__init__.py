@@ -1,4 +1,5 @@
 """Model registry, series to volume, inference runner, SEG/SR writers.
 
-Built by the inference issue; the package exists so the layout of the design is fixed.
+Built so far: signed bundle manifests (:mod:`models.manifest`). The registry's state lives in the
+appliance; inference comes with the rest of the inference issue.
 """
