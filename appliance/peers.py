@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from functools import lru_cache
 
 from sqlmodel import Session, select
 
@@ -19,8 +18,8 @@ from audit.events import Action, AuditEvent, EventID, Outcome, Participant, Part
 from dicom_gateway.policy import AssociationRequest, RejectReason
 
 
-@lru_cache(maxsize=256)
 def _addresses(host: str) -> frozenset[str]:
+    """Resolved at each association (not cached), so a DNS change applies without a restart."""
     try:
         return frozenset(info[4][0] for info in socket.getaddrinfo(host, None))
     except OSError:
