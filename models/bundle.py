@@ -1,0 +1,174 @@
+"""Run a MONAI bundle from its own config on a volume held in memory.
+
+The bundle's signature is verified before any expression of its config is evaluated. Its
+``network_def``, ``preprocessing``, ``inferer`` and ``postprocessing`` are built from
+``configs/inference.json`` with two changes: the file loader (``LoadImage(d)``) is taken out of
+the preprocessing, because the volume is fed in memory, and file-saving steps (``Save*``) are
+taken out of the postprocessing. The bundle's own inversion step (``Invertd``) then maps the
+prediction back onto the source grid. Weights are loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from models.codes import SegmentCode, code_for
+from models.errors import ModelError
+from models.manifest import METADATA, Manifest, verify_bundle
+from models.volume import Volume
+
+INFERENCE_CONFIG = "configs/inference.json"
+_LOADERS = {"LoadImage", "LoadImaged"}
+# Constructor arguments that newer MONAI releases removed and that had no effect before removal;
+# dropping them lets bundles written for older releases run unchanged.
+_REMOVED_ARGUMENTS = {"SwinUNETR": {"img_size"}}
+
+
+class BundleError(ModelError):
+    """A verified bundle cannot be built or run; the message says which part."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    number: int  # the label value in the prediction
+    label: str
+    code: SegmentCode
+
+
+def _target_name(item: Any) -> str:
+    target = item.get("_target_", "") if isinstance(item, dict) else ""
+    return str(target).rsplit(".", 1)[-1]
+
+
+def _strip(config: dict, key: str, drop: Any) -> None:
+    section = config.get(key)
+    if not isinstance(section, dict) or not isinstance(section.get("transforms"), list):
+        raise BundleError(f"{INFERENCE_CONFIG} has no '{key}' Compose with a transforms list")
+    section["transforms"] = [t for t in section["transforms"] if not drop(_target_name(t))]
+
+
+def _segments(metadata: dict) -> tuple[Segment, ...]:
+    try:
+        channels = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
+    except KeyError as exc:
+        raise BundleError("metadata.json has no network_data_format.outputs.pred.channel_def") from exc
+    bundle_codes = metadata.get("segment_codes")
+    return tuple(
+        Segment(int(number), label, code_for(label, bundle_codes))
+        for number, label in sorted(channels.items(), key=lambda item: int(item[0]))
+        if int(number) != 0
+    )
+
+
+def _weights(bundle: Path) -> Path:
+    for name in ("models/model.pt", "models/model.ts"):
+        if (bundle / name).is_file():
+            return bundle / name
+    raise BundleError("the bundle has no models/model.pt or models/model.ts")
+
+
+class Predictor:
+    """One verified bundle, built once and kept loaded; ``predict`` turns a volume into labels."""
+
+    def __init__(
+        self, bundle: Path, trusted: dict[str, Ed25519PublicKey], device: str | torch.device | None = None
+    ) -> None:
+        self.manifest: Manifest = verify_bundle(bundle, trusted)  # before anything is evaluated
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        metadata = json.loads((bundle / METADATA).read_text())
+        self.segments = _segments(metadata)
+        from monai.bundle import ConfigParser  # heavy import: only once a bundle is verified
+
+        config = json.loads((bundle / INFERENCE_CONFIG).read_text())
+        _strip(config, "preprocessing", lambda name: name in _LOADERS)
+        _strip(config, "postprocessing", lambda name: name.startswith("Save"))
+        network_def = config.get("network_def")
+        if not isinstance(network_def, dict):
+            raise BundleError(f"{INFERENCE_CONFIG} has no network_def")
+        for argument in _REMOVED_ARGUMENTS.get(_target_name(network_def), ()):
+            network_def.pop(argument, None)
+        config["bundle_root"] = str(bundle)
+        parser = ConfigParser(config)
+        parser.read_meta(bundle / METADATA)
+        self.image_key = str(config.get("image_key", "image"))
+        evaluator = config.get("evaluator")
+        self.amp = bool(evaluator.get("amp", False)) if isinstance(evaluator, dict) else False
+        try:
+            self.network = self._network(parser, _weights(bundle))
+            self.preprocessing = parser.get_parsed_content("preprocessing")
+            self.inferer = parser.get_parsed_content("inferer")
+            self.postprocessing = parser.get_parsed_content("postprocessing")
+        except BundleError:
+            raise
+        except Exception as exc:  # a bundle's config can raise anything while it is built
+            raise BundleError(f"cannot build {self.manifest.name} {self.manifest.version}: {exc}") from exc
+
+    def _network(self, parser: Any, weights: Path) -> torch.nn.Module:
+        if weights.suffix == ".ts":
+            network = torch.jit.load(weights, map_location=self.device)  # signature verified above
+        else:
+            network = parser.get_parsed_content("network_def")
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and isinstance(state.get("model"), dict):
+                state = state["model"]
+            network.load_state_dict(state)
+            network = network.to(self.device)
+        return network.eval()
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def prepare(self, volume: Volume) -> dict:
+        """Preprocess the volume (CPU work that can overlap another series' inference)."""
+        from monai.data import MetaTensor
+
+        image = MetaTensor(
+            torch.from_numpy(volume.array),
+            affine=torch.from_numpy(volume.affine_ras),
+            meta={"original_channel_dim": "no_channel", "spatial_shape": volume.array.shape},
+        )
+        with torch.no_grad():
+            return self.preprocessing({self.image_key: image})
+
+    def infer(self, prepared: dict) -> np.ndarray:
+        """Run the network on prepared data and postprocess; return labels on the source grid."""
+        image = prepared[self.image_key]
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.float16)
+            if self.amp and self.device.type == "cuda"
+            else nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            logits = self.inferer(image[None].to(self.device), self.network)
+        data = dict(prepared)
+        data["pred"] = logits[0].float().clone()  # out of inference mode for the inversion
+        with torch.no_grad():
+            data = self.postprocessing(data)
+        labels = data["pred"]
+        labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        if labels.ndim == 4:
+            labels = labels[0]
+        return labels.astype(np.uint8)
+
+    def predict(self, volume: Volume) -> np.ndarray:
+        labels = self.infer(self.prepare(volume))
+        if labels.shape != volume.array.shape:
+            raise BundleError(
+                f"{self.name} returned labels of shape {labels.shape} for a volume of {volume.array.shape}; "
+                "its postprocessing must invert the preprocessing"
+            )
+        return labels
+

@@ -1,0 +1,202 @@
+"""Series to volume: DICOM slices (or the frames of an enhanced object) to a voxel array with geometry.
+
+Slices are sorted by their position along the slice normal, never by instance number. Pixel values
+are rescaled (slope, intercept) to float32. The array is indexed ``[column, row, slice]`` (x, y, z)
+and ``affine_ras`` maps voxel indices to RAS millimetres, the convention MONAI works in; DICOM's
+patient coordinates are LPS. Each slice keeps which object and frame it came from, so a result on
+this grid maps back onto the source images.
+
+A series with mixed orientation, sizes or pixel spacing, a gap (a missing slice) or two slices at
+one position is refused with :class:`InconsistentSeries`, whose message says which check failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from models.errors import ModelError
+
+_ORIENTATION_TOLERANCE = 1e-3
+_SPACING_TOLERANCE = 0.01  # relative
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class InconsistentSeries(ModelError):
+    """The series cannot form one volume; the message says why."""
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """One slice of the volume: the object it came from and its frame number (1-based; 1 if single)."""
+
+    dataset: Dataset
+    frame: int
+
+
+@dataclass(frozen=True)
+class _Slice:
+    source: SourceFrame
+    position: np.ndarray
+    orientation: np.ndarray
+    spacing: tuple[float, float]
+    slope: float
+    intercept: float
+    shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Volume:
+    array: np.ndarray  # float32 [x, y, z]
+    affine_ras: np.ndarray  # 4x4
+    frames: tuple[SourceFrame, ...]  # slice k of the array is frames[k]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(v) for v in np.linalg.norm(self.affine_ras[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        return float(abs(np.linalg.det(self.affine_ras[:3, :3]))) / 1000.0
+
+    @property
+    def source_images(self) -> list[Dataset]:
+        """The distinct source objects, in slice order."""
+        seen: dict[str, Dataset] = {}
+        for frame in self.frames:
+            seen.setdefault(frame.dataset.SOPInstanceUID, frame.dataset)
+        return list(seen.values())
+
+
+def _floats(value: object, count: int, what: str) -> np.ndarray:
+    try:
+        numbers = np.array([float(v) for v in value], dtype=np.float64)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as exc:
+        raise InconsistentSeries(f"{what} is missing or not numeric") from exc
+    if numbers.shape != (count,):
+        raise InconsistentSeries(f"{what} has {numbers.size} values, not {count}")
+    return numbers
+
+
+def _rescale(item: Dataset) -> tuple[float, float]:
+    return float(getattr(item, "RescaleSlope", 1) or 1), float(getattr(item, "RescaleIntercept", 0) or 0)
+
+
+def _single_frame(ds: Dataset) -> _Slice:
+    if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
+        raise InconsistentSeries(f"instance {ds.SOPInstanceUID} has no image position or orientation")
+    slope, intercept = _rescale(ds)
+    return _Slice(
+        SourceFrame(ds, 1),
+        _floats(ds.ImagePositionPatient, 3, "Image Position (Patient)"),
+        _floats(ds.ImageOrientationPatient, 6, "Image Orientation (Patient)"),
+        tuple(_floats(ds.PixelSpacing, 2, "Pixel Spacing")),  # type: ignore[arg-type]
+        slope,
+        intercept,
+        (int(ds.Rows), int(ds.Columns)),
+    )
+
+
+def _group(ds: Dataset, index: int, keyword: str) -> Dataset | None:
+    """A functional group macro of one frame: per-frame first, then shared."""
+    for sequence in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        groups = ds.get(sequence)
+        if not groups:
+            continue
+        group = groups[index] if sequence.startswith("PerFrame") else groups[0]
+        if keyword in group and group[keyword].value:
+            return group[keyword].value[0]
+    return None
+
+
+def _enhanced_frames(ds: Dataset) -> Iterator[_Slice]:
+    for index in range(int(ds.NumberOfFrames)):
+        position = _group(ds, index, "PlanePositionSequence")
+        orientation = _group(ds, index, "PlaneOrientationSequence")
+        measures = _group(ds, index, "PixelMeasuresSequence")
+        if position is None or orientation is None or measures is None:
+            raise InconsistentSeries(f"frame {index + 1} of {ds.SOPInstanceUID} lacks plane position/orientation")
+        transform = _group(ds, index, "PixelValueTransformationSequence")
+        slope, intercept = _rescale(transform if transform is not None else ds)
+        yield _Slice(
+            SourceFrame(ds, index + 1),
+            _floats(position.ImagePositionPatient, 3, "Image Position (Patient)"),
+            _floats(orientation.ImageOrientationPatient, 6, "Image Orientation (Patient)"),
+            tuple(_floats(measures.PixelSpacing, 2, "Pixel Spacing")),  # type: ignore[arg-type]
+            slope,
+            intercept,
+            (int(ds.Rows), int(ds.Columns)),
+        )
+
+
+def _slices(datasets: Iterable[Dataset]) -> list[_Slice]:
+    slices: list[_Slice] = []
+    for ds in datasets:
+        if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1 or "PerFrameFunctionalGroupsSequence" in ds:
+            slices.extend(_enhanced_frames(ds))
+        else:
+            slices.append(_single_frame(ds))
+    return slices
+
+
+def _check_consistent(slices: list[_Slice]) -> None:
+    first = slices[0]
+    for item in slices[1:]:
+        if not np.allclose(item.orientation, first.orientation, atol=_ORIENTATION_TOLERANCE):
+            raise InconsistentSeries("the slices do not share one orientation")
+        if item.shape != first.shape:
+            raise InconsistentSeries(f"mixed image sizes: {first.shape} and {item.shape}")
+        if not np.allclose(item.spacing, first.spacing, rtol=_SPACING_TOLERANCE):
+            raise InconsistentSeries(f"mixed pixel spacing: {first.spacing} and {item.spacing}")
+
+
+def _slice_step(distances: np.ndarray) -> float:
+    """The spacing between slices; refuses gaps, duplicates and uneven spacing."""
+    if len(distances) == 1:
+        return 1.0
+    steps = np.diff(distances)
+    if np.any(steps < 1e-3):
+        raise InconsistentSeries("two slices share one position")
+    step = float(np.median(steps))
+    if not np.allclose(steps, step, rtol=_SPACING_TOLERANCE * 10):
+        largest = float(steps.max())
+        if largest > 1.5 * step:
+            raise InconsistentSeries(f"missing slices: a gap of {largest:.2f} mm where slices are {step:.2f} mm apart")
+        raise InconsistentSeries("the slices are not evenly spaced")
+    return step
+
+
+def _pixels(source: SourceFrame) -> np.ndarray:
+    array = source.dataset.pixel_array
+    return array[source.frame - 1] if array.ndim == 3 else array
+
+
+def build_volume(datasets: Iterable[Dataset], min_slices: int = 1) -> Volume:
+    slices = _slices(datasets)
+    if len(slices) < max(min_slices, 1):
+        raise InconsistentSeries(f"{len(slices)} slices; at least {max(min_slices, 1)} needed")
+    _check_consistent(slices)
+    orientation = slices[0].orientation
+    row_direction, column_direction = orientation[:3], orientation[3:]
+    normal = np.cross(row_direction, column_direction)
+    distances = np.array([float(np.dot(item.position, normal)) for item in slices])
+    order = np.argsort(distances, kind="stable")
+    slices = [slices[i] for i in order]
+    step = _slice_step(distances[order])
+    row_spacing, column_spacing = slices[0].spacing  # PixelSpacing: between rows, between columns
+    rows, columns = slices[0].shape
+    array = np.empty((columns, rows, len(slices)), dtype=np.float32)
+    for k, item in enumerate(slices):
+        frame = _pixels(item.source)
+        if frame.shape != (rows, columns):
+            raise InconsistentSeries(f"frame {k} decodes to {frame.shape}, not {(rows, columns)}")
+        array[:, :, k] = frame.T.astype(np.float32) * item.slope + item.intercept
+    affine_lps = np.eye(4)
+    affine_lps[:3, 0] = row_direction * column_spacing
+    affine_lps[:3, 1] = column_direction * row_spacing
+    affine_lps[:3, 2] = normal * step
+    affine_lps[:3, 3] = slices[0].position
+    return Volume(array, _LPS_TO_RAS @ affine_lps, tuple(item.source for item in slices))

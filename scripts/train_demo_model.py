@@ -1,0 +1,249 @@
+"""Train the demo lesion model on synthetic CT phantoms and write it as a signed MONAI bundle.
+
+    python scripts/train_demo_model.py [--out models/demo] [--iterations 600] [--seed 7]
+
+Phantoms (models/phantom.py) are drawn at the model's working resolution (1.5 mm, RAS), a small
+3D UNet is trained on random 64^3 crops (half of them centred on a lesion) with Dice + cross
+entropy, and the bundle is written in the Model Zoo layout. It is then run through the appliance's
+own inference path (models/bundle.py) on held-out phantoms drawn as anisotropic clinical series,
+and the script fails unless the mean Dice there is at least 0.8. A fresh publisher key signs the
+bundle; only its public half is written (``demo-publisher.pub``): the private half is never saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.bundle import Predictor  # noqa: E402
+from models.manifest import sign_bundle  # noqa: E402
+from models.phantom import make_phantom  # noqa: E402
+from models.volume import Volume  # noqa: E402
+
+NAME = "lesion_ct_segmentation"
+PUBLISHER = "demo-publisher"
+SPACING = 1.5
+WINDOW = (-200.0, 300.0)
+TRAIN_SHAPE = (224, 160, 64)
+CROP = 64
+NETWORK = {
+    "_target_": "UNet",
+    "spatial_dims": 3,
+    "in_channels": 1,
+    "out_channels": 2,
+    "channels": [8, 16, 32, 64],
+    "strides": [2, 2, 2],
+    "num_res_units": 1,
+    "norm": "batch",
+}
+
+
+def inference_config() -> dict:
+    image = "@image_key"
+    return {
+        "imports": ["$import numpy"],
+        "bundle_root": ".",
+        "image_key": "image",
+        "output_dir": "$@bundle_root + '/eval'",
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+        "network_def": NETWORK,
+        "network": "$@network_def.to(@device)",
+        "preprocessing": {
+            "_target_": "Compose",
+            "transforms": [
+                {"_target_": "LoadImaged", "keys": image},
+                {"_target_": "EnsureChannelFirstd", "keys": image},
+                {"_target_": "Orientationd", "keys": image, "axcodes": "RAS"},
+                {"_target_": "Spacingd", "keys": image, "pixdim": [SPACING] * 3, "mode": "bilinear"},
+                {
+                    "_target_": "ScaleIntensityRanged",
+                    "keys": image,
+                    "a_min": WINDOW[0],
+                    "a_max": WINDOW[1],
+                    "b_min": 0.0,
+                    "b_max": 1.0,
+                    "clip": True,
+                },
+                {"_target_": "EnsureTyped", "keys": image},
+            ],
+        },
+        "inferer": {
+            "_target_": "SlidingWindowInferer",
+            "roi_size": [96, 96, 96],
+            "sw_batch_size": 2,
+            "overlap": 0.25,
+        },
+        "postprocessing": {
+            "_target_": "Compose",
+            "transforms": [
+                {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+                {
+                    "_target_": "Invertd",
+                    "keys": "pred",
+                    "transform": "@preprocessing",
+                    "orig_keys": image,
+                    "nearest_interp": False,
+                    "to_tensor": True,
+                },
+                {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+                {"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_postfix": "seg"},
+            ],
+        },
+        "evaluator": {"_target_": "SupervisedEvaluator", "amp": True},
+    }
+
+
+def metadata() -> dict:
+    return {
+        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json",
+        "version": "1.0.0",
+        "changelog": {"1.0.0": "first demo model, trained on synthetic phantoms"},
+        "monai_version": "1.6.1",
+        "pytorch_version": torch.__version__.split("+")[0],
+        "name": "Demo CT lesion segmentation",
+        "task": "Segmentation of bright lesions in synthetic CT phantoms (demonstration only, not for clinical use)",
+        "description": "A small 3D UNet trained by scripts/train_demo_model.py on synthetic phantoms.",
+        "authors": "imaging appliance project",
+        "copyright": "imaging appliance project",
+        "network_data_format": {
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "hounsfield",
+                    "modality": "CT",
+                    "num_channels": 1,
+                    "spatial_shape": [96, 96, 96],
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                    "is_patch_data": True,
+                    "channel_def": {"0": "image"},
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "image",
+                    "format": "segmentation",
+                    "num_channels": 2,
+                    "spatial_shape": [96, 96, 96],
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                    "is_patch_data": True,
+                    "channel_def": {"0": "background", "1": "lesion"},
+                }
+            },
+        },
+    }
+
+
+def _ras(array: np.ndarray) -> np.ndarray:
+    """Phantom arrays are LPS-indexed; the network sees RAS (what Orientationd produces)."""
+    return np.ascontiguousarray(array[::-1, ::-1, :])
+
+
+def training_data(count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    data = []
+    for index in range(count):
+        phantom = make_phantom(TRAIN_SHAPE, (SPACING,) * 3, seed + index)
+        image = np.clip((phantom.hu.astype(np.float32) - WINDOW[0]) / (WINDOW[1] - WINDOW[0]), 0.0, 1.0)
+        data.append((_ras(image), _ras(phantom.lesions_mask).astype(np.int64)))
+    return data
+
+
+def _crop(rng: np.random.Generator, image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if rng.random() < 0.5 and label.any():
+        points = np.argwhere(label)
+        centre = points[rng.integers(len(points))]
+    else:
+        centre = np.array([rng.integers(n) for n in image.shape])
+    start = [int(np.clip(c - CROP // 2, 0, n - CROP)) for c, n in zip(centre, image.shape, strict=True)]
+    window = tuple(slice(s, s + CROP) for s in start)
+    return image[window], label[window]
+
+
+def train(iterations: int, seed: int) -> torch.nn.Module:
+    from monai.losses import DiceCELoss
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    data = training_data(24, seed * 1000)
+    arguments = {k: v for k, v in NETWORK.items() if k != "_target_"}
+    network = UNet(**arguments)
+    optimiser = torch.optim.Adam(network.parameters(), lr=3e-3)
+    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    network.train()
+    started = time.monotonic()
+    for iteration in range(iterations):
+        crops = [_crop(rng, *data[rng.integers(len(data))]) for _ in range(4)]
+        images = torch.from_numpy(np.stack([c[0] for c in crops])[:, None].copy())
+        labels = torch.from_numpy(np.stack([c[1] for c in crops])[:, None].copy())
+        optimiser.zero_grad()
+        loss = loss_function(network(images), labels)
+        loss.backward()
+        optimiser.step()
+        if iteration % 50 == 0:
+            print(f"iteration {iteration}: loss {loss.item():.4f} ({time.monotonic() - started:.0f} s)", flush=True)
+    return network.eval()
+
+
+def write_bundle(out: Path, network: torch.nn.Module) -> Path:
+    bundle = out / NAME
+    shutil.rmtree(bundle, ignore_errors=True)
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "models").mkdir()
+    (bundle / "configs" / "inference.json").write_text(json.dumps(inference_config(), indent=2) + "\n")
+    (bundle / "configs" / "metadata.json").write_text(json.dumps(metadata(), indent=2) + "\n")
+    torch.save(network.state_dict(), bundle / "models" / "model.pt")
+    return bundle
+
+
+def held_out_dice(predictor: Predictor, count: int, seed: int) -> list[float]:
+    """Dice on anisotropic clinical-style series (0.8 x 0.8 x 2.5 mm), through the appliance's path."""
+    spacing = (0.8, 0.8, 2.5)
+    scores = []
+    for index in range(count):
+        phantom = make_phantom((416, 320, 48), spacing, seed + index)
+        affine_lps = np.diag([*spacing, 1.0])
+        affine_lps[:3, 3] = [-(n - 1) / 2.0 * s for n, s in zip(phantom.hu.shape, spacing, strict=True)]
+        volume = Volume(phantom.hu.astype(np.float32), np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps, ())
+        predicted = predictor.predict(volume) == 1
+        truth = phantom.lesions_mask
+        scores.append(2.0 * float((predicted & truth).sum()) / float(predicted.sum() + truth.sum()))
+    return scores
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "demo")
+    parser.add_argument("--iterations", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    network = train(args.iterations, args.seed)
+    bundle = write_bundle(args.out, network)
+    key = Ed25519PrivateKey.generate()  # used once, here, and never written
+    sign_bundle(bundle, key, PUBLISHER)
+    public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    (args.out / f"{PUBLISHER}.pub").write_bytes(public)
+    predictor = Predictor(bundle, {PUBLISHER: key.public_key()}, "cpu")
+    scores = held_out_dice(predictor, 5, 900_000)
+    mean = float(np.mean(scores))
+    print("held-out Dice:", " ".join(f"{s:.3f}" for s in scores), f"mean {mean:.3f}")
+    size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
+    print(f"bundle {bundle} ({size / 1e6:.2f} MB)")
+    return 0 if mean >= 0.8 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
