@@ -52,6 +52,7 @@ def complete_quiet_series(app: Appliance) -> list[int]:
                         "called_ae": series.called_ae,
                         "instance_count": series.instance_count,
                     },
+                    max_attempts=app.settings.inference.max_attempts,
                 )
             )
             completed.append(series.id)

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from appliance.errors import ConfigError
+from models.routing import RoutingRule
 
 CONFIG_FILE = "appliance.toml"
 HOME_ENV = "APPLIANCE_HOME"
@@ -106,6 +107,22 @@ class AuditSettings(BaseModel):
     syslog: SyslogSettings = SyslogSettings()
 
 
+class InferenceSettings(BaseModel):
+    """The inference runner: routing rules, limits, and where results go."""
+
+    enabled: bool = True
+    device: str = Field("auto", description='"auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N"')
+    workers: int = Field(0, ge=0, description="runner processes; 0: one per GPU, or one on the CPU")
+    timeout_seconds: float = Field(900.0, gt=0, description="a job running longer is stopped and retried")
+    max_attempts: int = Field(2, ge=1)
+    retry_seconds: float = Field(30.0, ge=0)
+    poll_seconds: float = 1.0
+    destinations: list[str] = Field(
+        default_factory=list, description="destination names for SEG and SR; empty: every destination"
+    )
+    rules: list[RoutingRule] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     """Everything the appliance reads at start; paths are relative to ``home``."""
 
@@ -122,6 +139,7 @@ class Settings(BaseSettings):
     assembly: AssemblySettings = AssemblySettings()
     send: SendSettings = SendSettings()
     audit: AuditSettings = AuditSettings()
+    inference: InferenceSettings = InferenceSettings()
 
     @classmethod
     def settings_customise_sources(

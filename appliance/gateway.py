@@ -100,7 +100,7 @@ class _Shared:
     limit: int
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: get SIGKILL when the main process dies, however it dies (kill -9 included)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -122,7 +122,7 @@ def _receive_connections(channel: socket.socket, scp: StorageSCP, closed: thread
 def _worker_main(
     home: str, channel: socket.socket, shared: _Shared, load: Any, ready: Any, parent: int
 ) -> None:
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
         return
     app = open_appliance(Path(home))

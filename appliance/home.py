@@ -9,6 +9,7 @@ from appliance.config import CONFIG_FILE, load_settings
 from appliance.context import open_appliance
 from appliance.errors import ConfigError
 from appliance.keys import DirectoryKeySource
+from appliance.model_registry import install_demo_model
 
 DEFAULT_CONFIG = """\
 # Appliance configuration. Every value can be overridden by an environment variable:
@@ -48,6 +49,20 @@ quiet_seconds = 30                 # a series is complete after this long withou
 max_attempts = 8
 backoff_initial_seconds = 2
 backoff_max_seconds = 600
+
+[inference]
+enabled = true
+device = "auto"                    # a GPU when there is one, else the CPU; or "cpu", "cuda:0"
+timeout_seconds = 900              # a longer job is stopped and retried
+max_attempts = 2
+destinations = []                  # where SEG and SR go; empty: every configured destination
+
+# Routing: the first rule that matches a complete series names the model (its active version).
+[[inference.rules]]
+model = "lesion_ct_segmentation"   # the bundled demo model: synthetic phantoms, not for clinical use
+modality = ["CT"]
+sop_classes = ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"]
+min_slices = 10
 """
 
 
@@ -66,6 +81,11 @@ def init_home(home: Path, config_text: str = DEFAULT_CONFIG) -> list[str]:
         created.append(f"key-encryption key {kid} in {settings.keys.directory}/ (mode 0600)")
     for directory in (settings.store_path, settings.log_path):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    open_appliance(home).close()
-    created.append("database (schema at the newest migration)")
+    app = open_appliance(home)
+    try:
+        created.append("database (schema at the newest migration)")
+        model = install_demo_model(app, "appliance init")
+        created.append(f"demo model {model.name} {model.version}, active for CT (synthetic phantoms only)")
+    finally:
+        app.close()
     return created

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlmodel import select
 
+import models
 from appliance.context import Appliance
 from appliance.db.tables import Model, ModelState, utcnow
 from appliance.errors import ApplianceError, NotFound
@@ -24,6 +25,9 @@ from models.manifest import verify_bundle
 
 TRUSTED_PUBLISHERS = "trusted-publishers"
 MODELS = "models"
+DEMO_DIRECTORY = Path(models.__file__).resolve().parent / "demo"
+DEMO_PUBLISHER = "demo-publisher"
+DEMO_MODEL = "lesion_ct_segmentation"
 
 
 class ModelRefused(ApplianceError):
@@ -135,3 +139,10 @@ def retire(app: Appliance, actor: str, name: str, version: str) -> Model:
 def list_models(app: Appliance) -> list[Model]:
     with app.session() as session:
         return list(session.exec(select(Model).order_by(Model.name, Model.imported_at)).all())
+
+
+def install_demo_model(app: Appliance, actor: str) -> Model:
+    """Trust the demo publisher and make the bundled demo model the active one (``appliance init``)."""
+    trust_publisher(app, actor, DEMO_PUBLISHER, DEMO_DIRECTORY / f"{DEMO_PUBLISHER}.pub")
+    model = import_bundle(app, actor, DEMO_DIRECTORY / DEMO_MODEL)
+    return activate(app, actor, model.name, model.version)

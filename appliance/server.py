@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -19,6 +20,9 @@ from appliance.sending import release_interrupted, send_worker
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
 from audit.syslog import Receiver, SyslogForwarder
 from dicom_gateway import tls
+
+if TYPE_CHECKING:
+    from appliance.inference import InferenceRunner
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,17 @@ def _syslog_forwarder(app: Appliance) -> Periodic | None:
     return Periodic("syslog", syslog.poll_seconds, forwarder.pump)
 
 
+def _inference_runner(app: Appliance) -> InferenceRunner | None:
+    if not app.settings.inference.enabled:
+        return None
+    from appliance.inference import InferenceRunner, release_interrupted_inference  # imports torch
+
+    released = release_interrupted_inference(app)
+    if released:
+        log.info("%d interrupted inference jobs back in the queue", released)
+    return InferenceRunner(app)
+
+
 def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None = None) -> None:
     settings = app.settings
     report = reconcile(app)
@@ -71,6 +86,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     )
     gateway = GatewayProcesses(app, dicom_port if dicom_port is not None else settings.dicom.port)
     assembler = series_assembler(app)
+    runner = _inference_runner(app)
     sender = send_worker(app)
     syslog = _syslog_forwarder(app)
     http = uvicorn.Server(
@@ -89,6 +105,8 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     port = gateway.start()
     assembler.start()
     sender.start()
+    if runner:
+        runner.start()
     if syslog:
         syslog.start()
     http_thread = threading.Thread(target=lambda: asyncio.run(http.serve()), name="http", daemon=True)
@@ -108,6 +126,8 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     gateway.stop()
     http.should_exit = True
     assembler.stop()
+    if runner:
+        runner.stop()
     sender.stop()
     if syslog:
         syslog.stop()

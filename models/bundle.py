@@ -68,6 +68,15 @@ def _segments(metadata: dict) -> tuple[Segment, ...]:
     )
 
 
+def network_definition(config: dict) -> dict:
+    """The config's ``network_def``, without arguments this MONAI release no longer takes."""
+    network_def = config.get("network_def")
+    if not isinstance(network_def, dict):
+        raise BundleError(f"{INFERENCE_CONFIG} has no network_def")
+    removed = _REMOVED_ARGUMENTS.get(_target_name(network_def), set())
+    return {key: value for key, value in network_def.items() if key not in removed}
+
+
 def _weights(bundle: Path) -> Path:
     for name in ("models/model.pt", "models/model.ts"):
         if (bundle / name).is_file():
@@ -90,11 +99,7 @@ class Predictor:
         config = json.loads((bundle / INFERENCE_CONFIG).read_text())
         _strip(config, "preprocessing", lambda name: name in _LOADERS)
         _strip(config, "postprocessing", lambda name: name.startswith("Save"))
-        network_def = config.get("network_def")
-        if not isinstance(network_def, dict):
-            raise BundleError(f"{INFERENCE_CONFIG} has no network_def")
-        for argument in _REMOVED_ARGUMENTS.get(_target_name(network_def), ()):
-            network_def.pop(argument, None)
+        config["network_def"] = network_definition(config)
         config["bundle_root"] = str(bundle)
         parser = ConfigParser(config)
         parser.read_meta(bundle / METADATA)
@@ -171,4 +176,3 @@ class Predictor:
                 "its postprocessing must invert the preprocessing"
             )
         return labels
-

@@ -82,5 +82,7 @@ def code_for(label: str, bundle_codes: dict[str, dict[str, list[str]]] | None = 
     key = _normal(label)
     code = _TABLE.get(_ALIASES.get(key, key))
     if code is None:
-        raise UnknownLabel(f"no SNOMED CT code for segment label {label!r}; add it to the bundle's segment_codes")
+        raise UnknownLabel(
+            f"no SNOMED CT code for segment label {label!r}; add it to the bundle's segment_codes"
+        )
     return code

@@ -46,7 +46,11 @@ def _lesions(rng: np.random.Generator, extent_z: float, count: int) -> tuple[Les
     lesions = []
     for _ in range(count):
         radius = rng.uniform(7.0, 20.0)
-        radii = (radius * rng.uniform(0.8, 1.2), radius * rng.uniform(0.8, 1.2), radius * rng.uniform(0.8, 1.2))
+        radii = (
+            radius * rng.uniform(0.8, 1.2),
+            radius * rng.uniform(0.8, 1.2),
+            radius * rng.uniform(0.8, 1.2),
+        )
         angle, distance = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.6)
         centre = (
             float(np.cos(angle) * distance * 110.0),
@@ -58,7 +62,10 @@ def _lesions(rng: np.random.Generator, extent_z: float, count: int) -> tuple[Les
 
 
 def make_phantom(
-    shape: tuple[int, int, int], spacing: tuple[float, float, float], seed: int, lesion_count: int | None = None
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    seed: int,
+    lesion_count: int | None = None,
 ) -> Phantom:
     rng = np.random.default_rng(seed)
     grid = _grid(shape, spacing)

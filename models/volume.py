@@ -118,7 +118,9 @@ def _enhanced_frames(ds: Dataset) -> Iterator[_Slice]:
         orientation = _group(ds, index, "PlaneOrientationSequence")
         measures = _group(ds, index, "PixelMeasuresSequence")
         if position is None or orientation is None or measures is None:
-            raise InconsistentSeries(f"frame {index + 1} of {ds.SOPInstanceUID} lacks plane position/orientation")
+            raise InconsistentSeries(
+                f"frame {index + 1} of {ds.SOPInstanceUID} lacks plane position/orientation"
+            )
         transform = _group(ds, index, "PixelValueTransformationSequence")
         slope, intercept = _rescale(transform if transform is not None else ds)
         yield _Slice(
@@ -164,13 +166,21 @@ def _slice_step(distances: np.ndarray) -> float:
     if not np.allclose(steps, step, rtol=_SPACING_TOLERANCE * 10):
         largest = float(steps.max())
         if largest > 1.5 * step:
-            raise InconsistentSeries(f"missing slices: a gap of {largest:.2f} mm where slices are {step:.2f} mm apart")
+            raise InconsistentSeries(
+                f"missing slices: a gap of {largest:.2f} mm where slices are {step:.2f} mm apart"
+            )
         raise InconsistentSeries("the slices are not evenly spaced")
     return step
 
 
 def _pixels(source: SourceFrame) -> np.ndarray:
-    array = source.dataset.pixel_array
+    try:
+        array = source.dataset.pixel_array
+    except Exception as exc:  # pydicom and its decoders raise many kinds for bad pixel data
+        uid = source.dataset.get("SOPInstanceUID", "?")
+        raise InconsistentSeries(
+            f"instance {uid}: pixel data cannot be decoded ({type(exc).__name__})"
+        ) from exc
     return array[source.frame - 1] if array.ndim == 3 else array
 
 

@@ -97,7 +97,12 @@ def inference_config() -> dict:
                     "to_tensor": True,
                 },
                 {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
-                {"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_postfix": "seg"},
+                {
+                    "_target_": "SaveImaged",
+                    "keys": "pred",
+                    "output_dir": "@output_dir",
+                    "output_postfix": "seg",
+                },
             ],
         },
         "evaluator": {"_target_": "SupervisedEvaluator", "amp": True},
@@ -112,7 +117,7 @@ def metadata() -> dict:
         "monai_version": "1.6.1",
         "pytorch_version": torch.__version__.split("+")[0],
         "name": "Demo CT lesion segmentation",
-        "task": "Segmentation of bright lesions in synthetic CT phantoms (demonstration only, not for clinical use)",
+        "task": "Bright lesions in synthetic CT phantoms (demonstration only, not for clinical use)",
         "description": "A small 3D UNet trained by scripts/train_demo_model.py on synthetic phantoms.",
         "authors": "imaging appliance project",
         "copyright": "imaging appliance project",
@@ -193,7 +198,10 @@ def train(iterations: int, seed: int) -> torch.nn.Module:
         loss.backward()
         optimiser.step()
         if iteration % 50 == 0:
-            print(f"iteration {iteration}: loss {loss.item():.4f} ({time.monotonic() - started:.0f} s)", flush=True)
+            print(
+                f"iteration {iteration}: loss {loss.item():.4f} ({time.monotonic() - started:.0f} s)",
+                flush=True,
+            )
     return network.eval()
 
 

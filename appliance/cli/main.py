@@ -11,6 +11,7 @@ from appliance import home as home_module
 from appliance import logs, rotation, sending
 from appliance.cli.audit import audit
 from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, open_home
+from appliance.cli.jobs import jobs
 from appliance.cli.models import models
 from appliance.cli.peers import destinations, sources
 from appliance.cli.studies import studies
@@ -98,6 +99,7 @@ cli.add_command(destinations)
 cli.add_command(studies)
 cli.add_command(audit)
 cli.add_command(models)
+cli.add_command(jobs)
 
 
 def _dicom_files(paths: tuple[str, ...]) -> list[Path]:

@@ -109,6 +109,9 @@ class Job(SQLModel, table=True):
     max_attempts: int = 1
     next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
     last_error: str | None = None
+    outcome: str | None = Field(
+        default=None, description="what a finished job did, e.g. results or no rule matched"
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root for generated UIDs
 
@@ -87,3 +87,86 @@ def write_series(directory: Path, datasets: list[Dataset]) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def phantom_series(
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    orientation: str = "axial",
+    rescale: tuple[float, float] = (1.0, -1024.0),
+    patient: FakePatient = FakePatient(),
+    seed: int = 0,
+) -> list[Dataset]:
+    """A CT series of a phantom (``hu`` indexed [x, y, z] on LPS axes, centred on the origin).
+
+    ``axial`` slices along z; ``coronal`` slices along y with rows running from superior to
+    inferior. Stored values are ``(hu - intercept) / slope`` as int16.
+    """
+    slope, intercept = rescale
+    shape = hu.shape
+    origin = np.array([-(n - 1) / 2.0 * s for n, s in zip(shape, spacing, strict=True)])
+    dx, dy, dz = spacing
+    if orientation == "axial":
+        frames = [hu[:, :, k].T for k in range(shape[2])]
+        positions = [origin + [0.0, 0.0, k * dz] for k in range(shape[2])]
+        iop, pixel_spacing = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0], [dy, dx]
+    elif orientation == "coronal":
+        frames = [hu[:, j, ::-1].T for j in range(shape[1])]
+        top = origin[2] + (shape[2] - 1) * dz
+        positions = [np.array([origin[0], origin[1] + j * dy, top]) for j in range(shape[1])]
+        iop, pixel_spacing = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0], [dz, dx]
+    else:
+        raise ValueError(orientation)
+    datasets = ct_series(len(frames), patient, size=1, seed=seed)
+    for ds, frame, position in zip(datasets, frames, positions, strict=True):
+        stored = np.rint((frame.astype(np.float64) - intercept) / slope).astype(np.int16)
+        ds.Rows, ds.Columns = stored.shape
+        ds.PixelData = np.ascontiguousarray(stored).tobytes()
+        ds.ImagePositionPatient = [round(float(v), 4) for v in position]
+        ds.ImageOrientationPatient = iop
+        ds.PixelSpacing = pixel_spacing
+        ds.SliceThickness = spacing[1] if orientation == "coronal" else dz
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    return datasets
+
+
+def enhanced_ct(datasets: list[Dataset]) -> Dataset:
+    """One Enhanced CT Image (multi-frame) holding the given single-frame slices, frames shuffled."""
+    first = datasets[0]
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    for keyword in (
+        "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "SeriesInstanceUID",
+        "FrameOfReferenceUID", "StudyDate", "StudyTime", "AccessionNumber", "Modality", "StudyID",
+        "SeriesNumber", "SeriesDescription", "BodyPartExamined", "SamplesPerPixel", "PhotometricInterpretation",
+        "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+    ):  # fmt: skip
+        setattr(ds, keyword, getattr(first, keyword))
+    ds.SOPClassUID = EnhancedCTImageStorage
+    ds.SOPInstanceUID = generate_uid(UID_ROOT)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.InstanceNumber = 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.NumberOfFrames = len(datasets)
+    shared = Dataset()
+    measures, orientation, transform = Dataset(), Dataset(), Dataset()
+    measures.PixelSpacing, measures.SliceThickness = first.PixelSpacing, first.SliceThickness
+    orientation.ImageOrientationPatient = first.ImageOrientationPatient
+    transform.RescaleSlope, transform.RescaleIntercept = first.RescaleSlope, first.RescaleIntercept
+    transform.RescaleType = "HU"
+    shared.PixelMeasuresSequence = [measures]
+    shared.PlaneOrientationSequence = [orientation]
+    shared.PixelValueTransformationSequence = [transform]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for item in datasets:
+        position = Dataset()
+        position.ImagePositionPatient = item.ImagePositionPatient
+        group = Dataset()
+        group.PlanePositionSequence = [position]
+        frames.append(group)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.PixelData = b"".join(item.PixelData for item in datasets)
+    return ds

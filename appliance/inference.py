@@ -1,0 +1,319 @@
+"""The inference runner: series-complete jobs in, SEG and SR stored, audited and queued out.
+
+Each runner thread owns one inference process (:mod:`appliance.inference_worker`) on one device:
+one per GPU, or one on the CPU. A job is claimed atomically, its series handed to the process,
+and the answer recorded on the job: ``outcome`` for a done job (the results, or why no rule
+matched), ``last_error`` for a failed one. A job that exceeds its time has its process killed
+(the next job gets a fresh one); a job whose model raised or timed out is retried after
+``retry_seconds`` up to ``max_attempts``; a series that cannot form a volume fails at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import select
+
+from appliance.context import Appliance
+from appliance.db.tables import (
+    Destination,
+    Instance,
+    Job,
+    JobKind,
+    JobState,
+    Series,
+    SeriesState,
+    utcnow,
+)
+from appliance.inference_worker import worker_main
+from appliance.periodic import Periodic
+from appliance.sending import enqueue
+from appliance.store import new_object_id
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from dicom_gateway.received import instance_from_part10
+
+log = logging.getLogger(__name__)
+
+_ROUTING_SECONDS = 300.0  # reading and routing a series, before the rule's own timeout applies
+
+
+class JobTimeout(Exception):
+    """The inference process did not answer in time (it has been stopped)."""
+
+
+def devices(app: Appliance) -> list[str]:
+    import torch
+
+    inference = app.settings.inference
+    if inference.device != "auto":
+        return [inference.device] * (inference.workers or 1)
+    gpus = torch.cuda.device_count()
+    if gpus:
+        return [f"cuda:{index % gpus}" for index in range(inference.workers or gpus)]
+    return ["cpu"] * (inference.workers or 1)
+
+
+class InferenceProcess:
+    """One child process on one device, started on first use and after it is killed."""
+
+    def __init__(self, app: Appliance, device: str) -> None:
+        self.app = app
+        self.device = device
+        self._context = multiprocessing.get_context("spawn")
+        self._process: Any = None
+        self._connection: Any = None
+
+    def _start(self) -> None:
+        parent, child = self._context.Pipe()
+        self._process = self._context.Process(
+            target=worker_main,
+            args=(str(self.app.settings.home), self.device, child, os.getpid()),
+            name=f"inference-{self.device}",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._connection = parent
+
+    def _receive(self, deadline: float) -> dict:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not self._connection.poll(remaining):
+            self.stop()
+            raise JobTimeout("the inference process did not answer in time and was stopped")
+        try:
+            return self._connection.recv()
+        except EOFError as exc:
+            self.stop()
+            raise JobTimeout("the inference process ended unexpectedly") from exc
+
+    def run(self, request: dict) -> dict:
+        if self._process is None or not self._process.is_alive():
+            self._start()
+        started = time.monotonic()
+        self._connection.send(request)
+        reply = self._receive(started + _ROUTING_SECONDS)
+        if reply["kind"] != "routed":
+            return reply
+        limit = float(reply["timeout"])
+        try:
+            return self._receive(started + limit)
+        except JobTimeout as exc:
+            raise JobTimeout(f"inference exceeded its {limit:g} s timeout and was stopped") from exc
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(timeout=10)
+        if self._connection is not None:
+            self._connection.close()
+        self._process = self._connection = None
+
+
+@dataclass(frozen=True)
+class _Stored:
+    pk: int
+    sop_instance_uid: str
+
+
+def _store_result(app: Appliance, study_pk: int, data: bytes) -> _Stored:
+    """Encrypt and index one result object as its own complete series of the study."""
+    own_ae = app.settings.dicom.ae_title
+    instance = instance_from_part10(data, own_ae, own_ae)
+    object_id = new_object_id()
+    wrapped = app.store.put(object_id, data)
+    with app.session() as session:
+        series = Series(
+            study_pk=study_pk,
+            series_uid=instance.series_uid,
+            called_ae=own_ae,
+            modality=instance.modality,
+            state=SeriesState.COMPLETE,
+            instance_count=1,
+            completed_at=utcnow(),
+        )
+        session.add(series)
+        session.flush()
+        row = Instance(
+            sop_instance_uid=instance.sop_instance_uid,
+            sop_class_uid=instance.sop_class_uid,
+            transfer_syntax_uid=instance.transfer_syntax_uid,
+            series_pk=series.id,  # type: ignore[arg-type]
+            source_ae=own_ae,
+            size=len(data),
+            object_id=object_id,
+            kek_id=wrapped.kek_id,
+            wrapped_key=wrapped.blob,
+        )
+        session.add(row)
+        session.commit()
+        return _Stored(row.id, instance.sop_instance_uid)  # type: ignore[arg-type]
+
+
+def _destinations(app: Appliance) -> list[str]:
+    configured = app.settings.inference.destinations
+    if configured:
+        return list(configured)
+    with app.session() as session:
+        return list(session.exec(select(Destination.name).order_by(Destination.name)).all())
+
+
+def _claim(app: Appliance) -> Job | None:
+    with app.session() as session:
+        candidates = session.exec(
+            select(Job.id)
+            .where(Job.kind == JobKind.SERIES_COMPLETE, Job.state == JobState.PENDING)
+            .where(Job.next_attempt_at <= utcnow())
+            .order_by(Job.next_attempt_at, Job.id)
+            .limit(8)
+        ).all()
+        for job_id in candidates:
+            claimed = session.exec(  # type: ignore[call-overload]
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.PENDING)
+                .values(state=JobState.RUNNING, updated_at=utcnow())
+            )
+            session.commit()
+            if claimed.rowcount == 1:
+                return session.get(Job, job_id)
+    return None
+
+
+def _request(app: Appliance, series_pk: int) -> tuple[dict, int]:
+    with app.session() as session:
+        study_pk = session.exec(select(Series.study_pk).where(Series.id == series_pk)).one()
+        rows = session.exec(
+            select(Instance.object_id, Instance.kek_id, Instance.wrapped_key).where(
+                Instance.series_pk == series_pk
+            )
+        ).all()
+    return {"objects": [list(row) for row in rows]}, study_pk
+
+
+def _audit(app: Appliance, job: Job, outcome: Outcome, description: str, model: str | None = None) -> None:
+    participants = [Participant(app.settings.dicom.ae_title, role="Application", is_requestor=True)]
+    if model:
+        participants.append(Participant(model, role="Model"))
+    app.audit.emit(
+        AuditEvent(
+            event_id=EventID.INSTANCES_ACCESSED,
+            action=Action.EXECUTE,
+            outcome=outcome,
+            type_code="Inference",
+            participants=tuple(participants),
+            objects=(
+                ParticipantObject("study", job.payload.get("study_uid", "")),
+                ParticipantObject("series", job.payload.get("series_uid", "")),
+            ),
+            description=description,
+        )
+    )
+
+
+def _finish(
+    app: Appliance, job_id: int, *, outcome: str | None = None, error: str | None = None, retry: bool = False
+) -> Job:
+    inference = app.settings.inference
+    with app.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.attempts += 1
+        job.updated_at = utcnow()
+        job.outcome = outcome
+        job.last_error = error
+        if error is None:
+            job.state = JobState.DONE
+        elif retry and job.attempts < job.max_attempts:
+            job.state = JobState.PENDING
+            job.next_attempt_at = utcnow() + timedelta(seconds=inference.retry_seconds)
+        else:
+            job.state = JobState.FAILED
+        session.add(job)
+        session.commit()
+        session.refresh(job)
+        return job
+
+
+def _record_results(app: Appliance, job: Job, study_pk: int, reply: dict) -> str:
+    seg = _store_result(app, study_pk, reply["seg"])
+    sr = _store_result(app, study_pk, reply["sr"])
+    for destination in _destinations(app):
+        enqueue(app, destination, [seg.pk, sr.pk])
+    volumes = ", ".join(f"{label} {ml:.1f} mL" for label, ml in reply["volumes_ml"].items())
+    return (
+        f"{reply['model']} {reply['version']} by {reply['rule']} in {reply['seconds']:.1f} s: "
+        f"SEG {seg.sop_instance_uid}, SR {sr.sop_instance_uid}; {volumes}"
+    )
+
+
+def run_job(app: Appliance, process: InferenceProcess, job: Job) -> Job:
+    """Run one claimed job to an outcome; never raises for a bad series or a bad model."""
+    assert job.id is not None
+    request, study_pk = _request(app, int(job.payload["series_pk"]))
+    try:
+        reply = process.run(request)
+    except JobTimeout as exc:
+        reply = {"kind": "failed", "reason": str(exc), "permanent": False}
+    if reply["kind"] == "unrouted":
+        _audit(app, job, Outcome.SUCCESS, reply["reason"])
+        return _finish(app, job.id, outcome=reply["reason"])
+    if reply["kind"] == "failed":
+        finished = _finish(app, job.id, error=reply["reason"], retry=not reply["permanent"])
+        _audit(app, job, Outcome.MINOR_FAILURE, f"attempt {finished.attempts}: {reply['reason']}")
+        log.warning("inference job %s attempt %s failed: %s", job.id, finished.attempts, reply["reason"])
+        return finished
+    summary = _record_results(app, job, study_pk, reply)
+    _audit(app, job, Outcome.SUCCESS, summary, f"{reply['model']} {reply['version']}")
+    log.info("inference job %s: %s", job.id, summary)
+    return _finish(app, job.id, outcome=summary)
+
+
+def release_interrupted_inference(app: Appliance) -> int:
+    """Inference jobs left running by a crash go back to pending."""
+    with app.session() as session:
+        result = session.exec(  # type: ignore[call-overload]
+            update(Job)
+            .where(Job.kind == JobKind.SERIES_COMPLETE, Job.state == JobState.RUNNING)
+            .values(state=JobState.PENDING)
+        )
+        session.commit()
+        return result.rowcount
+
+
+class InferenceRunner:
+    """One thread and one inference process per device."""
+
+    def __init__(self, app: Appliance) -> None:
+        self.app = app
+        self.processes = [InferenceProcess(app, device) for device in devices(app)]
+        self._threads = [
+            Periodic(f"inference-{index}", app.settings.inference.poll_seconds, self._step(process))
+            for index, process in enumerate(self.processes)
+        ]
+
+    def _step(self, process: InferenceProcess):  # type: ignore[no-untyped-def]
+        def step(stop: threading.Event) -> None:
+            while not stop.is_set():
+                job = _claim(self.app)
+                if job is None:
+                    return
+                run_job(self.app, process, job)
+
+        return step
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+        for thread in self._threads:
+            thread.stop(timeout=30)

@@ -1,0 +1,148 @@
+"""The inference process: reads a series, routes it, runs the model, writes SEG and SR.
+
+It runs in its own process so that a job that hangs or exceeds its time can be stopped (the
+process is killed and a fresh one started) without taking the runner down, and so that the model
+stays loaded between jobs. The series is decrypted in memory only. Messages on the pipe:
+
+- request: ``{"objects": [[object_id, kek_id, wrapped_key], ...]}``
+- replies: ``{"kind": "routed", "timeout": seconds}`` once a rule matched, then one of
+  ``{"kind": "done", ...}``, ``{"kind": "unrouted", "reason": ...}`` or
+  ``{"kind": "failed", "reason": ..., "permanent": bool}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from sqlmodel import select
+
+from appliance import logs
+from appliance.context import Appliance, open_appliance
+from appliance.db.tables import Model, ModelState
+from appliance.gateway import die_with_parent
+from appliance.keys import WrappedKey
+from appliance.model_registry import trusted_publishers
+from models.bundle import Predictor
+from models.errors import ModelError
+from models.results import ModelIdentity, write_results
+from models.routing import SeriesFacts, route
+from models.volume import build_volume
+
+log = logging.getLogger(__name__)
+
+_REASON_MAX = 500
+
+
+def _part10(ds: Dataset) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _datasets(app: Appliance, objects: list[list[Any]]) -> list[Dataset]:
+    datasets = []
+    for object_id, kek_id, wrapped in objects:
+        data = app.store.get(object_id, WrappedKey(kek_id, wrapped))
+        try:
+            datasets.append(dcmread(BytesIO(data)))
+        except (InvalidDicomError, ValueError, EOFError) as exc:
+            raise ModelError(f"stored object {object_id} does not parse ({type(exc).__name__})") from exc
+    return datasets
+
+
+def _facts(datasets: list[Dataset]) -> SeriesFacts:
+    if not datasets:
+        raise ModelError("the series has no stored instances")
+    first = datasets[0]
+    return SeriesFacts(
+        modality=str(first.get("Modality", "")),
+        body_part=str(first.get("BodyPartExamined", "")),
+        series_description=str(first.get("SeriesDescription", "")),
+        sop_class_uid=str(first.get("SOPClassUID", "")),
+        slices=sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in datasets),
+    )
+
+
+def _active_model(app: Appliance, name: str) -> Model:
+    with app.session() as session:
+        model = session.exec(
+            select(Model).where(Model.name == name, Model.state == ModelState.ACTIVE)
+        ).first()
+    if model is None:
+        raise ModelError(f"no active version of model {name}; see 'appliance models list'")
+    return model
+
+
+class _Handler:
+    def __init__(self, app: Appliance, device: str) -> None:
+        self.app = app
+        self.device = device
+        self.predictors: dict[str, Predictor] = {}
+
+    def _predictor(self, model: Model) -> Predictor:
+        if model.path not in self.predictors:
+            self.predictors[model.path] = Predictor(
+                Path(model.path), trusted_publishers(self.app), self.device
+            )
+        return self.predictors[model.path]
+
+    def handle(self, request: dict, send: Any) -> dict:
+        inference = self.app.settings.inference
+        datasets = _datasets(self.app, request["objects"])
+        rule, why = route(inference.rules, _facts(datasets))
+        if rule is None:
+            return {"kind": "unrouted", "reason": why}
+        send({"kind": "routed", "timeout": rule.timeout_seconds or inference.timeout_seconds})
+        model = _active_model(self.app, rule.model)
+        predictor = self._predictor(model)
+        volume = build_volume(datasets, rule.min_slices)
+        started = time.monotonic()
+        labels = predictor.predict(volume)
+        seconds = time.monotonic() - started
+        results = write_results(volume, labels, predictor.segments, ModelIdentity(model.name, model.version))
+        return {
+            "kind": "done",
+            "rule": why,
+            "model": model.name,
+            "version": model.version,
+            "seconds": round(seconds, 3),
+            "volumes_ml": results.volumes_ml,
+            "seg": _part10(results.segmentation),
+            "sr": _part10(results.report),
+        }
+
+
+def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
+    die_with_parent()
+    if os.getppid() != parent:
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    app = open_appliance(Path(home))
+    logs.configure(app.settings.log_path, app.settings.log_level)
+    handler = _Handler(app, device)
+    try:
+        while True:
+            try:
+                request = connection.recv()
+            except EOFError:
+                break
+            try:
+                reply = handler.handle(request, connection.send)
+            except ModelError as exc:  # the series or the bundle: trying again gives the same answer
+                reply = {"kind": "failed", "reason": str(exc), "permanent": True}
+            except Exception as exc:  # the model raised: report it, stay up for the next job
+                log.exception("inference failed")
+                reason = f"{type(exc).__name__}: {exc}"[:_REASON_MAX]
+                reply = {"kind": "failed", "reason": reason, "permanent": False}
+            connection.send(reply)
+    finally:
+        app.close()

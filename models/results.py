@@ -1,0 +1,159 @@
+"""Results as DICOM: a Segmentation on the source grid and a TID 1500 SR with segment volumes.
+
+The SEG (highdicom) references the source images frame by frame, so its frames lie exactly on
+them; segment labels and SNOMED CT codes come from the bundle (:mod:`models.codes`). The SR is a
+Comprehensive 3D SR holding a TID 1500 Measurement Report with one volumetric group per segment
+that references the SEG's segment and gives its volume in mL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from models.bundle import Segment
+from models.codes import Concept
+from models.errors import ModelError
+from models.volume import Volume
+
+MANUFACTURER = "imaging-appliance"
+MILLILITRE = hd.sr.CodedConcept("mL", "UCUM", "milliliter")
+SEG_SERIES_NUMBER = 9001
+SR_SERIES_NUMBER = 9002
+_PROCEDURES = {"CT": codes.LN.CTUnspecifiedBodyRegion, "MR": codes.LN.MRIUnspecifiedBodyRegion}
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Results:
+    segmentation: Dataset
+    report: Dataset
+    volumes_ml: dict[str, float]  # segment label -> volume
+
+
+def _coded(concept: Concept) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(concept.value, concept.scheme, concept.meaning)
+
+
+def _algorithm(model: ModelIdentity) -> hd.AlgorithmIdentificationSequence:
+    return hd.AlgorithmIdentificationSequence(
+        name=model.name, version=model.version, family=codes.cid7162.ArtificialIntelligence
+    )
+
+
+def _frames_in_source_order(volume: Volume, labels: np.ndarray) -> tuple[list[Dataset], np.ndarray]:
+    """Source images and one label frame per source frame, in the order highdicom expects."""
+    sources = volume.source_images
+    if len(sources) == len(volume.frames):  # single-frame images: one per slice, in slice order
+        order = list(range(len(volume.frames)))
+        sources = [frame.dataset for frame in volume.frames]
+    elif len(sources) == 1:  # one multi-frame image: its frames in frame order
+        order = sorted(range(len(volume.frames)), key=lambda k: volume.frames[k].frame)
+    else:
+        raise ModelError("a SEG over several multi-frame images is not supported; send one object per series")
+    stack = np.stack([labels[:, :, k].T for k in order]).astype(np.uint8)  # [frame, row, column]
+    return sources, stack
+
+
+def write_results(
+    volume: Volume, labels: np.ndarray, segments: tuple[Segment, ...], model: ModelIdentity
+) -> Results:
+    sources, stack = _frames_in_source_order(volume, labels)
+    algorithm = _algorithm(model)
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=index,
+            segment_label=segment.label,
+            segmented_property_category=_coded(segment.code.category),
+            segmented_property_type=_coded(segment.code.type),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            tracking_uid=generate_uid(),
+            tracking_id=f"{model.name} {segment.label}",
+        )
+        for index, segment in enumerate(segments, start=1)
+    ]
+    renumbered = np.zeros_like(stack)
+    for index, segment in enumerate(segments, start=1):
+        renumbered[stack == segment.number] = index
+    segmentation = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=renumbered,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(),
+        series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=model.name,
+        software_versions=model.version,
+        device_serial_number="1",
+        series_description=f"{model.name} segmentation",
+        omit_empty_frames=bool(renumbered.any()),
+    )
+    volumes = {
+        segment.label: float((labels == segment.number).sum()) * volume.voxel_volume_ml
+        for segment in segments
+    }
+    report = _report(segmentation, segments, volumes, model, sources[0])
+    return Results(segmentation, report, volumes)
+
+
+def _report(
+    segmentation: Dataset,
+    segments: tuple[Segment, ...],
+    volumes: dict[str, float],
+    model: ModelIdentity,
+    source: Dataset,
+) -> Dataset:
+    source_series_uid, modality = source.SeriesInstanceUID, str(source.get("Modality", ""))
+    algorithm = hd.sr.AlgorithmIdentification(name=model.name, version=model.version)
+    groups = [
+        hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=segment.label),
+            referenced_segment=hd.sr.ReferencedSegment(
+                segmentation.SOPClassUID,
+                segmentation.SOPInstanceUID,
+                index,
+                source_series=hd.sr.SourceSeriesForSegmentation(source_series_uid),
+            ),
+            finding_type=_coded(segment.code.type),
+            finding_category=_coded(segment.code.category),
+            algorithm_id=algorithm,
+            measurements=[
+                hd.sr.Measurement(
+                    name=codes.SCT.Volume,
+                    value=round(volumes[segment.label], 3),
+                    unit=MILLILITRE,
+                    algorithm_id=algorithm,
+                )
+            ],
+        )
+        for index, segment in enumerate(segments, start=1)
+    ]
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(),
+        procedure_reported=_PROCEDURES.get(modality, codes.LN.CTUnspecifiedBodyRegion),
+        imaging_measurements=groups,
+    )
+    return hd.sr.Comprehensive3DSR(
+        evidence=[segmentation],
+        content=report,
+        series_instance_uid=generate_uid(),
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        series_description=f"{model.name} measurements",
+    )

@@ -1,0 +1,120 @@
+"""The real Model Zoo bundle configs from shared/, with seeded weights, run to a valid SEG and SR."""
+
+from __future__ import annotations
+
+import pickle
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydicom import dcmread
+from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage
+
+from models.bundle import BundleError, Predictor
+from models.errors import BundleRejected
+from models.manifest import sign_bundle
+from models.phantom import make_phantom
+from models.results import ModelIdentity, write_results
+from models.volume import build_volume
+from tests.models.test_volume import read_back
+from tests.support.bundles import PUBLISHER, SHARED_BUNDLES, seeded_bundle
+from tests.support.synthetic import phantom_series
+
+KEY = Ed25519PrivateKey.generate()
+TRUSTED = {PUBLISHER: KEY.public_key()}
+SPACING = (2.0, 2.0, 3.0)
+
+
+@pytest.fixture(scope="module")
+def series():
+    phantom = make_phantom((48, 40, 16), SPACING, seed=11)
+    return read_back(phantom_series(phantom.hu, SPACING))
+
+
+def encoded(ds) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "segments"), [("spleen_ct_segmentation", 1), ("swin_unetr_btcv_segmentation", 13)]
+)
+def test_model_zoo_bundle_runs_to_a_valid_seg_and_sr(tmp_path, series, name, segments):
+    bundle = seeded_bundle(SHARED_BUNDLES / name, tmp_path, KEY)
+    predictor = Predictor(bundle, TRUSTED, "cpu")
+    assert len(predictor.segments) == segments
+    volume = build_volume(series)
+    labels = predictor.predict(volume)
+    assert labels.shape == volume.array.shape  # inverted back onto the source grid
+    assert labels.max() <= segments
+    results = write_results(
+        volume, labels, predictor.segments, ModelIdentity(predictor.name, predictor.version)
+    )
+
+    seg = dcmread(BytesIO(encoded(results.segmentation)))
+    assert seg.SOPClassUID == SegmentationStorage and seg.Modality == "SEG"
+    assert seg.StudyInstanceUID == series[0].StudyInstanceUID
+    assert seg.FrameOfReferenceUID == series[0].FrameOfReferenceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series[0].SeriesInstanceUID
+    assert len(seg.SegmentSequence) == segments
+    for item in seg.SegmentSequence:
+        for concept in (
+            item.SegmentedPropertyCategoryCodeSequence[0],
+            item.SegmentedPropertyTypeCodeSequence[0],
+        ):
+            assert concept.CodingSchemeDesignator == "SCT"  # SNOMED CT, not the retired SRT
+    first = seg.SegmentSequence[0]
+    assert first.SegmentLabel == "spleen"
+    assert first.SegmentedPropertyTypeCodeSequence[0].CodeValue == "78961009"
+    positions = {tuple(round(float(v), 3) for v in ds.ImagePositionPatient) for ds in series}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        position = frame.PlanePositionSequence[0].ImagePositionPatient
+        assert tuple(round(float(v), 3) for v in position) in positions
+
+    sr = dcmread(BytesIO(encoded(results.report)))
+    assert sr.SOPClassUID == Comprehensive3DSRStorage
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    volumes = sorted(results.volumes_ml.values())
+    expected = sorted(float((labels == s.number).sum()) * volume.voxel_volume_ml for s in predictor.segments)
+    assert volumes == pytest.approx(expected)
+
+
+def test_config_expressions_are_not_evaluated_before_the_signature(tmp_path):
+    bundle = seeded_bundle(SHARED_BUNDLES / "spleen_ct_segmentation", tmp_path, KEY)
+    marker = tmp_path / "evaluated"
+    config = bundle / "configs" / "inference.json"
+    config.write_text(
+        config.read_text().replace('"bundle_root": "."', f"\"bundle_root\": \"$open('{marker}', 'w')\"")
+    )
+    with pytest.raises(BundleRejected, match="configs/inference.json differs"):
+        Predictor(bundle, TRUSTED, "cpu")
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.marker,))
+
+
+def test_weights_are_loaded_without_unpickling_code(tmp_path):
+    bundle = seeded_bundle(SHARED_BUNDLES / "spleen_ct_segmentation", tmp_path, KEY)
+    marker = tmp_path / "unpickled"
+    (bundle / "models" / "model.pt").write_bytes(pickle.dumps(_Payload(marker)))
+    sign_bundle(bundle, KEY, PUBLISHER)  # even a correctly signed bundle may not run code from weights
+    with pytest.raises(BundleError, match="cannot build"):
+        Predictor(bundle, TRUSTED, "cpu")
+    assert not marker.exists()
+
+
+def test_unmapped_segment_label_is_refused(tmp_path):
+    bundle = seeded_bundle(SHARED_BUNDLES / "spleen_ct_segmentation", tmp_path, KEY)
+    metadata = bundle / "configs" / "metadata.json"
+    metadata.write_text(metadata.read_text().replace('"1": "spleen"', '"1": "mystery organ"'))
+    sign_bundle(bundle, KEY, PUBLISHER)
+    with pytest.raises(Exception, match="no SNOMED CT code for segment label 'mystery organ'"):
+        Predictor(bundle, TRUSTED, "cpu")

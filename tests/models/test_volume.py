@@ -1,0 +1,116 @@
+"""Series to volume: sorting along the normal, rescale, LPS to RAS geometry, multi-frame, refusals."""
+
+from __future__ import annotations
+
+import random
+from io import BytesIO
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from models.phantom import make_phantom
+from models.volume import InconsistentSeries, build_volume
+from tests.support.synthetic import enhanced_ct, phantom_series
+
+SPACING = (1.25, 1.0, 2.5)
+
+
+def read_back(datasets: list[Dataset]) -> list[Dataset]:
+    """Encode and decode, as the appliance reads what it stored."""
+    out = []
+    for ds in datasets:
+        buffer = BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        out.append(dcmread(BytesIO(buffer.getvalue())))
+    return out
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom((48, 40, 12), SPACING, seed=3)
+
+
+def world(volume, index) -> np.ndarray:
+    return (volume.affine_ras @ np.array([*index, 1.0]))[:3]
+
+
+def test_axial_series_gives_the_phantom_in_ras(phantom):
+    volume = build_volume(read_back(phantom_series(phantom.hu, SPACING)))
+    assert volume.array.shape == phantom.hu.shape
+    assert np.array_equal(volume.array, phantom.hu.astype(np.float32))
+    assert volume.spacing == pytest.approx(SPACING)
+    # voxel (0,0,0) is the right-anterior-inferior corner in LPS: negative x, y, z; RAS flips x and y
+    corner = [-(n - 1) / 2.0 * s for n, s in zip(phantom.hu.shape, SPACING, strict=True)]
+    assert world(volume, (0, 0, 0)) == pytest.approx([-corner[0], -corner[1], corner[2]])
+    assert volume.voxel_volume_ml == pytest.approx(np.prod(SPACING) / 1000)
+
+
+def test_shuffled_order_and_misleading_instance_numbers_sort_by_position(phantom):
+    datasets = read_back(phantom_series(phantom.hu, SPACING))
+    numbers = list(range(1, len(datasets) + 1))
+    random.Random(1).shuffle(numbers)
+    for ds, number in zip(datasets, numbers, strict=True):
+        ds.InstanceNumber = number  # instance numbers that contradict the positions
+    random.Random(2).shuffle(datasets)
+    volume = build_volume(datasets)
+    assert np.array_equal(volume.array, phantom.hu.astype(np.float32))
+
+
+def test_rescale_slope_and_intercept_are_applied(phantom):
+    volume = build_volume(read_back(phantom_series(phantom.hu, SPACING, rescale=(0.5, -1000.0))))
+    assert np.array_equal(volume.array, phantom.hu.astype(np.float32))
+
+
+def test_coronal_series_maps_to_the_same_world_points(phantom):
+    axial = build_volume(read_back(phantom_series(phantom.hu, SPACING)))
+    coronal = build_volume(read_back(phantom_series(phantom.hu, SPACING, "coronal")))
+    assert coronal.array.shape == (48, 12, 40)
+    for index in [(0, 0, 0), (5, 7, 3), (47, 39, 11)]:
+        i, j, k = index
+        same = (i, phantom.hu.shape[2] - 1 - k, j)  # coronal rows run superior to inferior
+        assert world(coronal, same) == pytest.approx(world(axial, index))
+        assert coronal.array[same] == axial.array[index]
+
+
+def test_enhanced_multiframe_ct(phantom):
+    slices = phantom_series(phantom.hu, SPACING)
+    random.Random(3).shuffle(slices)
+    volume = build_volume(read_back([enhanced_ct(slices)]))
+    assert np.array_equal(volume.array, phantom.hu.astype(np.float32))
+    assert sorted(frame.frame for frame in volume.frames) == list(range(1, 13))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (lambda s: s.pop(5), "missing slices: a gap of 5.00 mm where slices are 2.50 mm apart"),
+        (lambda s: setattr(s[3], "ImageOrientationPatient", [1, 0, 0, 0, 0.8, 0.6]), "one orientation"),
+        (lambda s: setattr(s[2], "PixelSpacing", [2.0, 2.0]), "mixed pixel spacing"),
+        (lambda s: setattr(s[4], "ImagePositionPatient", s[5].ImagePositionPatient), "share one position"),
+        (lambda s: delattr(s[1], "ImagePositionPatient"), "no image position"),
+    ],
+)
+def test_inconsistent_series_is_refused_with_a_reason(phantom, spoil, reason):
+    datasets = phantom_series(phantom.hu, SPACING)
+    spoil(datasets)
+    with pytest.raises(InconsistentSeries, match=reason):
+        build_volume(read_back(datasets))
+
+
+def test_mixed_sizes_and_undecodable_pixels_are_refused(phantom):
+    datasets = phantom_series(phantom.hu, SPACING)
+    small = phantom_series(phantom.hu[:40], SPACING)
+    datasets[6] = small[6]
+    with pytest.raises(InconsistentSeries, match="mixed image sizes"):
+        build_volume(read_back(datasets))
+    datasets = phantom_series(phantom.hu, SPACING)
+    datasets[2].PixelData = datasets[2].PixelData[: len(datasets[2].PixelData) // 2]
+    with pytest.raises(InconsistentSeries, match="pixel data cannot be decoded"):
+        build_volume(read_back(datasets))
+
+
+def test_too_few_slices(phantom):
+    with pytest.raises(InconsistentSeries, match="12 slices; at least 20 needed"):
+        build_volume(read_back(phantom_series(phantom.hu, SPACING)), min_slices=20)
