@@ -139,8 +139,9 @@ def enhanced_ct(datasets: list[Dataset]) -> Dataset:
     for keyword in (
         "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "SeriesInstanceUID",
         "FrameOfReferenceUID", "StudyDate", "StudyTime", "AccessionNumber", "Modality", "StudyID",
-        "SeriesNumber", "SeriesDescription", "BodyPartExamined", "SamplesPerPixel", "PhotometricInterpretation",
-        "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+        "SeriesNumber", "SeriesDescription", "BodyPartExamined", "SamplesPerPixel",
+        "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+        "PixelRepresentation",
     ):  # fmt: skip
         setattr(ds, keyword, getattr(first, keyword))
     ds.SOPClassUID = EnhancedCTImageStorage
