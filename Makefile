@@ -24,3 +24,5 @@ test: system-deps install
 
 benchmark: system-deps install
 	$(VENV)/bin/python benchmarks/ingest.py
+	$(VENV)/bin/python benchmarks/audit.py
+	$(VENV)/bin/python benchmarks/inference.py

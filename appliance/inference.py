@@ -71,7 +71,7 @@ class InferenceProcess:
         self._process: Any = None
         self._connection: Any = None
 
-    def _start(self) -> None:
+    def start(self) -> None:
         parent, child = self._context.Pipe()
         self._process = self._context.Process(
             target=worker_main,
@@ -96,7 +96,7 @@ class InferenceProcess:
 
     def run(self, request: dict) -> dict:
         if self._process is None or not self._process.is_alive():
-            self._start()
+            self.start()
         started = time.monotonic()
         self._connection.send(request)
         reply = self._receive(started + _ROUTING_SECONDS)
@@ -275,18 +275,6 @@ def run_job(app: Appliance, process: InferenceProcess, job: Job) -> Job:
     return _finish(app, job.id, outcome=summary)
 
 
-def release_interrupted_inference(app: Appliance) -> int:
-    """Inference jobs left running by a crash go back to pending."""
-    with app.session() as session:
-        result = session.exec(  # type: ignore[call-overload]
-            update(Job)
-            .where(Job.kind == JobKind.SERIES_COMPLETE, Job.state == JobState.RUNNING)
-            .values(state=JobState.PENDING)
-        )
-        session.commit()
-        return result.rowcount
-
-
 class InferenceRunner:
     """One thread and one inference process per device."""
 
@@ -309,6 +297,8 @@ class InferenceRunner:
         return step
 
     def start(self) -> None:
+        for process in self.processes:
+            process.start()  # the models load while the first series arrives
         for thread in self._threads:
             thread.start()
 

@@ -95,6 +95,14 @@ class _Handler:
             )
         return self.predictors[model.path]
 
+    def warm(self) -> None:
+        """Load every model the rules name, so the first series does not wait for it."""
+        for name in dict.fromkeys(rule.model for rule in self.app.settings.inference.rules):
+            try:
+                self._predictor(_active_model(self.app, name))
+            except ModelError as exc:  # reported again, on the job, if a series needs it
+                log.warning("model %s not loaded: %s", name, exc)
+
     def handle(self, request: dict, send: Any) -> dict:
         inference = self.app.settings.inference
         datasets = _datasets(self.app, request["objects"])
@@ -105,6 +113,8 @@ class _Handler:
         model = _active_model(self.app, rule.model)
         predictor = self._predictor(model)
         volume = build_volume(datasets, rule.min_slices)
+        for ds in datasets:  # the volume holds the pixels now; the SEG needs only the headers
+            del ds.PixelData
         started = time.monotonic()
         labels = predictor.predict(volume)
         seconds = time.monotonic() - started
@@ -130,6 +140,7 @@ def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
     logs.configure(app.settings.log_path, app.settings.log_level)
     handler = _Handler(app, device)
     try:
+        handler.warm()
         while True:
             try:
                 request = connection.recv()

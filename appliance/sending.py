@@ -151,18 +151,6 @@ def list_jobs(app: Appliance) -> list[Job]:
         return list(session.exec(select(Job).where(Job.kind == JobKind.SEND).order_by(Job.id)).all())
 
 
-def release_interrupted(app: Appliance) -> int:
-    """Send jobs left running by a crash go back to pending (C-STORE is idempotent)."""
-    with app.session() as session:
-        result = session.exec(  # type: ignore[call-overload]
-            update(Job)
-            .where(Job.kind == JobKind.SEND, Job.state == JobState.RUNNING)
-            .values(state=JobState.PENDING)
-        )
-        session.commit()
-        return result.rowcount
-
-
 def _due(app: Appliance) -> list[int]:
     with app.session() as session:
         return list(

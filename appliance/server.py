@@ -12,11 +12,13 @@ import uvicorn
 
 from appliance.assembly import series_assembler
 from appliance.context import Appliance
+from appliance.db.tables import JobKind
 from appliance.gateway import GatewayProcesses
 from appliance.http_api import create_app
+from appliance.jobs import release_running
 from appliance.periodic import Periodic
 from appliance.reconcile import reconcile
-from appliance.sending import release_interrupted, send_worker
+from appliance.sending import send_worker
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
 from audit.syslog import Receiver, SyslogForwarder
 from dicom_gateway import tls
@@ -65,9 +67,9 @@ def _syslog_forwarder(app: Appliance) -> Periodic | None:
 def _inference_runner(app: Appliance) -> InferenceRunner | None:
     if not app.settings.inference.enabled:
         return None
-    from appliance.inference import InferenceRunner, release_interrupted_inference  # imports torch
+    from appliance.inference import InferenceRunner  # imports torch
 
-    released = release_interrupted_inference(app)
+    released = release_running(app, JobKind.SERIES_COMPLETE)
     if released:
         log.info("%d interrupted inference jobs back in the queue", released)
     return InferenceRunner(app)
@@ -76,7 +78,7 @@ def _inference_runner(app: Appliance) -> InferenceRunner | None:
 def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None = None) -> None:
     settings = app.settings
     report = reconcile(app)
-    released = release_interrupted(app)
+    released = release_running(app, JobKind.SEND)
     if released:
         log.info("%d interrupted send jobs back in the queue", released)
     log.info(

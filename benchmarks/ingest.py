@@ -80,7 +80,9 @@ def bench_appliance(files: list[Path], work: Path, parallel: int, round_no: int)
     run_cli(home, "init")
     run_cli(home, "sources", "add", "bench", "--ae", "SCU", "--host", "127.0.0.1")
     appliance = ApplianceProcess(
-        home, work / f"appliance-{round_no}.log", {"APPLIANCE_DICOM__MIN_FREE_BYTES": "0"}
+        home,
+        work / f"appliance-{round_no}.log",
+        {"APPLIANCE_DICOM__MIN_FREE_BYTES": "0", "APPLIANCE_INFERENCE__ENABLED": "false"},
     ).start()
     assert appliance.process is not None
     rss = PeakRss(appliance.process.pid)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.pixels import pixel_array
 
 from models.errors import ModelError
 
@@ -85,19 +86,26 @@ def _rescale(item: Dataset) -> tuple[float, float]:
     return float(getattr(item, "RescaleSlope", 1) or 1), float(getattr(item, "RescaleIntercept", 0) or 0)
 
 
+def _slice(
+    source: SourceFrame, position: Dataset, orientation: Dataset, measures: Dataset, values: Dataset
+) -> _Slice:
+    """One slice from the items holding its position, orientation, spacing and rescale."""
+    slope, intercept = _rescale(values)
+    return _Slice(
+        source,
+        _floats(position.ImagePositionPatient, 3, "Image Position (Patient)"),
+        _floats(orientation.ImageOrientationPatient, 6, "Image Orientation (Patient)"),
+        tuple(_floats(measures.PixelSpacing, 2, "Pixel Spacing")),  # type: ignore[arg-type]
+        slope,
+        intercept,
+        (int(source.dataset.Rows), int(source.dataset.Columns)),
+    )
+
+
 def _single_frame(ds: Dataset) -> _Slice:
     if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
         raise InconsistentSeries(f"instance {ds.SOPInstanceUID} has no image position or orientation")
-    slope, intercept = _rescale(ds)
-    return _Slice(
-        SourceFrame(ds, 1),
-        _floats(ds.ImagePositionPatient, 3, "Image Position (Patient)"),
-        _floats(ds.ImageOrientationPatient, 6, "Image Orientation (Patient)"),
-        tuple(_floats(ds.PixelSpacing, 2, "Pixel Spacing")),  # type: ignore[arg-type]
-        slope,
-        intercept,
-        (int(ds.Rows), int(ds.Columns)),
-    )
+    return _slice(SourceFrame(ds, 1), ds, ds, ds, ds)
 
 
 def _group(ds: Dataset, index: int, keyword: str) -> Dataset | None:
@@ -122,16 +130,8 @@ def _enhanced_frames(ds: Dataset) -> Iterator[_Slice]:
                 f"frame {index + 1} of {ds.SOPInstanceUID} lacks plane position/orientation"
             )
         transform = _group(ds, index, "PixelValueTransformationSequence")
-        slope, intercept = _rescale(transform if transform is not None else ds)
-        yield _Slice(
-            SourceFrame(ds, index + 1),
-            _floats(position.ImagePositionPatient, 3, "Image Position (Patient)"),
-            _floats(orientation.ImageOrientationPatient, 6, "Image Orientation (Patient)"),
-            tuple(_floats(measures.PixelSpacing, 2, "Pixel Spacing")),  # type: ignore[arg-type]
-            slope,
-            intercept,
-            (int(ds.Rows), int(ds.Columns)),
-        )
+        values = transform if transform is not None else ds
+        yield _slice(SourceFrame(ds, index + 1), position, orientation, measures, values)
 
 
 def _slices(datasets: Iterable[Dataset]) -> list[_Slice]:
@@ -174,14 +174,14 @@ def _slice_step(distances: np.ndarray) -> float:
 
 
 def _pixels(source: SourceFrame) -> np.ndarray:
+    """The one frame, decoded alone (nothing cached on the dataset)."""
     try:
-        array = source.dataset.pixel_array
+        return pixel_array(source.dataset, index=source.frame - 1)
     except Exception as exc:  # pydicom and its decoders raise many kinds for bad pixel data
         uid = source.dataset.get("SOPInstanceUID", "?")
         raise InconsistentSeries(
             f"instance {uid}: pixel data cannot be decoded ({type(exc).__name__})"
         ) from exc
-    return array[source.frame - 1] if array.ndim == 3 else array
 
 
 def build_volume(datasets: Iterable[Dataset], min_slices: int = 1) -> Volume:

@@ -1,0 +1,160 @@
+"""Inference latency: the appliance end to end vs the bare MONAI inference, in one run.
+
+A synthetic 512x512x200 CT phantom series (0.7 x 0.7 x 1.5 mm) is sent with storescu to
+``appliance serve`` (demo model, Orthanc as the PACS destination). Measured:
+
+- appliance: from storescu's exit (its last C-STORE acknowledged and the association released)
+  to the SEG being accepted by Orthanc, minus the configured quiet period (assembly waits that
+  long by design): decrypt, decode, volume, the bundle's preprocessing, sliding-window inference,
+  inversion to the source grid, SEG and SR, encrypted store, C-STORE to the PACS.
+- bare MONAI: the same network and sliding-window inferer on the same preprocessed tensor,
+  already in memory, best of two runs after a warm-up.
+
+It prints both, their ratio, and the peak RSS of the inference process against 4x the float32
+size of the volume plus the model file.
+
+    python benchmarks/inference.py [--slices 200] [--size 512] [--quiet 2] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBLISHER  # noqa: E402
+from models.bundle import Predictor  # noqa: E402
+from models.phantom import make_phantom  # noqa: E402
+from models.volume import Volume  # noqa: E402
+from tests.support.dcmtk import storescu  # noqa: E402
+from tests.support.processes import ApplianceProcess, OrthancProcess, run_cli, wait_for  # noqa: E402
+from tests.support.synthetic import phantom_series, write_series  # noqa: E402
+
+
+class ChildRss:
+    """Peak and idle RSS of each child process of the appliance, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak: dict[int, int] = {}
+        self.idle: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def mark_idle(self) -> None:
+        self.idle = dict(self.peak)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                for child in self.process.children(recursive=True):
+                    rss = child.memory_info().rss
+                    self.peak[child.pid] = max(self.peak.get(child.pid, 0), rss)
+            except psutil.Error:
+                continue
+
+    def stop(self) -> tuple[int, int]:
+        """The child whose RSS grew most (the inference process): its peak and its idle RSS."""
+        self._stop.set()
+        self._thread.join()
+        pid = max(self.peak, key=lambda p: self.peak[p] - self.idle.get(p, 0))
+        return self.peak[pid], self.idle.get(pid, 0)
+
+
+def bare_inference(hu: np.ndarray, spacing: tuple[float, float, float], device: str) -> float:
+    key = load_pem_public_key((DEMO_DIRECTORY / f"{DEMO_PUBLISHER}.pub").read_bytes())
+    predictor = Predictor(DEMO_DIRECTORY / DEMO_MODEL, {DEMO_PUBLISHER: key}, device)  # type: ignore[dict-item]
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+    image = predictor.prepare(Volume(hu.astype(np.float32), affine, ()))[predictor.image_key][None]
+    image = (
+        image.as_tensor().to(predictor.device) if hasattr(image, "as_tensor") else image.to(predictor.device)
+    )
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        with torch.inference_mode():
+            predictor.inferer(image, predictor.network)
+        if predictor.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return min(times[1:])
+
+
+def appliance_latency(files: list[Path], work: Path, quiet: float, device: str) -> tuple[float, int, int]:
+    orthanc = OrthancProcess(work / "orthanc").start()
+    home = work / "home"
+    run_cli(home, "init")
+    run_cli(home, "sources", "add", "bench", "--ae", "SCU", "--host", "127.0.0.1")
+    run_cli(home, "destinations", "add", "pacs", "--ae", "ORTHANC", "--host", "127.0.0.1",
+            "--port", str(orthanc.dicom_port))  # fmt: skip
+    env = {
+        "APPLIANCE_ASSEMBLY__QUIET_SECONDS": str(quiet),
+        "APPLIANCE_ASSEMBLY__POLL_SECONDS": "0.1",
+        "APPLIANCE_INFERENCE__POLL_SECONDS": "0.1",
+        "APPLIANCE_INFERENCE__DEVICE": device,
+        "APPLIANCE_SEND__POLL_SECONDS": "0.1",
+        "APPLIANCE_DICOM__MIN_FREE_BYTES": "0",
+    }
+    appliance = ApplianceProcess(home, work / "appliance.log", env).start()
+    assert appliance.process is not None
+    rss = ChildRss(appliance.process.pid)
+    try:
+        time.sleep(15)  # the inference process starts and loads the model, as it does at boot
+        rss.mark_idle()
+        result = storescu(appliance.dicom_port, files, options=["-xs"])
+        acknowledged = time.perf_counter()
+        if result.returncode != 0:
+            raise RuntimeError(f"storescu failed: {result.stderr[-500:]}")
+        wait_for(lambda: len(orthanc.instances()) >= 1, 1800, "the SEG at the PACS", interval=0.05)
+        accepted = time.perf_counter()
+    finally:
+        peak, idle = rss.stop()
+        appliance.stop()
+        orthanc.stop()
+    return accepted - acknowledged - quiet, peak, idle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=200)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--quiet", type=float, default=2.0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    spacing = (0.7, 0.7, 1.5)
+    shape = (args.size, args.size, args.slices)
+    phantom = make_phantom(shape, spacing, seed=31337, lesion_count=3)
+    with tempfile.TemporaryDirectory(prefix="inference-bench-") as tmp:
+        work = Path(tmp)
+        files = write_series(work / "in", phantom_series(phantom.hu, spacing))
+        seconds, peak, idle = appliance_latency(files, work, args.quiet, args.device)
+        bare = bare_inference(phantom.hu, spacing, args.device)
+    volume_bytes = int(np.prod(shape)) * 4
+    model_bytes = (DEMO_DIRECTORY / DEMO_MODEL / "models" / "model.pt").stat().st_size
+    mib = 1024 * 1024
+    print(
+        f"series {args.size}x{args.size}x{args.slices}, device {args.device}, quiet period {args.quiet:g} s"
+    )
+    print(f"appliance, last ack to SEG accepted, minus quiet period: {seconds:.2f} s")
+    print(f"bare MONAI sliding-window inference on the same tensor: {bare:.2f} s")
+    print(f"overhead ratio: {seconds / bare:.2f} (goal <= 1.3)")
+    print(
+        f"inference process peak RSS {peak / mib:.0f} MiB (idle, model loaded: {idle / mib:.0f} MiB; "
+        f"growth {(peak - idle) / mib:.0f} MiB); 4x float32 volume + model = "
+        f"{(4 * volume_bytes + model_bytes) / mib:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
