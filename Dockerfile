@@ -1,4 +1,4 @@
-# The appliance image. CPU build of torch comes with the inference issue; for a GPU host see README.
+# The appliance image, CPU build of torch (for a GPU host, build with TORCH_INDEX set to PyTorch's CUDA index).
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends dcmtk && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/appliance
@@ -8,6 +8,8 @@ COPY dicom_gateway dicom_gateway
 COPY anonymizer anonymizer
 COPY audit audit
 COPY models models
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+RUN pip install --no-cache-dir torch==2.13.0 --index-url "$TORCH_INDEX"
 RUN pip install --no-cache-dir '.[postgres]'
 RUN useradd --system --home /var/lib/appliance appliance && mkdir -p /var/lib/appliance && chown appliance /var/lib/appliance
 USER appliance

@@ -83,6 +83,7 @@ def inference_config() -> dict:
             "roi_size": [96, 96, 96],
             "sw_batch_size": 2,
             "overlap": 0.25,
+            "padding_mode": "replicate",  # a volume smaller than a window continues its edges, not air
         },
         "postprocessing": {
             "_target_": "Compose",
@@ -166,14 +167,17 @@ def training_data(count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _crop(rng: np.random.Generator, image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A CROP^3 window, half the time centred on a lesion; it may hang over the edge (edge-padded)."""
     if rng.random() < 0.5 and label.any():
         points = np.argwhere(label)
         centre = points[rng.integers(len(points))]
     else:
         centre = np.array([rng.integers(n) for n in image.shape])
-    start = [int(np.clip(c - CROP // 2, 0, n - CROP)) for c, n in zip(centre, image.shape, strict=True)]
-    window = tuple(slice(s, s + CROP) for s in start)
-    return image[window], label[window]
+    half = CROP // 2
+    start = [int(np.clip(c - half, -half, n - half)) for c, n in zip(centre, image.shape, strict=True)]
+    pads = [(max(-s, 0), max(s + CROP - n, 0)) for s, n in zip(start, image.shape, strict=True)]
+    window = tuple(slice(max(s, 0), min(s + CROP, n)) for s, n in zip(start, image.shape, strict=True))
+    return np.pad(image[window], pads, mode="edge"), np.pad(label[window], pads, mode="edge")
 
 
 def train(iterations: int, seed: int) -> torch.nn.Module:

@@ -31,6 +31,18 @@ def public_pem(key: Ed25519PrivateKey, path: Path) -> Path:
     return path
 
 
+def listed_models(home: Path) -> dict[str, dict]:
+    return {model["name"]: model for model in json.loads(run_cli(home, "models", "list", "--json").stdout)}
+
+
+def test_init_installs_the_demo_model_as_the_active_one(home):
+    demo = listed_models(home)["lesion_ct_segmentation"]
+    assert demo["state"] == "active" and demo["publisher"] == "demo-publisher" and demo["version"] == "1.0.0"
+    assert (home / "trusted-publishers" / "demo-publisher.pub").is_file()
+    registry = [e["description"] for e in audit_events(home) if e["type"] == "Model Registry"]
+    assert registry == ["model publisher trusted", "staged", "activated"]
+
+
 @pytest.mark.slow
 def test_registry_lifecycle_and_refusals(home, tmp_path):
     key, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
@@ -48,11 +60,11 @@ def test_registry_lifecycle_and_refusals(home, tmp_path):
     assert "imported spleen_ct_segmentation 0.5.9" in run_cli(home, "models", "import", str(spleen)).stdout
     assert run_cli(home, "models", "import", str(spleen), check=False).returncode == 1  # once only
     run_cli(home, "models", "activate", "spleen_ct_segmentation", "0.5.9")
-    (listed,) = json.loads(run_cli(home, "models", "list", "--json").stdout)
+    listed = listed_models(home)["spleen_ct_segmentation"]
     assert listed["state"] == "active" and listed["publisher"] == "zoo"
     assert (home / "models" / "spleen_ct_segmentation" / "0.5.9" / "configs" / "inference.json").exists()
     run_cli(home, "models", "retire", "spleen_ct_segmentation", "0.5.9")
-    assert json.loads(run_cli(home, "models", "list", "--json").stdout)[0]["state"] == "retired"
+    assert listed_models(home)["spleen_ct_segmentation"]["state"] == "retired"
     again = run_cli(home, "models", "activate", "spleen_ct_segmentation", "0.5.9", check=False)
     assert again.returncode == 1 and "retired" in again.stderr
 
