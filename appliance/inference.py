@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -42,7 +43,8 @@ from dicom_gateway.received import instance_from_part10
 
 log = logging.getLogger(__name__)
 
-_ROUTING_SECONDS = 300.0  # reading and routing a series, before the rule's own timeout applies
+_ROUTING_SECONDS = 300.0  # reading and preprocessing a series, before the rule's own timeout applies
+_IN_FLIGHT = 2  # per process: one in the network, the next one being prepared
 
 
 class JobTimeout(Exception):
@@ -83,28 +85,35 @@ class InferenceProcess:
         child.close()
         self._connection = parent
 
-    def _receive(self, deadline: float) -> dict:
+    def _receive(self, job_id: int, deadline: float) -> dict:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not self._connection.poll(remaining):
             self.stop()
             raise JobTimeout("the inference process did not answer in time and was stopped")
         try:
-            return self._connection.recv()
-        except EOFError as exc:
+            reply = self._connection.recv()
+        except (EOFError, OSError) as exc:
             self.stop()
             raise JobTimeout("the inference process ended unexpectedly") from exc
+        if reply.get("job") != job_id:  # replies come in request order; anything else is a bug
+            self.stop()
+            raise JobTimeout(f"the inference process answered for job {reply.get('job')}, not {job_id}")
+        return reply
 
-    def run(self, request: dict) -> dict:
+    def submit(self, job_id: int, request: dict) -> None:
+        """Hand a series to the process; it prepares it while the network runs on the one before."""
         if self._process is None or not self._process.is_alive():
             self.start()
-        started = time.monotonic()
-        self._connection.send(request)
-        reply = self._receive(started + _ROUTING_SECONDS)
+        self._connection.send({"job": job_id, **request})
+
+    def result(self, job_id: int) -> dict:
+        """The answer for the oldest submitted job; the process is stopped if it takes too long."""
+        reply = self._receive(job_id, time.monotonic() + _ROUTING_SECONDS)
         if reply["kind"] != "routed":
             return reply
         limit = float(reply["timeout"])
         try:
-            return self._receive(started + limit)
+            return self._receive(job_id, time.monotonic() + limit)
         except JobTimeout as exc:
             raise JobTimeout(f"inference exceeded its {limit:g} s timeout and was stopped") from exc
 
@@ -186,15 +195,14 @@ def _claim(app: Appliance) -> Job | None:
     return None
 
 
-def _request(app: Appliance, series_pk: int) -> tuple[dict, int]:
+def _request(app: Appliance, series_pk: int) -> dict:
     with app.session() as session:
-        study_pk = session.exec(select(Series.study_pk).where(Series.id == series_pk)).one()
         rows = session.exec(
             select(Instance.object_id, Instance.kek_id, Instance.wrapped_key).where(
                 Instance.series_pk == series_pk
             )
         ).all()
-    return {"objects": [list(row) for row in rows]}, study_pk
+    return {"objects": [list(row) for row in rows]}
 
 
 def _audit(app: Appliance, job: Job, outcome: Outcome, description: str, model: str | None = None) -> None:
@@ -241,7 +249,9 @@ def _finish(
         return job
 
 
-def _record_results(app: Appliance, job: Job, study_pk: int, reply: dict) -> str:
+def _record_results(app: Appliance, job: Job, reply: dict) -> str:
+    with app.session() as session:
+        study_pk = session.exec(select(Series.study_pk).where(Series.id == job.payload["series_pk"])).one()
     seg = _store_result(app, study_pk, reply["seg"])
     sr = _store_result(app, study_pk, reply["sr"])
     for destination in _destinations(app):
@@ -253,14 +263,9 @@ def _record_results(app: Appliance, job: Job, study_pk: int, reply: dict) -> str
     )
 
 
-def run_job(app: Appliance, process: InferenceProcess, job: Job) -> Job:
-    """Run one claimed job to an outcome; never raises for a bad series or a bad model."""
+def record(app: Appliance, job: Job, reply: dict) -> Job:
+    """Record a job's answer: results stored and queued, or the reason, audited either way."""
     assert job.id is not None
-    request, study_pk = _request(app, int(job.payload["series_pk"]))
-    try:
-        reply = process.run(request)
-    except JobTimeout as exc:
-        reply = {"kind": "failed", "reason": str(exc), "permanent": False}
     if reply["kind"] == "unrouted":
         _audit(app, job, Outcome.SUCCESS, reply["reason"])
         return _finish(app, job.id, outcome=reply["reason"])
@@ -269,10 +274,19 @@ def run_job(app: Appliance, process: InferenceProcess, job: Job) -> Job:
         _audit(app, job, Outcome.MINOR_FAILURE, f"attempt {finished.attempts}: {reply['reason']}")
         log.warning("inference job %s attempt %s failed: %s", job.id, finished.attempts, reply["reason"])
         return finished
-    summary = _record_results(app, job, study_pk, reply)
+    summary = _record_results(app, job, reply)
     _audit(app, job, Outcome.SUCCESS, summary, f"{reply['model']} {reply['version']}")
     log.info("inference job %s: %s", job.id, summary)
     return _finish(app, job.id, outcome=summary)
+
+
+def _requeue(app: Appliance, job_id: int) -> None:
+    """A job in flight when its process was stopped for another job's fault: pending, no attempt."""
+    with app.session() as session:
+        session.exec(  # type: ignore[call-overload]
+            update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(state=JobState.PENDING)
+        )
+        session.commit()
 
 
 class InferenceRunner:
@@ -281,6 +295,7 @@ class InferenceRunner:
     def __init__(self, app: Appliance) -> None:
         self.app = app
         self.processes = [InferenceProcess(app, device) for device in devices(app)]
+        self._stopping = threading.Event()
         self._threads = [
             Periodic(f"inference-{index}", app.settings.inference.poll_seconds, self._step(process))
             for index, process in enumerate(self.processes)
@@ -288,11 +303,23 @@ class InferenceRunner:
 
     def _step(self, process: InferenceProcess):  # type: ignore[no-untyped-def]
         def step(stop: threading.Event) -> None:
-            while not stop.is_set():
-                job = _claim(self.app)
-                if job is None:
+            in_flight: deque[Job] = deque()
+            while not self._stopping.is_set():
+                while len(in_flight) < _IN_FLIGHT and (job := _claim(self.app)) is not None:
+                    process.submit(job.id, _request(self.app, int(job.payload["series_pk"])))  # type: ignore[arg-type]
+                    in_flight.append(job)
+                if not in_flight:
                     return
-                run_job(self.app, process, job)
+                job = in_flight.popleft()
+                try:
+                    reply = process.result(job.id)  # type: ignore[arg-type]
+                except JobTimeout as exc:
+                    if self._stopping.is_set():
+                        return  # shutting down: the jobs stay running and are released at the next start
+                    reply = {"kind": "failed", "reason": str(exc), "permanent": False}
+                    while in_flight:  # the process was stopped under them
+                        _requeue(self.app, in_flight.popleft().id)  # type: ignore[arg-type]
+                record(self.app, job, reply)
 
         return step
 
@@ -303,6 +330,7 @@ class InferenceRunner:
             thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         for process in self.processes:
             process.stop()
         for thread in self._threads:

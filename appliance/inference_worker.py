@@ -4,18 +4,24 @@ It runs in its own process so that a job that hangs or exceeds its time can be s
 process is killed and a fresh one started) without taking the runner down, and so that the model
 stays loaded between jobs. The series is decrypted in memory only. Messages on the pipe:
 
-- request: ``{"objects": [[object_id, kek_id, wrapped_key], ...]}``
-- replies: ``{"kind": "routed", "timeout": seconds}`` once a rule matched, then one of
-  ``{"kind": "done", ...}``, ``{"kind": "unrouted", "reason": ...}`` or
-  ``{"kind": "failed", "reason": ..., "permanent": bool}``.
+- request: ``{"job": id, "objects": [[object_id, kek_id, wrapped_key], ...]}``
+- replies, in request order, each with its ``"job"``: ``{"kind": "routed", "timeout": seconds}``
+  when the network starts on it, then one of ``{"kind": "done", ...}``,
+  ``{"kind": "unrouted", "reason": ...}`` or ``{"kind": "failed", "reason": ..., "permanent": bool}``.
+
+Two stages overlap: a reader thread decrypts, routes and preprocesses the next series (CPU) while
+the main thread runs the network on the current one (GPU), so the runner keeps two jobs in flight.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
+import threading
 import time
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -35,7 +41,7 @@ from models.bundle import Predictor
 from models.errors import ModelError
 from models.results import ModelIdentity, write_results
 from models.routing import SeriesFacts, route
-from models.volume import build_volume
+from models.volume import Volume, build_volume
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,27 @@ def _active_model(app: Appliance, name: str) -> Model:
     return model
 
 
+@dataclass
+class _Prepared:
+    """A series ready for the network: routed, its model loaded, its volume preprocessed."""
+
+    job: int
+    why: str
+    timeout: float
+    model: Model
+    predictor: Predictor
+    volume: Volume
+    data: dict
+
+
+def _failure(job: int, exc: Exception) -> dict:
+    if isinstance(exc, ModelError):  # the series or the bundle: trying again gives the same answer
+        return {"job": job, "kind": "failed", "reason": str(exc), "permanent": True}
+    log.exception("inference failed")  # the model raised: report it, stay up for the next job
+    reason = f"{type(exc).__name__}: {exc}"[:_REASON_MAX]
+    return {"job": job, "kind": "failed", "reason": reason, "permanent": False}
+
+
 class _Handler:
     def __init__(self, app: Appliance, device: str) -> None:
         self.app = app
@@ -103,25 +130,41 @@ class _Handler:
             except ModelError as exc:  # reported again, on the job, if a series needs it
                 log.warning("model %s not loaded: %s", name, exc)
 
-    def handle(self, request: dict, send: Any) -> dict:
-        inference = self.app.settings.inference
-        datasets = _datasets(self.app, request["objects"])
-        rule, why = route(inference.rules, _facts(datasets))
-        if rule is None:
-            return {"kind": "unrouted", "reason": why}
-        send({"kind": "routed", "timeout": rule.timeout_seconds or inference.timeout_seconds})
-        model = _active_model(self.app, rule.model)
-        predictor = self._predictor(model)
-        volume = build_volume(datasets, rule.min_slices)
-        for ds in datasets:  # the volume holds the pixels now; the SEG needs only the headers
-            del ds.PixelData
-        started = time.monotonic()
-        labels = predictor.predict(volume)
-        seconds = time.monotonic() - started
-        results = write_results(volume, labels, predictor.segments, ModelIdentity(model.name, model.version))
+    def prepare(self, request: dict) -> _Prepared | dict:
+        """Read, route and preprocess a series (CPU work); a reply instead if there is nothing to run."""
+        job = int(request["job"])
+        try:
+            inference = self.app.settings.inference
+            datasets = _datasets(self.app, request["objects"])
+            rule, why = route(inference.rules, _facts(datasets))
+            if rule is None:
+                return {"job": job, "kind": "unrouted", "reason": why}
+            model = _active_model(self.app, rule.model)
+            predictor = self._predictor(model)
+            volume = build_volume(datasets, rule.min_slices)
+            for ds in datasets:  # the volume holds the pixels now; the SEG needs only the headers
+                del ds.PixelData
+            timeout = rule.timeout_seconds or inference.timeout_seconds
+            return _Prepared(job, why, timeout, model, predictor, volume, predictor.prepare(volume))
+        except Exception as exc:
+            return _failure(job, exc)
+
+    def finish(self, prepared: _Prepared, send: Any) -> dict:
+        """Run the network and write the results; the job's timeout runs from the "routed" message."""
+        send({"job": prepared.job, "kind": "routed", "timeout": prepared.timeout})
+        try:
+            started = time.monotonic()
+            labels = prepared.predictor.infer(prepared.data, prepared.volume.array.shape)
+            seconds = time.monotonic() - started
+            model, volume = prepared.model, prepared.volume
+            segments = prepared.predictor.segments
+            results = write_results(volume, labels, segments, ModelIdentity(model.name, model.version))
+        except Exception as exc:
+            return _failure(prepared.job, exc)
         return {
+            "job": prepared.job,
             "kind": "done",
-            "rule": why,
+            "rule": prepared.why,
             "model": model.name,
             "version": model.version,
             "seconds": round(seconds, 3),
@@ -129,6 +172,17 @@ class _Handler:
             "seg": _part10(results.segmentation),
             "sr": _part10(results.report),
         }
+
+
+def _prepare_requests(handler: _Handler, connection: Any, ready: queue.Queue) -> None:
+    """Reader thread: prepares the next series while the main thread runs the network on this one."""
+    while True:
+        try:
+            request = connection.recv()
+        except (EOFError, OSError):
+            ready.put(None)
+            return
+        ready.put(handler.prepare(request))
 
 
 def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
@@ -139,21 +193,11 @@ def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
     app = open_appliance(Path(home))
     logs.configure(app.settings.log_path, app.settings.log_level)
     handler = _Handler(app, device)
+    ready: queue.Queue = queue.Queue(maxsize=1)
     try:
         handler.warm()
-        while True:
-            try:
-                request = connection.recv()
-            except EOFError:
-                break
-            try:
-                reply = handler.handle(request, connection.send)
-            except ModelError as exc:  # the series or the bundle: trying again gives the same answer
-                reply = {"kind": "failed", "reason": str(exc), "permanent": True}
-            except Exception as exc:  # the model raised: report it, stay up for the next job
-                log.exception("inference failed")
-                reason = f"{type(exc).__name__}: {exc}"[:_REASON_MAX]
-                reply = {"kind": "failed", "reason": reason, "permanent": False}
-            connection.send(reply)
+        threading.Thread(target=_prepare_requests, args=(handler, connection, ready), daemon=True).start()
+        while (item := ready.get()) is not None:
+            connection.send(handler.finish(item, connection.send) if isinstance(item, _Prepared) else item)
     finally:
         app.close()

@@ -148,7 +148,7 @@ class Predictor:
         with torch.no_grad():
             return self.preprocessing({self.image_key: image})
 
-    def infer(self, prepared: dict) -> np.ndarray:
+    def infer(self, prepared: dict, shape: tuple[int, ...]) -> np.ndarray:
         """Run the network on prepared data and postprocess; return labels on the source grid."""
         image = prepared[self.image_key]
         autocast = (
@@ -166,13 +166,12 @@ class Predictor:
         labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         if labels.ndim == 4:
             labels = labels[0]
+        if labels.shape != shape:
+            raise BundleError(
+                f"{self.name} returned labels of shape {labels.shape} for a volume of {shape}; "
+                "its postprocessing must invert the preprocessing"
+            )
         return labels.astype(np.uint8)
 
     def predict(self, volume: Volume) -> np.ndarray:
-        labels = self.infer(self.prepare(volume))
-        if labels.shape != volume.array.shape:
-            raise BundleError(
-                f"{self.name} returned labels of shape {labels.shape} for a volume of {volume.array.shape}; "
-                "its postprocessing must invert the preprocessing"
-            )
-        return labels
+        return self.infer(self.prepare(volume), volume.array.shape)

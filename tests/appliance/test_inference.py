@@ -122,7 +122,7 @@ def test_faults_leave_failed_jobs_with_reasons_and_the_worker_goes_on(home, tmp_
     shutil.rmtree(broken)
     rules = [
         {"model": "spleen_ct_segmentation", "series_description": "^raises"},
-        {"model": "lesion_ct_segmentation", "series_description": "^slow", "timeout_seconds": 0.3},
+        {"model": "lesion_ct_segmentation", "series_description": "^slow", "timeout_seconds": 0.05},
         {"model": "lesion_ct_segmentation", "modality": ["CT"], "min_slices": 10},
     ]
     raises = _small_series(tmp_path, "raises", "raises please", 1)
@@ -149,12 +149,13 @@ def test_faults_leave_failed_jobs_with_reasons_and_the_worker_goes_on(home, tmp_
     assert job(raises)["state"] == "failed" and job(raises)["attempts"] == 2  # retried once
     assert "RuntimeError" in job(raises)["last_error"] and "channels" in job(raises)["last_error"]
     assert job(slow)["state"] == "failed" and job(slow)["attempts"] == 2
-    assert "exceeded its 0.3 s timeout" in job(slow)["last_error"]
+    assert "exceeded its 0.05 s timeout" in job(slow)["last_error"]
     assert job(corrupt)["state"] == "failed" and job(corrupt)["attempts"] == 1  # the same series fails again
     assert "pixel data cannot be decoded" in job(corrupt)["last_error"]
     assert job(unrouted)["state"] == "done" and "no routing rule matched" in job(unrouted)["outcome"]
     assert "modality MR not in ['CT']" in job(unrouted)["outcome"]
     assert job(good)["state"] == "done" and "SEG" in job(good)["outcome"]  # the worker went on
+    assert job(good)["attempts"] == 1  # a job in flight when another timed out is not charged
     failures = [e for e in audit_events(home) if e.get("type") == "Inference" and e["outcome"] == 4]
     assert (
         len(failures) == 5

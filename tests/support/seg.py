@@ -21,8 +21,10 @@ def seg_mask(
     if frames.ndim == 2:
         frames = frames[None]
     mask = np.zeros(shape, dtype=bool)
+    shared = seg.SharedFunctionalGroupsSequence[0]
     for frame, group in zip(frames, seg.PerFrameFunctionalGroupsSequence, strict=True):
-        if int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber) != segment:
+        identification = group.get("SegmentIdentificationSequence") or shared.SegmentIdentificationSequence
+        if int(identification[0].ReferencedSegmentNumber) != segment:
             continue
         position = np.array([float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient])
         if orientation == "axial":
