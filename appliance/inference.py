@@ -1,8 +1,9 @@
 """The inference runner: series-complete jobs in, SEG and SR stored, audited and queued out.
 
 Each runner thread owns one inference process (:mod:`appliance.inference_worker`) on one device:
-one per GPU, or one on the CPU. A job is claimed atomically, its series handed to the process,
-and the answer recorded on the job: ``outcome`` for a done job (the results, or why no rule
+one per GPU, or one on the CPU. Jobs are claimed atomically and handed to the process two at a
+time, so it prepares the next series while the network runs on the current one. Each answer is
+recorded on its job: ``outcome`` for a done job (the results, or why no rule
 matched), ``last_error`` for a failed one. A job that exceeds its time has its process killed
 (the next job gets a fresh one); a job whose model raised or timed out is retried after
 ``retry_seconds`` up to ``max_attempts``; a series that cannot form a volume fails at once.
