@@ -1,1 +1,1 @@
-JwofBcjyhKbc2YS6b7pmU4tutohSB+E6GzTuuY2jp+FEUt9FoHKOKz25WX1G8zA/QhqZlDdeQSK4XysERF45DA==
+mzDbUPqyW/f2vEj8EfiAKipwyKhfynwgMRsD8WgaxP16MpZbSs2JNWS+BB0pj08DFg38Q0uqxz9iWl9j1ps7Bg==
