@@ -32,6 +32,39 @@ _LOADERS = {"LoadImage", "LoadImaged"}
 _REMOVED_ARGUMENTS = {"SwinUNETR": {"img_size"}}
 
 
+def _channel_max_as_discrete() -> Any:
+    """MONAI's AsDiscrete with its argmax taken from ``torch.max``'s indices.
+
+    The labels are identical (the first maximum wins ties in both), but ``torch.argmax`` over
+    the channel dimension of a full-size volume is an order of magnitude slower on the CPU
+    (measured: 7 s against 0.6 s for 2 x 512 x 512 x 200).
+    """
+    from monai.transforms import AsDiscrete
+    from monai.utils import convert_data_type
+
+    class ChannelMaxAsDiscrete(AsDiscrete):
+        def __call__(self, img, argmax=None, to_onehot=None, threshold=None, rounding=None):  # type: ignore[no-untyped-def]
+            if not (self.argmax if argmax is None else argmax):
+                return super().__call__(img, False, to_onehot, threshold, rounding)
+            tensor, *_ = convert_data_type(img, torch.Tensor)
+            dim, keepdim = self.kwargs.get("dim", 0), self.kwargs.get("keepdim", True)
+            indices = torch.max(tensor, dim=dim, keepdim=keepdim).indices
+            return super().__call__(indices, False, to_onehot, threshold, rounding)
+
+    return ChannelMaxAsDiscrete
+
+
+def _faster_discretisation(postprocessing: Any) -> None:
+    from monai.transforms import AsDiscreted
+
+    converter_class = _channel_max_as_discrete()
+    for transform in getattr(postprocessing, "transforms", ()):
+        if isinstance(transform, AsDiscreted):
+            converter = converter_class()
+            converter.kwargs = transform.converter.kwargs
+            transform.converter = converter
+
+
 class BundleError(ModelError):
     """A verified bundle cannot be built or run; the message says which part."""
 
@@ -111,6 +144,7 @@ class Predictor:
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
             self.postprocessing = parser.get_parsed_content("postprocessing")
+            _faster_discretisation(self.postprocessing)
         except BundleError:
             raise
         except Exception as exc:  # a bundle's config can raise anything while it is built

@@ -118,3 +118,18 @@ def test_unmapped_segment_label_is_refused(tmp_path):
     sign_bundle(bundle, KEY, PUBLISHER)
     with pytest.raises(Exception, match="no SNOMED CT code for segment label 'mystery organ'"):
         Predictor(bundle, TRUSTED, "cpu")
+
+
+def test_faster_argmax_gives_monai_labels_ties_included():
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import AsDiscrete, AsDiscreted
+
+    from models.bundle import _faster_discretisation
+
+    scores = MetaTensor(torch.randint(0, 3, (3, 32, 24, 8)).float())  # integer scores: many ties
+    expected = AsDiscrete(argmax=True)(scores)
+    compose = type("Compose", (), {"transforms": [AsDiscreted(keys="pred", argmax=True)]})()
+    _faster_discretisation(compose)
+    got = compose.transforms[0]({"pred": scores})["pred"]
+    assert got.dtype == expected.dtype and torch.equal(got.as_tensor(), expected.as_tensor())
