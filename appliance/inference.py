@@ -259,8 +259,8 @@ def _record_results(app: Appliance, job: Job, reply: dict) -> str:
         enqueue(app, destination, [seg.pk, sr.pk])
     volumes = ", ".join(f"{label} {ml:.1f} mL" for label, ml in reply["volumes_ml"].items())
     return (
-        f"{reply['model']} {reply['version']} by {reply['rule']} in {reply['seconds']:.1f} s: "
-        f"SEG {seg.sop_instance_uid}, SR {sr.sop_instance_uid}; {volumes}"
+        f"{reply['model']} {reply['version']} by {reply['rule']}: "
+        f"SEG {seg.sop_instance_uid}, SR {sr.sop_instance_uid}; {volumes}; seconds {reply['timings']}"
     )
 
 

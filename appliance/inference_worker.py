@@ -88,6 +88,19 @@ def _active_model(app: Appliance, name: str) -> Model:
     return model
 
 
+class _Clock:
+    """Seconds per stage, for the job's outcome."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = now - self._last
+        self._last = now
+
+
 @dataclass
 class _Prepared:
     """A series ready for the network: routed, its model loaded, its volume preprocessed."""
@@ -99,6 +112,7 @@ class _Prepared:
     predictor: Predictor
     volume: Volume
     data: dict
+    timings: dict[str, float]
 
 
 def _failure(job: int, exc: Exception) -> dict:
@@ -133,6 +147,7 @@ class _Handler:
     def prepare(self, request: dict) -> _Prepared | dict:
         """Read, route and preprocess a series (CPU work); a reply instead if there is nothing to run."""
         job = int(request["job"])
+        clock = _Clock()
         try:
             inference = self.app.settings.inference
             datasets = _datasets(self.app, request["objects"])
@@ -141,37 +156,43 @@ class _Handler:
                 return {"job": job, "kind": "unrouted", "reason": why}
             model = _active_model(self.app, rule.model)
             predictor = self._predictor(model)
+            clock.lap("read")
             volume = build_volume(datasets, rule.min_slices)
             for ds in datasets:  # the volume holds the pixels now; the SEG needs only the headers
                 del ds.PixelData
+            clock.lap("volume")
+            data = predictor.prepare(volume)
+            clock.lap("preprocessing")
             timeout = rule.timeout_seconds or inference.timeout_seconds
-            return _Prepared(job, why, timeout, model, predictor, volume, predictor.prepare(volume))
+            return _Prepared(job, why, timeout, model, predictor, volume, data, clock.laps)
         except Exception as exc:
             return _failure(job, exc)
 
     def finish(self, prepared: _Prepared, send: Any) -> dict:
         """Run the network and write the results; the job's timeout runs from the "routed" message."""
         send({"job": prepared.job, "kind": "routed", "timeout": prepared.timeout})
+        timings = dict(prepared.timings)
         try:
-            started = time.monotonic()
-            labels = prepared.predictor.infer(prepared.data, prepared.volume.array.shape)
-            seconds = time.monotonic() - started
-            model, volume = prepared.model, prepared.volume
-            segments = prepared.predictor.segments
+            labels = prepared.predictor.infer(prepared.data, prepared.volume.array.shape, timings)
+            clock = _Clock()
+            model, volume, segments = prepared.model, prepared.volume, prepared.predictor.segments
             results = write_results(volume, labels, segments, ModelIdentity(model.name, model.version))
+            reply = {
+                "job": prepared.job,
+                "kind": "done",
+                "rule": prepared.why,
+                "model": model.name,
+                "version": model.version,
+                "volumes_ml": results.volumes_ml,
+                "seg": _part10(results.segmentation),
+                "sr": _part10(results.report),
+            }
+            clock.lap("results")
         except Exception as exc:
             return _failure(prepared.job, exc)
-        return {
-            "job": prepared.job,
-            "kind": "done",
-            "rule": prepared.why,
-            "model": model.name,
-            "version": model.version,
-            "seconds": round(seconds, 3),
-            "volumes_ml": results.volumes_ml,
-            "seg": _part10(results.segmentation),
-            "sr": _part10(results.report),
-        }
+        timings["results"] = clock.laps["results"]
+        reply["timings"] = {stage: round(seconds, 2) for stage, seconds in timings.items()}
+        return reply
 
 
 def _prepare_requests(handler: _Handler, connection: Any, ready: queue.Queue) -> None:

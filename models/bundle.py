@@ -11,6 +11,7 @@ prediction back onto the source grid. Weights are loaded with ``weights_only=Tru
 from __future__ import annotations
 
 import json
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,8 +183,15 @@ class Predictor:
         with torch.no_grad():
             return self.preprocessing({self.image_key: image})
 
-    def infer(self, prepared: dict, shape: tuple[int, ...]) -> np.ndarray:
-        """Run the network on prepared data and postprocess; return labels on the source grid."""
+    def infer(
+        self, prepared: dict, shape: tuple[int, ...], timings: dict[str, float] | None = None
+    ) -> np.ndarray:
+        """Run the network on prepared data and postprocess; return labels on the source grid.
+
+        ``timings``, if given, receives the seconds of ``network`` and ``postprocessing``.
+        """
+        timings = {} if timings is None else timings
+        started = time.perf_counter()
         image = prepared[self.image_key]
         autocast = (
             torch.autocast(self.device.type, dtype=torch.float16)
@@ -192,6 +200,9 @@ class Predictor:
         )
         with torch.inference_mode(), autocast:
             logits = self.inferer(image[None].to(self.device), self.network)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        timings["network"] = time.perf_counter() - started
         data = dict(prepared)
         data["pred"] = logits[0].float().clone()  # out of inference mode for the inversion
         with torch.no_grad():
@@ -200,6 +211,7 @@ class Predictor:
         labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         if labels.ndim == 4:
             labels = labels[0]
+        timings["postprocessing"] = time.perf_counter() - started - timings["network"]
         if labels.shape != shape:
             raise BundleError(
                 f"{self.name} returned labels of shape {labels.shape} for a volume of {shape}; "
