@@ -43,7 +43,7 @@ from tests.support.synthetic import phantom_series, write_series  # noqa: E402
 
 
 class ChildRss:
-    """Peak and idle RSS of each child process of the appliance, sampled every 50 ms."""
+    """Peak and idle RSS of each child process of the appliance, sampled every 200 ms."""
 
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
@@ -57,7 +57,7 @@ class ChildRss:
         self.idle = dict(self.peak)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(0.2):
             try:
                 for child in self.process.children(recursive=True):
                     rss = child.memory_info().rss
@@ -119,7 +119,7 @@ def appliance_latency(
         acknowledged = time.perf_counter()
         if result.returncode != 0:
             raise RuntimeError(f"storescu failed: {result.stderr[-500:]}")
-        wait_for(lambda: len(orthanc.instances()) >= 1, 1800, "the SEG at the PACS", interval=0.05)
+        wait_for(lambda: len(orthanc.instances()) >= 1, 1800, "the SEG at the PACS", interval=0.2)
         accepted = time.perf_counter()
     finally:
         peak, idle = rss.stop()
