@@ -87,15 +87,15 @@ class InferenceProcess:
         self._connection = parent
 
     def _receive(self, job_id: int, deadline: float) -> dict:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not self._connection.poll(remaining):
-            self.stop()
-            raise JobTimeout("the inference process did not answer in time and was stopped")
+        connection = self._connection  # stop() may close it from another thread meanwhile
         try:
-            reply = self._connection.recv()
+            if connection is None or not connection.poll(max(deadline - time.monotonic(), 0)):
+                self.stop()
+                raise JobTimeout("the inference process did not answer in time and was stopped")
+            reply = connection.recv()
         except (EOFError, OSError) as exc:
             self.stop()
-            raise JobTimeout("the inference process ended unexpectedly") from exc
+            raise JobTimeout("the inference process ended or was stopped") from exc
         if reply.get("job") != job_id:  # replies come in request order; anything else is a bug
             self.stop()
             raise JobTimeout(f"the inference process answered for job {reply.get('job')}, not {job_id}")
