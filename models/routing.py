@@ -24,7 +24,10 @@ class RoutingRule(BaseModel):
     @field_validator("series_description")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        re.compile(value)
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"series_description is not a regular expression: {exc}") from exc
         return value
 
 

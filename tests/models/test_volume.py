@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from models.phantom import make_phantom
 from models.volume import InconsistentSeries, build_volume
@@ -114,3 +115,18 @@ def test_mixed_sizes_and_undecodable_pixels_are_refused(phantom):
 def test_too_few_slices(phantom):
     with pytest.raises(InconsistentSeries, match="12 slices; at least 20 needed"):
         build_volume(read_back(phantom_series(phantom.hu, SPACING)), min_slices=20)
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [RLELossless, JPEGLSLossless, JPEG2000Lossless],
+    ids=["rle", "jpeg-ls", "jpeg2000"],
+)
+def test_compressed_series_decode_to_the_same_volume(phantom, syntax):
+    datasets = phantom_series(phantom.hu, SPACING)
+    for ds in datasets:
+        ds.compress(syntax)
+    stored = read_back(datasets)
+    assert all(ds.file_meta.TransferSyntaxUID == syntax for ds in stored)
+    volume = build_volume(stored)
+    assert np.array_equal(volume.array, phantom.hu.astype(np.float32))
