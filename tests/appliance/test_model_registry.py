@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from appliance.config import load_settings
 from models.manifest import sign_bundle
 from tests.support.inspect import audit_events
 from tests.support.processes import run_cli
@@ -41,6 +42,8 @@ def test_init_installs_the_demo_model_as_the_active_one(home):
     assert (home / "trusted-publishers" / "demo-publisher.pub").is_file()
     registry = [e["description"] for e in audit_events(home) if e["type"] == "Model Registry"]
     assert registry == ["model publisher trusted", "staged", "activated"]
+    (rule,) = load_settings(home).inference.rules  # the routing rule init writes
+    assert rule.model == "lesion_ct_segmentation" and rule.modality == ["CT"] and rule.min_slices == 10
 
 
 @pytest.mark.slow
