@@ -130,6 +130,10 @@ class Predictor:
         self.segments = _segments(metadata)
         from monai.bundle import ConfigParser  # heavy import: only once a bundle is verified
 
+        from models import resampling
+
+        resampling.install()  # axis-aligned resampling without torch.affine_grid's base grid
+
         config = json.loads((bundle / INFERENCE_CONFIG).read_text())
         _strip(config, "preprocessing", lambda name: name in _LOADERS)
         _strip(config, "postprocessing", lambda name: name.startswith("Save"))
