@@ -28,29 +28,42 @@ from models.volume import Volume
 
 INFERENCE_CONFIG = "configs/inference.json"
 _LOADERS = {"LoadImage", "LoadImaged"}
+_SLAB = 16  # slices along the last axis per argmax step
 # Constructor arguments that newer MONAI releases removed and that had no effect before removal;
 # dropping them lets bundles written for older releases run unchanged.
 _REMOVED_ARGUMENTS = {"SwinUNETR": {"img_size"}}
 
 
-def _channel_max_as_discrete() -> Any:
-    """MONAI's AsDiscrete with its argmax taken from ``torch.max``'s indices.
+def _channel_indices(tensor: torch.Tensor) -> torch.Tensor:
+    """The index of each voxel's largest channel (first on ties), in a small integer type.
 
-    The labels are identical (the first maximum wins ties in both), but ``torch.argmax`` over
-    the channel dimension of a full-size volume is an order of magnitude slower on the CPU
-    (measured: 7 s against 0.6 s for 2 x 512 x 512 x 200).
+    ``torch.argmax`` over the channel dimension of a full-size volume is an order of magnitude
+    slower on the CPU than ``torch.max``'s indices (measured: 7 s against 0.6 s for
+    2 x 512 x 512 x 200); taking them a slab at a time keeps the int64 indices small too.
     """
+    compact = torch.uint8 if tensor.shape[0] <= 256 else torch.int32
+    indices = torch.empty(tensor.shape[1:], dtype=compact, device=tensor.device)
+    for start in range(0, tensor.shape[-1], _SLAB):
+        indices[..., start : start + _SLAB] = torch.max(tensor[..., start : start + _SLAB], dim=0).indices
+    return indices
+
+
+def _channel_max_as_discrete() -> Any:
+    """MONAI's AsDiscrete with its channel argmax from :func:`_channel_indices`: identical labels."""
+    from monai.data import MetaTensor
     from monai.transforms import AsDiscrete
     from monai.utils import convert_data_type
 
     class ChannelMaxAsDiscrete(AsDiscrete):
         def __call__(self, img, argmax=None, to_onehot=None, threshold=None, rounding=None):  # type: ignore[no-untyped-def]
-            if not (self.argmax if argmax is None else argmax):
-                return super().__call__(img, False, to_onehot, threshold, rounding)
-            tensor, *_ = convert_data_type(img, torch.Tensor)
             dim, keepdim = self.kwargs.get("dim", 0), self.kwargs.get("keepdim", True)
-            indices = torch.max(tensor, dim=dim, keepdim=keepdim).indices
-            return super().__call__(indices, False, to_onehot, threshold, rounding)
+            if not (self.argmax if argmax is None else argmax) or dim != 0 or not keepdim or img.ndim < 2:
+                return super().__call__(img, argmax, to_onehot, threshold, rounding)
+            tensor, *_ = convert_data_type(img, torch.Tensor)
+            labels = super().__call__(_channel_indices(tensor)[None], False, to_onehot, threshold, rounding)
+            if isinstance(img, MetaTensor) and isinstance(labels, MetaTensor):
+                labels.copy_meta_from(img)  # as torch.argmax on a MetaTensor does
+            return labels
 
     return ChannelMaxAsDiscrete
 

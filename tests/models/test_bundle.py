@@ -127,9 +127,12 @@ def test_faster_argmax_gives_monai_labels_ties_included():
 
     from models.bundle import _faster_discretisation
 
-    scores = MetaTensor(torch.randint(0, 3, (3, 32, 24, 8)).float())  # integer scores: many ties
+    scores = MetaTensor(
+        torch.randint(0, 3, (3, 32, 24, 40)).float(), affine=torch.diag(torch.tensor([2.0, 2, 3, 1]))
+    )
     expected = AsDiscrete(argmax=True)(scores)
     compose = type("Compose", (), {"transforms": [AsDiscreted(keys="pred", argmax=True)]})()
     _faster_discretisation(compose)
     got = compose.transforms[0]({"pred": scores})["pred"]
     assert got.dtype == expected.dtype and torch.equal(got.as_tensor(), expected.as_tensor())
+    assert isinstance(got, MetaTensor) and torch.equal(got.affine, scores.affine)
