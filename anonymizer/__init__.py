@@ -1,4 +1,5 @@
-"""De-identification (PS3.15 Annex E), pseudonyms, free-text and pixel scrubbing, PHI gate.
+"""De-identification (PS3.15 Annex E), keyed pseudonyms, free-text and pixel scrubbing, PHI gate.
 
-Built by the de-identification issue; the package exists so the layout of the design is fixed.
+``Deidentifier`` (engine.py) turns one dataset into its de-identified copy or quarantines it;
+``deidentify_tree`` (batch.py) does a file or folder offline. Nothing here needs a database.
 """

@@ -1,0 +1,166 @@
+"""The identifying values of an object's original header, as search patterns.
+
+The free-text scrubber removes them from any text that survives, and the PHI gate refuses an output
+that still holds one. A value is identifying when the profile removes, empties, replaces or shifts it
+(X, Z, D, U, or C on a date), or when it is a person name the profile does not keep. Only values with
+a searchable shape are used: person-name parts of three or more letters, short identifiers (LO, SH,
+AE) with at least four letters or digits, dates (in many written formats), and UIDs. Each is matched
+case-insensitively, whatever separators stand between its characters, and only as a whole word.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from anonymizer.profile import Profile
+from anonymizer.table import ProfileTable
+
+_ID_VRS = {"LO", "SH", "AE"}
+_SEPARATORS = r"[\s\-./_^,:;]*"
+_WORD_START = r"(?<![A-Za-z0-9])"
+_WORD_END = r"(?![A-Za-z0-9])"
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+
+
+def walk(dataset: Dataset) -> Iterator[DataElement]:
+    """Every element of ``dataset``, items of sequences at any depth included."""
+    for element in dataset:
+        yield element
+        if element.VR == "SQ" and element.value:
+            for item in element.value:
+                yield from walk(item)
+
+
+def name_parts(value: str) -> list[str]:
+    return [part for part in re.split(r"[\^=\s,]+", value) if sum(c.isalpha() for c in part) >= 3]
+
+
+def _spelled(token: str) -> str:
+    """A token matched with any separators between its characters ("MRN-12 3" for "MRN123")."""
+    return _SEPARATORS.join(re.escape(c) for c in token if c.isalnum())
+
+
+def date_patterns(value: str) -> list[str]:
+    text = value.strip()[:8]
+    if len(text) != 8 or not text.isdigit():
+        return []
+    y, m, d = text[:4], int(text[4:6]), int(text[6:8])
+    if not (1 <= m <= 12 and 1 <= d <= 31):
+        return []
+    sep = r"[\s\-./]?"
+    strict = r"[\-./]"
+    dd, mm = f"0?{d}", f"0?{m}"
+    month = f"(?:{_MONTHS[m - 1]}|{_MONTHS[m - 1][:3]})\\.?"
+    ordinal = r"(?:st|nd|rd|th)?"
+    loose = r"[\s\-/.,]*"
+    forms = [
+        f"{y}{sep}{m:02d}{sep}{d:02d}",
+        f"{dd}{strict}{mm}{strict}{y}",
+        f"{mm}{strict}{dd}{strict}{y}",
+        f"{dd}{strict}{mm}{strict}{y[2:]}",
+        f"{mm}{strict}{dd}{strict}{y[2:]}",
+        f"{dd}{ordinal}{loose}{month}{loose}{y}",
+        f"{month}{loose}{dd}{ordinal}{loose}{y}",
+    ]
+    return [f"(?<!\\d)(?:{form})(?!\\d)" for form in forms]
+
+
+@dataclass
+class Identity:
+    """Search patterns for one object's identifying values, each labelled with its attribute."""
+
+    needles: list[tuple[str, str]] = field(default_factory=list)
+    _compiled: re.Pattern[str] | None = None
+
+    def add(self, label: str, pattern: str) -> None:
+        if all(existing != pattern for _, existing in self.needles):
+            self.needles.append((label, pattern))
+            self._compiled = None
+
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        if self._compiled is None and self.needles:
+            self._compiled = re.compile("|".join(p for _, p in self.needles), re.IGNORECASE)
+        return self._compiled
+
+    def redact(self, text: str, placeholder: str) -> tuple[str, int]:
+        pattern = self.pattern
+        return (text, 0) if pattern is None else pattern.subn(placeholder, text)
+
+    def labels_in(self, text: str) -> list[str]:
+        """Which attributes' values ``text`` holds (only called on a hit)."""
+        return [label for label, p in self.needles if re.search(p, text, re.IGNORECASE)]
+
+
+def _label(element: DataElement) -> str:
+    return element.keyword or f"({element.tag.group:04X},{element.tag.element:04X})"
+
+
+def _add_value(identity: Identity, element: DataElement, value: str) -> None:
+    label = _label(element)
+    if element.VR == "PN":
+        for part in name_parts(value):
+            identity.add(label, _WORD_START + _spelled(part) + _WORD_END)
+    elif element.VR in ("DA", "DT"):
+        for pattern in date_patterns(value):
+            identity.add(label, pattern)
+    elif element.VR == "UI":
+        if value.strip("\x00 "):
+            identity.add(label, r"(?<![\d.])" + re.escape(value.strip("\x00 ")) + r"(?![\d.])")
+    elif element.VR in _ID_VRS and sum(c.isalnum() for c in value) >= 4:
+        identity.add(label, _WORD_START + _spelled(value) + _WORD_END)
+
+
+def _values(element: DataElement) -> list[str]:
+    if element.VM == 0 or element.value is None:
+        return []
+    values = element.value if element.VM > 1 else [element.value]
+    return [str(v) for v in values if str(v).strip()]
+
+
+def identity_of(dataset: Dataset, profile: Profile, table: ProfileTable) -> Identity:
+    """The identifying values of ``dataset`` (file meta and nested items included) under ``profile``."""
+    identity = Identity()
+    kept: set[str] = set()
+    candidates: list[tuple[DataElement, str]] = []
+    elements = list(walk(dataset))
+    if hasattr(dataset, "file_meta"):
+        elements += list(dataset.file_meta)
+    for element in elements:
+        if element.tag.is_private or element.VR == "SQ":
+            continue
+        row = table.row(element.tag)
+        action = profile.action(row) if row is not None else None
+        values = _values(element)
+        if action == "K":  # retained on purpose by an option: not identifying under this profile
+            kept.update(v.strip().lower() for v in values)
+            continue
+        identifying = (
+            element.VR == "PN"
+            or action in ("X", "Z", "D", "U")
+            or (action == "C" and element.VR in ("DA", "DT"))
+        )
+        if identifying:
+            candidates.extend((element, v) for v in values)
+    for element, value in candidates:
+        if value.strip().lower() not in kept:
+            _add_value(identity, element, value)
+    return identity
