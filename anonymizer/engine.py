@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from io import BytesIO
 
+from pydicom import dcmwrite
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -54,6 +55,8 @@ class Outcome:
     encoded: bytes | None  # the de-identified Part 10 file; None when quarantined
     report: Report
     patient: PatientLink | None
+    study_uid: str = ""  # the new UIDs, for naming the output
+    series_uid: str = ""
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Deidentifier:
             identity, link.pseudonym, self.pseudonyms.day_offset(_patient_key(dataset)), report
         )
         try:
+            pixels.to_little_endian(dataset)
             self._clean_pixels(dataset, report)
             self._clean(dataset, context)
             self._record_method(dataset, report)
@@ -107,7 +111,8 @@ class Deidentifier:
             report.quarantined = str(reason)
             return Outcome(None, report, link)
         report.sop_instance_uid = str(dataset.SOPInstanceUID)
-        return Outcome(encoded, report, link)
+        study, series = dataset.get("StudyInstanceUID", ""), dataset.get("SeriesInstanceUID", "")
+        return Outcome(encoded, report, link, str(study or ""), str(series or ""))
 
     # -- pixels ---------------------------------------------------------------------------------------
     def _clean_pixels(self, dataset: Dataset, report: Report) -> None:
@@ -257,5 +262,5 @@ class Deidentifier:
         dataset.file_meta = meta
         dataset.preamble = b"\x00" * 128
         buffer = BytesIO()
-        dataset.save_as(buffer, enforce_file_format=True)
+        dcmwrite(buffer, dataset, enforce_file_format=True)
         return buffer.getvalue()

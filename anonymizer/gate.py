@@ -35,8 +35,7 @@ def _where(element: DataElement) -> str:
 
 def phi_hits(encoded: bytes, identity: Identity) -> list[str]:
     """Where the encoded object still holds an identifying value: ``"<attribute> in <element>"``."""
-    pattern = identity.pattern
-    if pattern is None:
+    if identity.pattern() is None:
         return []
     dataset = dcmread(BytesIO(encoded), force=True)
     hits = []
@@ -44,7 +43,8 @@ def phi_hits(encoded: bytes, identity: Identity) -> list[str]:
         overlay_bits = (element.tag.group & 0xFF00) == 0x6000 and element.tag.element == 0x3000
         if element.VR == "SQ" or element.keyword in _BULK_KEYWORDS or overlay_bits:
             continue
-        text = _text(element)
-        if text and pattern.search(text):
-            hits.append(f"{' or '.join(identity.labels_in(text))} in {_where(element)}")
+        text, coded = _text(element), element.VR == "CS"
+        pattern = identity.pattern(coded)
+        if text and pattern is not None and pattern.search(text):
+            hits.append(f"{' or '.join(identity.labels_in(text, coded))} in {_where(element)}")
     return hits

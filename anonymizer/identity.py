@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.uid import UID_dictionary
 
 from anonymizer.profile import Profile
 from anonymizer.table import ProfileTable
 
 _ID_VRS = {"LO", "SH", "AE"}
+_MIN_UID_LENGTH = 8
 _SEPARATORS = r"[\s\-./_^,:;]*"
 _WORD_START = r"(?<![A-Za-z0-9])"
 _WORD_END = r"(?![A-Za-z0-9])"
@@ -49,8 +51,24 @@ def walk(dataset: Dataset) -> Iterator[DataElement]:
                 yield from walk(item)
 
 
+# Words that stand in for a name (test data, earlier de-identification) rather than name anyone.
+PLACEHOLDER_WORDS = {
+    "anonymized",
+    "anonymised",
+    "anonymous",
+    "anon",
+    "unknown",
+    "none",
+    "test",
+    "name",
+    "last",
+    "first",
+}
+
+
 def name_parts(value: str) -> list[str]:
-    return [part for part in re.split(r"[\^=\s,]+", value) if sum(c.isalpha() for c in part) >= 3]
+    parts = re.split(r"[\^=\s,]+", value)
+    return [p for p in parts if sum(c.isalpha() for c in p) >= 3 and p.lower() not in PLACEHOLDER_WORDS]
 
 
 def _spelled(token: str) -> str:
@@ -85,29 +103,40 @@ def date_patterns(value: str) -> list[str]:
 
 @dataclass
 class Identity:
-    """Search patterns for one object's identifying values, each labelled with its attribute."""
+    """Search patterns for one object's identifying values, each labelled with its attribute.
 
-    needles: list[tuple[str, str]] = field(default_factory=list)
-    _compiled: re.Pattern[str] | None = None
+    Person-name parts are not looked for in coded strings (CS): a name such as "Text" would match the
+    value type TEXT, and a CS value cannot carry free text.
+    """
 
-    def add(self, label: str, pattern: str) -> None:
-        if all(existing != pattern for _, existing in self.needles):
-            self.needles.append((label, pattern))
-            self._compiled = None
+    needles: list[tuple[str, bool, str]] = field(default_factory=list)  # label, is a name part, pattern
+    _compiled: dict[bool, re.Pattern[str] | None] = field(default_factory=dict)
 
-    @property
-    def pattern(self) -> re.Pattern[str] | None:
-        if self._compiled is None and self.needles:
-            self._compiled = re.compile("|".join(p for _, p in self.needles), re.IGNORECASE)
-        return self._compiled
+    def add(self, label: str, pattern: str, name_part: bool = False) -> None:
+        if all(existing != pattern for _, _, existing in self.needles):
+            self.needles.append((label, name_part, pattern))
+            self._compiled.clear()
+
+    def pattern(self, coded: bool = False) -> re.Pattern[str] | None:
+        """One pattern for every needle (for a CS value, ``coded``: every needle but name parts)."""
+        if coded not in self._compiled:
+            chosen = [p for _, name, p in self.needles if not (coded and name)]
+            self._compiled[coded] = re.compile("|".join(chosen), re.IGNORECASE) if chosen else None
+        return self._compiled[coded]
 
     def redact(self, text: str, placeholder: str) -> tuple[str, int]:
-        pattern = self.pattern
+        pattern = self.pattern()
         return (text, 0) if pattern is None else pattern.subn(placeholder, text)
 
-    def labels_in(self, text: str) -> list[str]:
+    def labels_in(self, text: str, coded: bool = False) -> list[str]:
         """Which attributes' values ``text`` holds (only called on a hit)."""
-        return [label for label, p in self.needles if re.search(p, text, re.IGNORECASE)]
+        return sorted(
+            {
+                label
+                for label, name, p in self.needles
+                if not (coded and name) and re.search(p, text, re.IGNORECASE)
+            }
+        )
 
 
 def _label(element: DataElement) -> str:
@@ -118,13 +147,14 @@ def _add_value(identity: Identity, element: DataElement, value: str) -> None:
     label = _label(element)
     if element.VR == "PN":
         for part in name_parts(value):
-            identity.add(label, _WORD_START + _spelled(part) + _WORD_END)
+            identity.add(label, _WORD_START + _spelled(part) + _WORD_END, name_part=True)
     elif element.VR in ("DA", "DT"):
         for pattern in date_patterns(value):
             identity.add(label, pattern)
     elif element.VR == "UI":
-        if value.strip("\x00 "):
-            identity.add(label, r"(?<![\d.])" + re.escape(value.strip("\x00 ")) + r"(?![\d.])")
+        uid = value.strip("\x00 ")
+        if len(uid) >= _MIN_UID_LENGTH and uid not in UID_dictionary:  # not a registered (class) UID
+            identity.add(label, r"(?<![\d.])" + re.escape(uid) + r"(?![\d.])")
     elif element.VR in _ID_VRS and sum(c.isalnum() for c in value) >= 4:
         identity.add(label, _WORD_START + _spelled(value) + _WORD_END)
 

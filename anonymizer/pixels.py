@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
 
 from anonymizer.errors import Quarantined
 
@@ -107,7 +107,12 @@ def redact_pixels(dataset: Dataset) -> int:
     count = sum(len(redact_frame(frame, inverted)) for frame in stack)
     if count:
         photometric = "RGB" if samples > 1 else str(dataset.PhotometricInterpretation)
-        dataset.set_pixel_data(stack if frames > 1 else stack[0], photometric, int(dataset.BitsStored))
+        dataset.set_pixel_data(
+            stack if frames > 1 else stack[0],
+            photometric,
+            int(dataset.BitsStored),
+            generate_instance_uid=False,
+        )
         dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return count
 
@@ -132,3 +137,30 @@ def redact_overlays(dataset: Dataset) -> int:
             dataset[group, 0x3000].value = pack_bits(frames.reshape(-1))
             count += boxes
     return count
+
+
+_WORD_VRS = {"OW": np.uint16, "OF": np.float32, "OD": np.float64, "OL": np.uint32, "OV": np.uint64}
+
+
+def to_little_endian(dataset: Dataset) -> None:
+    """Re-encode a (retired) big-endian object as Explicit VR Little Endian, pixel data included."""
+    meta = getattr(dataset, "file_meta", None)
+    if meta is None or meta.get("TransferSyntaxUID") != ExplicitVRBigEndian:
+        return
+    pixels = None
+    if "PixelData" in dataset:
+        try:
+            pixels = dataset.pixel_array.copy()
+        except Exception as error:
+            raise Quarantined(f"big-endian pixel data cannot be decoded ({type(error).__name__})") from None
+    for element in dataset.iterall():
+        dtype = _WORD_VRS.get(element.VR)
+        if dtype is not None and element.keyword != "PixelData" and isinstance(element.value, bytes):
+            element.value = (
+                np.frombuffer(element.value, np.dtype(dtype).newbyteorder(">")).astype(dtype).tobytes()
+            )
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if pixels is not None:  # big endian is always native (uncompressed); write it interleaved
+        if int(dataset.get("SamplesPerPixel", 1)) > 1:
+            dataset.PlanarConfiguration = 0
+        dataset.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()

@@ -87,7 +87,7 @@ class SafePrivate(BaseModel):
 
 
 class Profile(BaseModel):
-    name: str
+    name: str = Field("", description="set from its key when read from the settings")
     options: list[Option] = Field(default_factory=list)
     safe_private: list[SafePrivate] = Field(default_factory=list)
     redact_burned_in_text: bool = Field(True, description="OCR and black out text in at-risk pixel data")
@@ -134,6 +134,6 @@ DEFAULT_PROFILE = "research"
 def named_profile(name: str, configured: dict[str, Profile] | None = None) -> Profile:
     profiles = {**BUILT_IN, **(configured or {})}
     try:
-        return profiles[name]
+        return profiles[name].model_copy(update={"name": name})
     except KeyError:
         raise ProfileError(f"no profile named {name!r}; known: {', '.join(sorted(profiles))}") from None

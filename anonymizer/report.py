@@ -18,7 +18,9 @@ class Report:
     scrubbed_spans: int = 0
     private_removed: int = 0
     redacted_boxes: int = 0
-    quarantined: str | None = None
+    quarantined: str | None = None  # why the object was held back
+    failed: str | None = None  # why the file could not be read or de-identified
+    skipped: bool = False  # not a DICOM file
 
     def as_dict(self) -> dict:
         data = asdict(self)

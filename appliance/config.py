@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from anonymizer.profile import DEFAULT_PROFILE, Profile
+from anonymizer.table import DEFAULT_TABLE
 from appliance.errors import ConfigError
 from models.routing import RoutingRule
 
@@ -123,6 +125,16 @@ class InferenceSettings(BaseModel):
     rules: list[RoutingRule] = Field(default_factory=list)
 
 
+class DeidentifySettings(BaseModel):
+    """De-identification: PS3.15 Table E.1-1 as JSON, named profiles, and the one used by default."""
+
+    profile_table: Path = Field(DEFAULT_TABLE, description="Table E.1-1 as JSON (shared/standards)")
+    default_profile: str = DEFAULT_PROFILE
+    profiles: dict[str, Profile] = Field(
+        default_factory=dict, description='more named profiles besides the built-in "basic" and "research"'
+    )
+
+
 class Settings(BaseSettings):
     """Everything the appliance reads at start; paths are relative to ``home``."""
 
@@ -140,6 +152,7 @@ class Settings(BaseSettings):
     send: SendSettings = SendSettings()
     audit: AuditSettings = AuditSettings()
     inference: InferenceSettings = InferenceSettings()
+    deidentify: DeidentifySettings = DeidentifySettings()
 
     @classmethod
     def settings_customise_sources(

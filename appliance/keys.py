@@ -39,11 +39,11 @@ def key_id(key: bytes) -> str:
 
 
 def check_key_strength(key: bytes, where: str) -> None:
-    """Refuse a KEK of the wrong length or one that is plainly a placeholder."""
+    """Refuse a key of the wrong length or one that is plainly a placeholder."""
     if key.strip().lower() in _PLACEHOLDERS:
         raise KeyMaterialError(f"{where} holds a placeholder, not a key; generate one with 'appliance init'")
     if len(key) != crypto.KEY_BYTES:
-        raise KeyMaterialError(f"{where} holds {len(key)} bytes; a KEK is {crypto.KEY_BYTES} random bytes")
+        raise KeyMaterialError(f"{where} holds {len(key)} bytes; a key is {crypto.KEY_BYTES} random bytes")
     if len(set(key)) < _MIN_DISTINCT_BYTES:
         raise KeyMaterialError(f"{where} is not random (a placeholder or a repeated pattern); refusing it")
 
@@ -120,14 +120,15 @@ class Keyring:
         return self.wrap(self.unwrap(wrapped, purpose), purpose)
 
 
-def _read_key_file(path: Path) -> bytes:
+def read_key_file(path: Path, what: str = "KEK file") -> bytes:
+    """A key file: private to its owner (mode 0600) and 32 random bytes."""
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyMaterialError(
-            f"KEK file {path} is readable by others (mode {stat.S_IMODE(mode):04o}); run 'chmod 600 {path}'"
+            f"{what} {path} is readable by others (mode {stat.S_IMODE(mode):04o}); run 'chmod 600 {path}'"
         )
     key = path.read_bytes()
-    check_key_strength(key, f"KEK file {path}")
+    check_key_strength(key, f"{what} {path}")
     return key
 
 
@@ -159,7 +160,7 @@ class DirectoryKeySource:
             )
         keys = {}
         for path in sorted(self.directory.glob("kek-*.key")):
-            key = _read_key_file(path)
+            key = read_key_file(path)
             keys[key_id(key)] = key
         return keys, active_file.read_text().strip()
 

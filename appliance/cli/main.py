@@ -1,4 +1,4 @@
-"""``appliance``: init, serve, keys, sources, destinations, send, sends, studies."""
+"""``appliance``: init, serve, keys, sources, destinations, send, sends, studies, models, jobs, anonymize."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 
 from appliance import home as home_module
 from appliance import logs, rotation, sending
+from appliance.cli.anonymize import anonymize
 from appliance.cli.audit import audit
 from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, open_home
 from appliance.cli.jobs import jobs
@@ -100,6 +101,7 @@ cli.add_command(studies)
 cli.add_command(audit)
 cli.add_command(models)
 cli.add_command(jobs)
+cli.add_command(anonymize)
 
 
 def _dicom_files(paths: tuple[str, ...]) -> list[Path]:

@@ -145,3 +145,12 @@ class WrappedSecret(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     kek_id: str = Field(max_length=16)
     blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Pseudonym(SQLModel, table=True):
+    """The way back from a research pseudonym to the patient, for authorised re-identification."""
+
+    pseudonym: str = Field(primary_key=True, max_length=64)
+    patient_id_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    name_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,108 @@
+"""``appliance anonymize IN OUT``: de-identify a file or folder offline, without a running appliance."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from anonymizer import free_text
+from anonymizer.batch import deidentify_files, input_files, summarise
+from anonymizer.engine import Deidentifier
+from anonymizer.errors import AnonymizerError
+from anonymizer.profile import DEFAULT_PROFILE, named_profile
+from anonymizer.table import DEFAULT_TABLE, load_table
+from appliance.cli.common import actor, home_option, open_home
+from appliance.keys import read_key_file
+from appliance.pseudonym_map import PseudonymMap, pseudonymisation_secret
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+
+
+@click.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--profile", "profile_name", help="named profile (default: deidentify.default_profile, or research)"
+)
+@click.option(
+    "--key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="pseudonymisation secret (32 random bytes, mode 0600) instead of the home's; no home is opened",
+)
+@click.option(
+    "--profile-table", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Table E.1-1 JSON"
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="one JSON line per object",
+)
+@home_option
+def anonymize(
+    source: Path,
+    target: Path,
+    profile_name: str | None,
+    key_file: Path | None,
+    profile_table: Path | None,
+    report_path: Path | None,
+    home: str | None,
+) -> None:
+    """De-identify the DICOM files under SOURCE into TARGET (named by their new UIDs).
+
+    With a home, its pseudonymisation secret is used, the pseudonym map is kept encrypted in it and
+    the run is audited; with --key-file, nothing but SOURCE, the key and TARGET is touched.
+    """
+    app = None
+    if key_file is not None:
+        secret = read_key_file(key_file, "pseudonymisation key file")
+        profiles, table_path, default = {}, profile_table or DEFAULT_TABLE, DEFAULT_PROFILE
+    else:
+        app = open_home(home)
+        secret = pseudonymisation_secret(app)
+        settings = app.settings.deidentify
+        profiles, default = settings.profiles, settings.default_profile
+        table_path = profile_table or app.settings.path(settings.profile_table)
+    try:
+        profile = named_profile(profile_name or default, profiles)
+        deidentifier = Deidentifier(secret, profile, load_table(table_path))
+    except AnonymizerError as error:
+        raise click.ClickException(str(error)) from error
+    free_text.warm_up()
+    files = input_files(source)
+    pseudonyms = PseudonymMap(app) if app is not None else None
+    reports = []
+    with click.progressbar(length=len(files), label="de-identifying", file=sys.stderr) as bar:
+        for report in deidentify_files(
+            files, source, target, deidentifier, pseudonyms.record if pseudonyms else None
+        ):
+            reports.append(report)
+            bar.update(1)
+    summary = summarise(reports)
+    for report in reports:
+        if report.quarantined or report.failed:
+            click.echo(
+                f"{'quarantined' if report.quarantined else 'failed'} {report.source}: "
+                f"{report.quarantined or report.failed}",
+                err=True,
+            )
+    if report_path is not None:
+        report_path.write_text("".join(json.dumps(r.as_dict()) + "\n" for r in reports))
+    if app is not None and pseudonyms is not None:
+        pseudonyms.save()
+        app.audit.emit(
+            AuditEvent(
+                event_id=EventID.EXPORT,
+                action=Action.EXECUTE,
+                outcome=Outcome.SUCCESS if not summary.failed else Outcome.MINOR_FAILURE,
+                type_code="De-identification",
+                participants=(Participant(actor(), is_requestor=True),),
+                objects=(ParticipantObject("profile", profile.name),),
+                description=summary.line(),
+            )
+        )
+    click.echo(f"{summary.line()} (profile {profile.name}) -> {target}")
+    if summary.failed:
+        sys.exit(1)
