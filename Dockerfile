@@ -1,6 +1,6 @@
 # The appliance image, CPU build of torch (for a GPU host, build with TORCH_INDEX set to PyTorch's CUDA index).
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends dcmtk && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends dcmtk tesseract-ocr tesseract-ocr-eng && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/appliance
 COPY pyproject.toml README.md ./
 COPY appliance appliance

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the tests and benchmarks talk to: dcmtk (storescu/echoscu/storescp), Orthanc
 # with its DICOMweb plugin (a real PACS), PostgreSQL, docker-compose (to validate the compose file),
-# rsyslog with GnuTLS (a SIEM receiving audit messages over syslog/TLS).
+# rsyslog with GnuTLS (a SIEM receiving audit messages over syslog/TLS), Tesseract (burned-in text OCR).
 set -euo pipefail
-packages=(dcmtk orthanc orthanc-dicomweb postgresql docker-compose rsyslog rsyslog-gnutls make)
+packages=(dcmtk tesseract-ocr tesseract-ocr-eng orthanc orthanc-dicomweb postgresql docker-compose rsyslog rsyslog-gnutls make)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
