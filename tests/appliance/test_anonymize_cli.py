@@ -1,0 +1,105 @@
+"""``appliance anonymize``: offline, repeatable, with the home's secret or a key file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from pydicom import dcmread
+
+from appliance.context import open_appliance
+from appliance.pseudonym_map import PseudonymMap
+from tests.support.inspect import audit_events
+from tests.support.planted import PlantedPatient, patients, planted_ct, planted_sr
+from tests.support.processes import APPLIANCE, REPO, run_cli
+
+
+def _inputs(folder: Path) -> list[PlantedPatient]:
+    people = patients(2)
+    (folder / "sub").mkdir(parents=True)
+    for person in people:
+        for index in range(2):
+            planted_ct(person, index).save_as(
+                folder / "sub" / f"{person.family}-{index}.dcm", enforce_file_format=True
+            )
+    planted_sr(people[0]).save_as(folder / f"{people[0].family}-report.dcm", enforce_file_format=True)
+    (folder / "README.txt").write_text("not DICOM")
+    return people
+
+
+def _anonymize(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "APPLIANCE_HOME"}
+    return subprocess.run(
+        [*APPLIANCE, "anonymize", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+    )
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_key_file_run_is_offline_and_byte_identical_when_repeated(tmp_path: Path) -> None:
+    people = _inputs(tmp_path / "in")
+    key = tmp_path / "pseudonymisation.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    first = _anonymize(
+        str(tmp_path / "in"),
+        str(tmp_path / "out1"),
+        "--key-file",
+        str(key),
+        "--report",
+        str(tmp_path / "r.jsonl"),
+    )
+    assert first.returncode == 0, first.stderr
+    assert "5 de-identified, 0 quarantined, 0 failed, 1 not DICOM (profile research)" in first.stdout
+    second = _anonymize(str(tmp_path / "in"), str(tmp_path / "out2"), "--key-file", str(key))
+    assert second.returncode == 0, second.stderr
+    out1, out2 = _tree(tmp_path / "out1"), _tree(tmp_path / "out2")
+    assert out1 == out2 and len(out1) == 5
+    # named by new UIDs, grouped by study and series: no input name (which may hold PHI) survives
+    assert all(len(Path(name).parts) == 3 and name.startswith("2.25.") for name in out1)
+    everything = b"".join(out1.values()).lower() + "".join(out1).lower().encode()
+    planted = [s for person in people for s in person.strings]
+    assert [s for s in planted if s.lower().encode() in everything] == []
+    reports = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(reports) == 6 and sum(r["skipped"] for r in reports) == 1
+    report_text = json.dumps([{k: v for k, v in r.items() if k != "source"} for r in reports]).lower()
+    assert not [s for s in planted if s.lower() in report_text]  # the report names attributes, not values
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    key = tmp_path / "key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o644)
+    result = _anonymize(str(tmp_path / "in"), str(tmp_path / "out"), "--key-file", str(key))
+    assert (
+        result.returncode == 1 and "readable by others" in result.stderr and "Traceback" not in result.stderr
+    )
+
+
+def test_home_run_keeps_the_pseudonym_map_encrypted_and_audits(home: Path, tmp_path: Path) -> None:
+    people = _inputs(tmp_path / "in")
+    run_cli(home, "anonymize", str(tmp_path / "in"), str(tmp_path / "out"), "--profile", "basic")
+    again = run_cli(
+        home, "anonymize", str(tmp_path / "in"), str(tmp_path / "out-again"), "--profile", "basic"
+    )
+    assert _tree(tmp_path / "out") == _tree(tmp_path / "out-again")  # the home's secret is stable
+    database = b"".join(p.read_bytes() for p in home.rglob("*.db*"))
+    assert b"SQLite format 3" in database
+    assert not [s for person in people for s in (person.family, person.patient_id) if s.encode() in database]
+    app = open_appliance(home)
+    try:
+        mapping = PseudonymMap(app)
+        first = dcmread(next((tmp_path / "out").rglob("*.dcm")))
+        link = mapping.lookup(str(first.PatientID))
+        assert link is not None
+        assert (link.patient_id, link.patient_name) in {(p.patient_id, p.name) for p in people}
+    finally:
+        app.close()
+    events = [e for e in audit_events(home) if e["type"] == "De-identification"]
+    assert len(events) == 2 and events[0]["description"].startswith("5 de-identified, 0 quarantined")
+    assert "profile basic" in again.stdout
