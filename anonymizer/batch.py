@@ -3,19 +3,23 @@
 Outputs are named by their new UIDs (``<study>/<series>/<instance>.dcm``), never by the input's names
 (which can hold PHI), and written atomically. The same input, secret and profile give byte-identical
 output. A file that is not DICOM is skipped; one that cannot be read or de-identified is counted as
-failed with the kind of error (never its text, which could quote a value).
+failed with the kind of error (never its text, which could quote a value). Files are shared among
+worker processes (one per CPU by default); reports come back in file order.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
+from anonymizer import free_text
 from anonymizer.engine import Deidentifier, Outcome, PatientLink
 from anonymizer.report import Report
 
@@ -59,34 +63,74 @@ def _relative(outcome: Outcome) -> Path:
     return Path(study) / series / f"{_component(outcome.report.sop_instance_uid, 'no-instance')}.dcm"
 
 
+def _one(
+    path: Path, source: Path, target: Path, deidentifier: Deidentifier
+) -> tuple[Report, PatientLink | None]:
+    name = str(path.relative_to(source)) if path != source else path.name
+    try:
+        dataset = dcmread(path)
+    except InvalidDicomError:
+        return Report(source=name, skipped=True), None
+    except Exception as error:  # unreadable: reported by kind only
+        return Report(source=name, failed=f"cannot be read ({type(error).__name__})"), None
+    try:
+        outcome = deidentifier.deidentify(dataset, name)
+    except Exception as error:
+        return Report(source=name, failed=f"de-identification failed ({type(error).__name__})"), None
+    if outcome.encoded is None:
+        return outcome.report, None
+    _write(target, _relative(outcome), outcome.encoded)
+    return outcome.report, outcome.patient
+
+
+_worker: tuple[Path, Path, Deidentifier] | None = None
+
+
+def _start_worker(source: Path, target: Path, deidentifier: Deidentifier) -> None:
+    global _worker
+    free_text.warm_up()
+    _worker = (source, target, deidentifier)
+
+
+def _in_worker(path: Path) -> tuple[Report, PatientLink | None]:
+    assert _worker is not None
+    source, target, deidentifier = _worker
+    return _one(path, source, target, deidentifier)
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
 def deidentify_files(
     files: list[Path],
     source: Path,
     target: Path,
     deidentifier: Deidentifier,
     on_patient: Callable[[PatientLink], None] | None = None,
+    workers: int = 1,
 ) -> Iterator[Report]:
-    """De-identify each file into ``target``; yield each one's report (a progress bar follows it)."""
-    for path in files:
-        name = str(path.relative_to(source)) if path != source else path.name
-        try:
-            dataset = dcmread(path)
-        except InvalidDicomError:
-            yield Report(source=name, skipped=True)
-            continue
-        except Exception as error:  # unreadable: reported by kind only
-            yield Report(source=name, failed=f"cannot be read ({type(error).__name__})")
-            continue
-        try:
-            outcome = deidentifier.deidentify(dataset, name)
-        except Exception as error:
-            yield Report(source=name, failed=f"de-identification failed ({type(error).__name__})")
-            continue
-        if outcome.encoded is not None:
-            _write(target, _relative(outcome), outcome.encoded)
-            if on_patient is not None and outcome.patient is not None:
-                on_patient(outcome.patient)
-        yield outcome.report
+    """De-identify each file into ``target`` (in ``workers`` processes); yield reports in file order."""
+    if workers <= 1 or len(files) < 2:
+        results: Iterator[tuple[Report, PatientLink | None]] = (
+            _one(path, source, target, deidentifier) for path in files
+        )
+        yield from _reported(results, on_patient)
+        return
+    context = multiprocessing.get_context("spawn")  # no inherited threads or locks
+    with ProcessPoolExecutor(
+        workers, context, initializer=_start_worker, initargs=(source, target, deidentifier)
+    ) as pool:
+        yield from _reported(pool.map(_in_worker, files, chunksize=8), on_patient)
+
+
+def _reported(
+    results: Iterator[tuple[Report, PatientLink | None]], on_patient: Callable[[PatientLink], None] | None
+) -> Iterator[Report]:
+    for report, patient in results:
+        if on_patient is not None and patient is not None:
+            on_patient(patient)
+        yield report
 
 
 def summarise(reports: list[Report]) -> Summary:

@@ -9,7 +9,7 @@ from pydicom import dcmwrite
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from anonymizer import free_text, keep_rules, pixels
 from anonymizer.errors import Quarantined
@@ -258,7 +258,10 @@ class Deidentifier:
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = dataset.SOPClassUID
         meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-        meta.TransferSyntaxUID = transfer_syntax or ExplicitVRLittleEndian
+        # Implicit VR is rewritten as explicit (the PHI gate then reads the bytes directly)
+        meta.TransferSyntaxUID = (
+            ExplicitVRLittleEndian if transfer_syntax in (None, ImplicitVRLittleEndian) else transfer_syntax
+        )
         dataset.file_meta = meta
         dataset.preamble = b"\x00" * 128
         buffer = BytesIO()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -23,6 +24,7 @@ from anonymizer.table import ProfileTable
 
 _ID_VRS = {"LO", "SH", "AE"}
 _MIN_UID_LENGTH = 8
+_SEARCHED_VRS = {"PN", "DA", "DT", "UI", *_ID_VRS}
 _SEPARATORS = r"[\s\-./_^,:;]*"
 _WORD_START = r"(?<![A-Za-z0-9])"
 _WORD_END = r"(?![A-Za-z0-9])"
@@ -101,42 +103,59 @@ def date_patterns(value: str) -> list[str]:
     return [f"(?<!\\d)(?:{form})(?!\\d)" for form in forms]
 
 
+@lru_cache(maxsize=256)
+def _compile(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    return re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
+
+
 @dataclass
 class Identity:
     """Search patterns for one object's identifying values, each labelled with its attribute.
 
     Person-name parts are not looked for in coded strings (CS): a name such as "Text" would match the
-    value type TEXT, and a CS value cannot carry free text.
+    value type TEXT, and a CS value cannot carry free text. Original UIDs are kept apart and matched
+    as plain substrings, so the patterns are the same for every object of a patient (and compiled once).
     """
 
     needles: list[tuple[str, bool, str]] = field(default_factory=list)  # label, is a name part, pattern
-    _compiled: dict[bool, re.Pattern[str] | None] = field(default_factory=dict)
+    uids: dict[str, str] = field(default_factory=dict)  # original UID -> label
+    _patterns: dict[bool, re.Pattern[str] | None] = field(default_factory=dict)
 
     def add(self, label: str, pattern: str, name_part: bool = False) -> None:
         if all(existing != pattern for _, _, existing in self.needles):
             self.needles.append((label, name_part, pattern))
-            self._compiled.clear()
+            self._patterns.clear()
 
     def pattern(self, coded: bool = False) -> re.Pattern[str] | None:
         """One pattern for every needle (for a CS value, ``coded``: every needle but name parts)."""
-        if coded not in self._compiled:
-            chosen = [p for _, name, p in self.needles if not (coded and name)]
-            self._compiled[coded] = re.compile("|".join(chosen), re.IGNORECASE) if chosen else None
-        return self._compiled[coded]
+        if coded not in self._patterns:
+            self._patterns[coded] = _compile(tuple(p for _, name, p in self.needles if not (coded and name)))
+        return self._patterns[coded]
 
     def redact(self, text: str, placeholder: str) -> tuple[str, int]:
+        count = 0
+        for uid in self.uids:
+            if uid in text:
+                count += text.count(uid)
+                text = text.replace(uid, placeholder)
         pattern = self.pattern()
-        return (text, 0) if pattern is None else pattern.subn(placeholder, text)
+        if pattern is not None:
+            text, found = pattern.subn(placeholder, text)
+            count += found
+        return text, count
+
+    def found_in(self, text: str, coded: bool = False) -> bool:
+        pattern = self.pattern(coded)
+        return bool(pattern is not None and pattern.search(text)) or any(uid in text for uid in self.uids)
 
     def labels_in(self, text: str, coded: bool = False) -> list[str]:
         """Which attributes' values ``text`` holds (only called on a hit)."""
-        return sorted(
-            {
-                label
-                for label, name, p in self.needles
-                if not (coded and name) and re.search(p, text, re.IGNORECASE)
-            }
-        )
+        labels = {
+            label
+            for label, name, p in self.needles
+            if not (coded and name) and re.search(p, text, re.IGNORECASE)
+        }
+        return sorted(labels | {label for uid, label in self.uids.items() if uid in text})
 
 
 def _label(element: DataElement) -> str:
@@ -154,7 +173,7 @@ def _add_value(identity: Identity, element: DataElement, value: str) -> None:
     elif element.VR == "UI":
         uid = value.strip("\x00 ")
         if len(uid) >= _MIN_UID_LENGTH and uid not in UID_dictionary:  # not a registered (class) UID
-            identity.add(label, r"(?<![\d.])" + re.escape(uid) + r"(?![\d.])")
+            identity.uids.setdefault(uid, label)
     elif element.VR in _ID_VRS and sum(c.isalnum() for c in value) >= 4:
         identity.add(label, _WORD_START + _spelled(value) + _WORD_END)
 
@@ -175,7 +194,7 @@ def identity_of(dataset: Dataset, profile: Profile, table: ProfileTable) -> Iden
     if hasattr(dataset, "file_meta"):
         elements += list(dataset.file_meta)
     for element in elements:
-        if element.tag.is_private or element.VR == "SQ":
+        if element.tag.is_private or element.VR not in _SEARCHED_VRS:
             continue
         row = table.row(element.tag)
         action = profile.action(row) if row is not None else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
 from anonymizer.errors import ProfileError
 from anonymizer.table import Row
@@ -91,6 +91,7 @@ class Profile(BaseModel):
     options: list[Option] = Field(default_factory=list)
     safe_private: list[SafePrivate] = Field(default_factory=list)
     redact_burned_in_text: bool = Field(True, description="OCR and black out text in at-risk pixel data")
+    _actions: dict[int, str] = PrivateAttr(default_factory=dict)  # resolved actions, by table row
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -100,6 +101,12 @@ class Profile(BaseModel):
 
     def action(self, row: Row) -> str:
         """The single action (D, Z, X, K, C or U) this profile takes for a table row."""
+        found = self._actions.get(id(row))
+        if found is None:
+            found = self._actions[id(row)] = self._resolve(row)
+        return found
+
+    def _resolve(self, row: Row) -> str:
         chosen = {row.options[o.column] for o in self.options if o.column in row.options}
         if "K" in chosen:
             return "K"

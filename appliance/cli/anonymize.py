@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from anonymizer import free_text
-from anonymizer.batch import deidentify_files, input_files, summarise
+from anonymizer.batch import default_workers, deidentify_files, input_files, summarise
 from anonymizer.engine import Deidentifier
 from anonymizer.errors import AnonymizerError
 from anonymizer.profile import DEFAULT_PROFILE, named_profile
@@ -47,6 +47,7 @@ def anonymize(
     profile_name: str | None,
     key_file: Path | None,
     profile_table: Path | None,
+    workers: int,
     report_path: Path | None,
     home: str | None,
 ) -> None:
@@ -70,14 +71,15 @@ def anonymize(
         deidentifier = Deidentifier(secret, profile, load_table(table_path))
     except AnonymizerError as error:
         raise click.ClickException(str(error)) from error
-    free_text.warm_up()
     files = input_files(source)
+    workers = workers or default_workers()
+    if workers == 1:
+        free_text.warm_up()
     pseudonyms = PseudonymMap(app) if app is not None else None
     reports = []
     with click.progressbar(length=len(files), label="de-identifying", file=sys.stderr) as bar:
-        for report in deidentify_files(
-            files, source, target, deidentifier, pseudonyms.record if pseudonyms else None
-        ):
+        recorder = pseudonyms.record if pseudonyms else None
+        for report in deidentify_files(files, source, target, deidentifier, recorder, workers):
             reports.append(report)
             bar.update(1)
     summary = summarise(reports)

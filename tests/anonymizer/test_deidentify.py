@@ -10,7 +10,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.pixels import pack_bits
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
 from anonymizer.engine import Deidentifier
 from anonymizer.gate import phi_hits
@@ -153,6 +153,12 @@ def test_gate_finds_variants_and_never_quotes_them(research: Deidentifier, table
     original.save_as(raw, enforce_file_format=True)
     hits = phi_hits(raw.getvalue(), identity)
     assert any(hit.startswith("PatientName in (0010,0010)") for hit in hits)
+    implicit = BytesIO()  # an encoding the byte walker leaves to pydicom: the same hits
+    original.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    original.save_as(implicit, enforce_file_format=True)
+    original.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    implicit_hits = phi_hits(implicit.getvalue(), identity)
+    assert {hit.split(" in ")[0] for hit in implicit_hits} == {hit.split(" in ")[0] for hit in hits}
     assert all(patient.family.lower() not in hit.lower() and patient.patient_id not in hit for hit in hits)
     for variant, label in [
         ("seen 13 February 1961", "PatientBirthDate"),
