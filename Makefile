@@ -23,6 +23,8 @@ test: system-deps install
 	$(VENV)/bin/pytest
 
 benchmark: system-deps install
+	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(VENV)/bin/python benchmarks/ingest.py
 	$(VENV)/bin/python benchmarks/audit.py
 	$(VENV)/bin/python benchmarks/inference.py
+	$(VENV)/bin/python benchmarks/deidentify.py

@@ -63,6 +63,15 @@ model = "lesion_ct_segmentation"   # the bundled demo model: synthetic phantoms,
 modality = ["CT"]
 sop_classes = ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"]
 min_slices = 10
+
+[deidentify]
+# profile_table = "/srv/standards/confidentiality_profile_attributes.json"  # PS3.15 Table E.1-1 as JSON
+default_profile = "research"       # built in: "basic" (Basic Profile only) and "research"
+
+# A profile of your own: the Basic Profile plus any of the Annex E options.
+# [deidentify.profiles.trial]
+# options = ["retain_modified_dates", "clean_descriptors", "retain_safe_private"]
+# safe_private = [{ creator = "ACME SAFE", group = 0x0019, element = 0x10 }]
 """
 
 

@@ -40,6 +40,7 @@ from audit.events import Action, AuditEvent, EventID, Outcome, Participant, Part
     type=click.Path(dir_okay=False, path_type=Path),
     help="one JSON line per object",
 )
+@click.option("--workers", type=click.IntRange(min=0), default=0, help="processes (default 0: one per CPU)")
 @home_option
 def anonymize(
     source: Path,
@@ -72,7 +73,7 @@ def anonymize(
     except AnonymizerError as error:
         raise click.ClickException(str(error)) from error
     files = input_files(source)
-    workers = workers or default_workers()
+    workers = workers or min(default_workers(), max(1, len(files) // 16))  # a few files: one process
     if workers == 1:
         free_text.warm_up()
     pseudonyms = PseudonymMap(app) if app is not None else None

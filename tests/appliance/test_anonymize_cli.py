@@ -52,10 +52,14 @@ def test_key_file_run_is_offline_and_byte_identical_when_repeated(tmp_path: Path
         str(key),
         "--report",
         str(tmp_path / "r.jsonl"),
+        "--workers",
+        "2",  # two processes against one below: the same bytes
     )
     assert first.returncode == 0, first.stderr
     assert "5 de-identified, 0 quarantined, 0 failed, 1 not DICOM (profile research)" in first.stdout
-    second = _anonymize(str(tmp_path / "in"), str(tmp_path / "out2"), "--key-file", str(key))
+    second = _anonymize(
+        str(tmp_path / "in"), str(tmp_path / "out2"), "--key-file", str(key), "--workers", "1"
+    )
     assert second.returncode == 0, second.stderr
     out1, out2 = _tree(tmp_path / "out1"), _tree(tmp_path / "out2")
     assert out1 == out2 and len(out1) == 5
@@ -103,3 +107,21 @@ def test_home_run_keeps_the_pseudonym_map_encrypted_and_audits(home: Path, tmp_p
     events = [e for e in audit_events(home) if e["type"] == "De-identification"]
     assert len(events) == 2 and events[0]["description"].startswith("5 de-identified, 0 quarantined")
     assert "profile basic" in again.stdout
+
+
+def test_a_configured_profile_is_used_by_name(home: Path, tmp_path: Path) -> None:
+    _inputs(tmp_path / "in")
+    original = dcmread(next((tmp_path / "in" / "sub").glob("*.dcm")))
+    profiles = json.dumps({"trial": {"options": ["retain_uids", "retain_full_dates"]}})
+    env = {"APPLIANCE_DEIDENTIFY__PROFILES": profiles}
+    result = run_cli(
+        home, "anonymize", str(tmp_path / "in"), str(tmp_path / "out"), "--profile", "trial", env=env
+    )
+    assert "(profile trial)" in result.stdout
+    kept = {str(dcmread(p).StudyInstanceUID) for p in (tmp_path / "out").rglob("*.dcm")}
+    assert str(original.StudyInstanceUID) in kept  # Retain UIDs
+    assert all(dcmread(p).StudyDate == "20240305" for p in (tmp_path / "out").rglob("*.dcm"))  # full dates
+    unknown = run_cli(
+        home, "anonymize", str(tmp_path / "in"), str(tmp_path / "x"), "--profile", "nope", check=False
+    )
+    assert unknown.returncode == 1 and "no profile named 'nope'" in unknown.stderr
