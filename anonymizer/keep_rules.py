@@ -87,6 +87,9 @@ KEEP_KEYWORDS = frozenset(
         "ReferencedContentItemIdentifier",
         "CurrentRequestedProcedureEvidenceSequence",
         "PertinentOtherEvidenceSequence",
+        # encapsulated documents (the document itself is replaced: Table E.1-1 says D)
+        "MIMETypeOfEncapsulatedDocument",
+        "DocumentTitle",
         # de-identification record (written by the engine)
         "PatientIdentityRemoved",
         "DeidentificationMethod",

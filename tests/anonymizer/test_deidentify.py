@@ -22,6 +22,7 @@ from tests.anonymizer.conftest import SECRET
 from tests.support.planted import (
     PlantedPatient,
     planted_ct,
+    planted_pdf,
     planted_secondary_capture,
     planted_sr,
     text_image,
@@ -74,8 +75,9 @@ def test_ct_with_phi_everywhere_leaves_none(
     assert byte_leaks(outcome.encoded, planted.strings + original_uids) == []
     assert phi_hits(outcome.encoded, identity) == []
     out = dcmread(BytesIO(outcome.encoded))
-    # private tags (and the private sequence inside them) are gone; file meta names the new UID
+    # private tags (and the private sequence inside them) and the icon are gone; file meta names the new UID
     assert not any(element.tag.is_private for element in out.iterall())
+    assert "IconImageSequence" not in out and "IconImageSequence" in outcome.report.removed
     assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID != original.SOPInstanceUID
     # nested free text scrubbed, codes kept
     region = out.AnatomicRegionSequence[0]
@@ -132,6 +134,15 @@ def test_burned_in_text_is_blacked_out(
     assert np.array_equal(after[text_band:], before[text_band:])
     assert (after[changed[:, 0], changed[:, 1]] == before.min()).all()  # boxes are blacked out
     assert "113101" in {item.CodeValue for item in out.DeidentificationMethodCodeSequence}
+
+
+def test_encapsulated_document_is_replaced(research: Deidentifier, planted: PlantedPatient) -> None:
+    outcome = research.deidentify(planted_pdf(planted))
+    assert outcome.encoded is not None and byte_leaks(outcome.encoded, planted.strings) == []
+    out = dcmread(BytesIO(outcome.encoded))
+    assert out.EncapsulatedDocument == b"\x00\x00" and "EncapsulatedDocument" in outcome.report.replaced
+    assert out.DocumentTitle == "Referral letter for *** ***"
+    assert out.MIMETypeOfEncapsulatedDocument == "application/pdf"
 
 
 def test_at_risk_pixels_that_cannot_be_decoded_are_quarantined(

@@ -1,9 +1,9 @@
 """Synthetic DICOM objects with PHI planted in every place a de-identifier must reach.
 
 The header, sequences several levels deep, private tags (a private sequence too), the file meta
-information, free-text comments naming the patient in other orders and formats, an SR content tree
-and text burned into pixels or overlays. Every name and number is invented; ``PlantedPatient.strings``
-lists what must not survive, for byte searches of the output.
+information, free-text comments naming the patient in other orders and formats, an icon image, an
+SR content tree, an encapsulated PDF and text burned into pixels or overlays. Every name and number
+is invented; ``PlantedPatient.strings`` lists what must not survive, for byte searches of the output.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 UID_ROOT = "1.2.826.0.1.3680043.8.498."
 SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
 SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,38 @@ def planted_ct(
     ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
     rng = np.random.default_rng(index)
     ds.PixelData = (rng.normal(1000, 30, (size, size))).astype(np.int16).tobytes()
+    # an icon whose pixel bytes spell the patient's name
+    icon_pixels = patient.name.encode().ljust(64, b" ")[:64]
+    ds.IconImageSequence = Sequence(
+        [
+            _item(
+                Rows=8,
+                Columns=8,
+                SamplesPerPixel=1,
+                PhotometricInterpretation="MONOCHROME2",
+                BitsAllocated=8,
+                BitsStored=8,
+                HighBit=7,
+                PixelRepresentation=0,
+                PixelData=icon_pixels,
+            )
+        ]
+    )
+    return ds
+
+
+def planted_pdf(patient: PlantedPatient) -> Dataset:
+    """An Encapsulated PDF whose document text and title name the patient."""
+    sop_uid = generate_uid(UID_ROOT)
+    ds = Dataset()
+    ds.file_meta = file_meta(ENCAPSULATED_PDF, sop_uid)
+    ds.SOPClassUID, ds.Modality = ENCAPSULATED_PDF, "DOC"
+    _header(ds, patient, generate_uid(UID_ROOT), generate_uid(UID_ROOT), sop_uid)
+    ds.DocumentTitle = f"Referral letter for {patient.given} {patient.family}"
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.BurnedInAnnotation = "YES"
+    text = f"(Patient {patient.name} DOB {patient.birth_date} MRN {patient.patient_id}) Tj"
+    ds.EncapsulatedDocument = f"%PDF-1.4\nBT {text} ET\n%%EOF\n".encode()
     return ds
 
 
