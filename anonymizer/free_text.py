@@ -9,6 +9,9 @@ presidio's findings depend on the text alone, so they are cached per distinct te
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 from anonymizer.identity import Identity
@@ -45,12 +48,28 @@ _PATTERNS = {
 }
 
 
+@contextmanager
+def _without_torch() -> Iterator[None]:
+    """Imports inside cannot load PyTorch: spaCy's thinc and presidio's device detection try to, which
+    costs seconds and hundreds of MB that a blank pipeline never uses. Only when PyTorch is not loaded
+    already; afterwards ``import torch`` works as usual."""
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment] - makes ``import torch`` raise ImportError
+    try:
+        yield
+    finally:
+        del sys.modules["torch"]
+
+
 @lru_cache(maxsize=1)
 def _analyzer():  # noqa: ANN202 - presidio's engine; imported lazily (spaCy takes a second to load)
-    import spacy
-    from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import SpacyNlpEngine
-    from presidio_analyzer.predefined_recognizers import DateRecognizer, IpRecognizer, PhoneRecognizer
+    with _without_torch():
+        import spacy
+        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import SpacyNlpEngine
+        from presidio_analyzer.predefined_recognizers import DateRecognizer, IpRecognizer, PhoneRecognizer
 
     class BlankSpacy(SpacyNlpEngine):
         def load(self) -> None:
