@@ -97,8 +97,8 @@ def _sequence(data: bytes, offset: int, length: int, out: list[tuple[int, bytes,
     return offset
 
 
-def _walk_bytes(encoded: bytes) -> Iterator[tuple[str, str, bool]]:
-    """(where, text, is a CS) for each element of an Explicit VR Little Endian Part 10 file."""
+def _walk_bytes(encoded: bytes) -> Iterator[tuple[int, str, bool]]:
+    """(tag, text, is a CS) for each element of an Explicit VR Little Endian Part 10 file."""
     if encoded[128:132] != b"DICM":
         raise _NotSimple
     out: list[tuple[int, bytes, bytes]] = []
@@ -111,7 +111,7 @@ def _walk_bytes(encoded: bytes) -> Iterator[tuple[str, str, bool]]:
         raise _NotSimple
     encoding = "utf-8" if charset == b"ISO_IR 192" else "latin-1"
     for tag, vr, value in out:
-        yield _where(tag), value.decode(encoding, "replace"), vr == b"CS"
+        yield tag, value.decode(encoding, "replace"), vr == b"CS"
 
 
 def _where(tag: int) -> str:
@@ -128,12 +128,12 @@ def _text(element: DataElement) -> str:
     return "" if value is None else str(value)
 
 
-def _walk_pydicom(encoded: bytes) -> Iterator[tuple[str, str, bool]]:
+def _walk_pydicom(encoded: bytes) -> Iterator[tuple[int, str, bool]]:
     dataset = dcmread(BytesIO(encoded), force=True)
     for element in [*dataset.file_meta, *walk(dataset)]:
         if element.VR == "SQ" or element.keyword in _BULK_KEYWORDS or _is_bulk(int(element.tag)):
             continue
-        yield _where(int(element.tag)), _text(element), element.VR == "CS"
+        yield int(element.tag), _text(element), element.VR == "CS"
 
 
 def phi_hits(encoded: bytes, identity: Identity) -> list[str]:
@@ -144,8 +144,14 @@ def phi_hits(encoded: bytes, identity: Identity) -> list[str]:
         elements = list(_walk_bytes(encoded))
     except (_NotSimple, IndexError, ValueError):  # struct.error is a ValueError
         elements = list(_walk_pydicom(encoded))
+    # One search over all values joined by NUL (no pattern crosses it), then element by element on a hit.
+    for coded in (False, True):
+        if identity.found_in("\x00".join(text for _, text, is_cs in elements if is_cs == coded), coded):
+            break
+    else:
+        return []
     return [
-        f"{' or '.join(identity.labels_in(text, coded))} in {where}"
-        for where, text, coded in elements
+        f"{' or '.join(identity.labels_in(text, coded))} in {_where(tag)}"
+        for tag, text, coded in elements
         if text and identity.found_in(text, coded)
     ]
