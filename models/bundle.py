@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from models.codes import SegmentCode, code_for
 from models.errors import ModelError
 from models.manifest import METADATA, Manifest, verify_bundle
+from models.two_class import two_class_postprocessing
 from models.volume import Volume
 
 INFERENCE_CONFIG = "configs/inference.json"
@@ -163,6 +164,7 @@ class Predictor:
             self.inferer = parser.get_parsed_content("inferer")
             self.postprocessing = parser.get_parsed_content("postprocessing")
             _faster_discretisation(self.postprocessing)
+            self.two_class_postprocessing = two_class_postprocessing(self.postprocessing)
         except BundleError:
             raise
         except Exception as exc:  # a bundle's config can raise anything while it is built
@@ -222,8 +224,11 @@ class Predictor:
         timings["network"] = time.perf_counter() - started
         data = dict(prepared)
         data["pred"] = logits[0].float().clone()  # out of inference mode for the inversion
+        postprocessing = self.postprocessing
+        if self.two_class_postprocessing is not None and logits.shape[1] == 2:
+            postprocessing = self.two_class_postprocessing  # the same labels, one channel inverted
         with torch.no_grad():
-            data = self.postprocessing(data)
+            data = postprocessing(data)
         labels = data["pred"]
         labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         if labels.ndim == 4:

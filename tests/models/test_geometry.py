@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from io import BytesIO
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydicom import dcmread
@@ -18,6 +19,7 @@ from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBLISHER
 from models.bundle import Predictor
 from models.phantom import make_phantom
 from models.results import ModelIdentity, write_results
+from models.two_class import two_class_postprocessing
 from models.volume import build_volume
 from tests.models.test_bundle import encoded
 from tests.models.test_volume import read_back
@@ -69,3 +71,25 @@ def test_same_segmentation_whatever_the_order_orientation_and_rescale(predictor,
 
     coronal, _, _ = segment(predictor, phantom_series(phantom.hu, SPACING, "coronal"), "coronal")
     assert dice(coronal, reference) >= 0.99  # the same anatomy on a grid resampled the same way
+
+
+@pytest.mark.parametrize("orientation", ["axial", "coronal"])
+def test_two_class_margin_gives_the_bundles_own_labels(predictor, phantom, orientation):
+    """Inverting p1 - p0 and thresholding gives exactly the bundle's softmax, Invertd, argmax labels."""
+    volume = build_volume(read_back(phantom_series(phantom.hu, SPACING, orientation=orientation)))
+    margin_form = predictor.two_class_postprocessing
+    assert margin_form is not None
+    fast = predictor.predict(volume)
+    predictor.two_class_postprocessing = None  # the bundle's own postprocessing
+    try:
+        own = predictor.predict(volume)
+    finally:
+        predictor.two_class_postprocessing = margin_form
+    assert fast.any() and np.array_equal(fast, own)
+
+
+def test_other_postprocessing_is_left_as_the_bundle_wrote_it():
+    from monai.transforms import Activationsd, AsDiscreted, Compose
+
+    assert two_class_postprocessing(Compose([AsDiscreted(keys="pred", argmax=True)])) is None
+    assert two_class_postprocessing(Compose([Activationsd(keys="pred", sigmoid=True)])) is None

@@ -1,0 +1,89 @@
+"""Two-class postprocessing on one channel: invert the softmax margin instead of both probabilities.
+
+A bundle whose postprocessing is ``Activationsd(softmax) -> Invertd -> AsDiscreted(argmax)`` maps two
+probability channels back to the source grid and takes their argmax there. Resampling is linear in
+its input (bilinear or nearest, with zero padding, and the flips and crops of the inverse), so the
+inverse of ``p1 - p0`` equals the difference of the inverted channels, and ``argmax == 1`` exactly
+where it is above zero (a tie goes to channel 0 either way). Inverting the single margin channel
+halves the work and the memory of the largest step on a full-resolution CT. For any other pipeline,
+or a network with more than two outputs, the bundle's own postprocessing runs unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+_SLAB = 16  # slices along the last axis per comparison
+
+
+def _positive_labels(tensor: torch.Tensor) -> torch.Tensor:
+    labels = torch.empty(tensor.shape, dtype=torch.uint8, device=tensor.device)
+    for start in range(0, tensor.shape[-1], _SLAB):
+        labels[..., start : start + _SLAB] = tensor[..., start : start + _SLAB] > 0
+    return labels
+
+
+def _only(values: Any) -> Any:
+    values = tuple(values)
+    return values[0] if len(values) == 1 else None
+
+
+def two_class_postprocessing(postprocessing: Any, key: str = "pred") -> Any | None:
+    """The margin form of ``postprocessing`` when it has the pattern above, else None."""
+    from monai.data import MetaTensor
+    from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd, MapTransform
+
+    class SoftmaxMargin(MapTransform):
+        """The bundle's softmax, then the two channels' difference (one channel, same metadata)."""
+
+        def __init__(self, activations: Activationsd) -> None:
+            super().__init__(activations.keys)
+            self.activations = activations
+
+        def __call__(self, data: dict) -> dict:
+            d = self.activations(data)
+            probabilities = d[key]
+            d[key] = probabilities[1:2] - probabilities[0:1]
+            return d
+
+    class PositiveLabels(MapTransform):
+        """Label 1 where the inverted margin is above zero, else 0 (uint8, the margin's metadata)."""
+
+        def __call__(self, data: dict) -> dict:
+            d = dict(data)
+            margin = d[key]
+            labels = _positive_labels(torch.as_tensor(margin))
+            if isinstance(margin, MetaTensor):
+                labels = MetaTensor(labels)
+                labels.copy_meta_from(margin)
+            d[key] = labels
+            return d
+
+    transforms = list(getattr(postprocessing, "transforms", ()))
+    for i in range(len(transforms) - 2):
+        activations, invert, discrete = transforms[i : i + 3]
+        if not (
+            isinstance(activations, Activationsd)
+            and isinstance(invert, Invertd)
+            and isinstance(discrete, AsDiscreted)
+            and _only(activations.keys) == _only(invert.keys) == _only(discrete.keys) == key
+        ):
+            continue
+        plain_softmax = _only(activations.softmax) is True and not _only(activations.sigmoid)
+        plain_softmax = plain_softmax and _only(activations.other) is None
+        plain_argmax = _only(discrete.argmax) is True and _only(discrete.to_onehot) is None
+        plain_argmax = plain_argmax and _only(discrete.threshold) is None and _only(discrete.rounding) is None
+        plain_argmax = plain_argmax and discrete.converter.kwargs.get("dim", 0) == 0
+        if plain_softmax and plain_argmax:
+            return Compose(
+                [
+                    *transforms[:i],
+                    SoftmaxMargin(activations),
+                    invert,
+                    PositiveLabels(key),
+                    *transforms[i + 3 :],
+                ]
+            )
+    return None
