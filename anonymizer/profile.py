@@ -10,8 +10,9 @@ require gets the least destructive conformant action (D before Z before U), so t
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import lru_cache
 
-from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from anonymizer.errors import ProfileError
 from anonymizer.table import Row
@@ -71,6 +72,18 @@ _IN_IOD = {"Z/D": "D", "X/Z": "Z", "X/D": "D", "X/Z/D": "D", "X/Z/U*": "U"}
 _NOT_IN_IOD = {"Z/D": "Z", "X/Z": "X", "X/D": "X", "X/Z/D": "X", "X/Z/U*": "X"}
 
 
+@lru_cache(maxsize=8192)
+def _resolve(row: Row, options: tuple[Option, ...]) -> str:
+    chosen = {row.option(o.column) for o in options} - {None}
+    if "K" in chosen:
+        return "K"
+    if "C" in chosen:
+        return "C"
+    if "/" not in row.basic:
+        return row.basic
+    return (_IN_IOD if row.in_standard_iod else _NOT_IN_IOD)[row.basic]
+
+
 class SafePrivate(BaseModel):
     """A private attribute kept by the Retain Safe Private option: creator, odd group, element byte."""
 
@@ -91,7 +104,6 @@ class Profile(BaseModel):
     options: list[Option] = Field(default_factory=list)
     safe_private: list[SafePrivate] = Field(default_factory=list)
     redact_burned_in_text: bool = Field(True, description="OCR and black out text in at-risk pixel data")
-    _actions: dict[int, str] = PrivateAttr(default_factory=dict)  # resolved actions, by table row
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -101,20 +113,7 @@ class Profile(BaseModel):
 
     def action(self, row: Row) -> str:
         """The single action (D, Z, X, K, C or U) this profile takes for a table row."""
-        found = self._actions.get(id(row))
-        if found is None:
-            found = self._actions[id(row)] = self._resolve(row)
-        return found
-
-    def _resolve(self, row: Row) -> str:
-        chosen = {row.options[o.column] for o in self.options if o.column in row.options}
-        if "K" in chosen:
-            return "K"
-        if "C" in chosen:
-            return "C"
-        if "/" not in row.basic:
-            return row.basic
-        return (_IN_IOD if row.in_standard_iod else _NOT_IN_IOD)[row.basic]
+        return _resolve(row, tuple(self.options))
 
     def has(self, option: Option) -> bool:
         return option in self.options

@@ -18,6 +18,7 @@ from anonymizer.errors import AnonymizerError
 MIN_SECRET_BYTES = 16
 _MIN_SHIFT_DAYS = 365
 _SHIFT_SPAN_DAYS = 3650
+_UID_CACHE = 65536
 
 
 class Pseudonymizer:
@@ -37,6 +38,8 @@ class Pseudonymizer:
         original = original.strip("\x00 ")
         found = self._uids.get(original)
         if found is None:
+            if len(self._uids) >= _UID_CACHE:  # a study's UIDs recur; a long batch must not grow without end
+                self._uids.clear()
             found = "2.25." + str(int.from_bytes(self._mac("uid", original)[:16], "big"))
             self._uids[original] = found
         return found

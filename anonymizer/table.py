@@ -38,7 +38,10 @@ class Row:
     name: str
     basic: str
     in_standard_iod: bool
-    options: dict[str, str]
+    options: tuple[tuple[str, str], ...]  # (option column, action), hashable so actions can be cached
+
+    def option(self, column: str) -> str | None:
+        return next((action for name, action in self.options if name == column), None)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def _row(entry: dict) -> Row:
     basic = entry.get("basicProfile")
     if basic not in BASIC_ACTIONS:
         raise ProfileError(f"row {entry.get('tag')!r} has an unknown basic profile action {basic!r}")
-    options = {field: entry[field] for field in OPTION_FIELDS if entry.get(field)}
+    options = tuple((field, entry[field]) for field in OPTION_FIELDS if entry.get(field))
     return Row(entry["name"].split("\n")[0].strip(), basic, entry.get("stdCompIOD") == "Y", options)
 
 
