@@ -13,7 +13,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
@@ -30,7 +30,6 @@ class Summary:
     quarantined: int = 0
     failed: int = 0
     skipped: int = 0
-    reports: list[Report] = field(default_factory=list)
 
     def line(self) -> str:
         return (
@@ -134,7 +133,7 @@ def _reported(
 
 
 def summarise(reports: list[Report]) -> Summary:
-    summary = Summary(reports=reports)
+    summary = Summary()
     for report in reports:
         if report.skipped:
             summary.skipped += 1
