@@ -100,7 +100,7 @@ def redact_pixels(dataset: Dataset) -> int:
         ) from None
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     samples = int(dataset.get("SamplesPerPixel", 1))
-    stack = pixels.copy() if frames > 1 else pixels.copy()[np.newaxis]
+    stack = pixels.copy() if frames > 1 else pixels[np.newaxis].copy()
     if stack.ndim != (4 if samples > 1 else 3):
         raise Quarantined(f"pixel data of shape {pixels.shape} cannot be redacted")
     inverted = str(dataset.get("PhotometricInterpretation", "")) == "MONOCHROME1"

@@ -84,15 +84,20 @@ def anonymize(
             reports.append(report)
             bar.update(1)
     summary = summarise(reports)
-    for report in reports:
+    for number, report in enumerate(reports, 1):
         if report.quarantined or report.failed:
             click.echo(
-                f"{'quarantined' if report.quarantined else 'failed'} {report.source}: "
+                f"{'quarantined' if report.quarantined else 'failed'} #{number} {report.source}: "
                 f"{report.quarantined or report.failed}",
                 err=True,
             )
     if report_path is not None:
-        report_path.write_text("".join(json.dumps(r.as_dict()) + "\n" for r in reports))
+        # Input file names can hold PHI: the file names each input by its number (as printed above)
+        lines = (
+            {"input": n, **{k: v for k, v in r.as_dict().items() if k != "source"}}
+            for n, r in enumerate(reports, 1)
+        )
+        report_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     if app is not None and pseudonyms is not None:
         pseudonyms.save()
         app.audit.emit(
