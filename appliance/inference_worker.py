@@ -15,6 +15,7 @@ the main thread runs the network on the current one (GPU), so the runner keeps t
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import queue
@@ -40,6 +41,7 @@ from appliance.model_registry import trusted_publishers
 from models.bundle import Predictor
 from models.errors import ModelError
 from models.results import ModelIdentity, write_results
+from models.results import warm_up as warm_up_results
 from models.routing import SeriesFacts, route
 from models.volume import Volume, build_volume
 
@@ -123,6 +125,28 @@ def _failure(job: int, exc: Exception) -> dict:
     return {"job": job, "kind": "failed", "reason": reason, "permanent": False}
 
 
+def _glibc() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _glibc()
+
+
+def _return_freed_memory() -> None:
+    """Hand memory freed inside glibc's heaps back to the system (``malloc_trim``).
+
+    A series' decrypted objects and pixel data are many half-megabyte blocks that glibc serves
+    from its heaps; once released they would stay resident (and count against the process)
+    until reused. Elsewhere than glibc this does nothing.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 class _Handler:
     def __init__(self, app: Appliance, device: str) -> None:
         self.app = app
@@ -137,12 +161,18 @@ class _Handler:
         return self.predictors[model.path]
 
     def warm(self) -> None:
-        """Load every model the rules name, so the first series does not wait for it."""
+        """Load every model the rules name, and write results once, so the first series waits for neither."""
         for name in dict.fromkeys(rule.model for rule in self.app.settings.inference.rules):
             try:
                 self._predictor(_active_model(self.app, name))
             except ModelError as exc:  # reported again, on the job, if a series needs it
                 log.warning("model %s not loaded: %s", name, exc)
+        segments = next((p.segments for p in self.predictors.values() if p.segments), None)
+        if segments:
+            try:
+                warm_up_results(segments)
+            except Exception:  # the first series will pay for the warm-up instead
+                log.exception("results warm-up failed")
 
     def prepare(self, request: dict) -> _Prepared | dict:
         """Read, route and preprocess a series (CPU work); a reply instead if there is nothing to run."""
@@ -157,13 +187,13 @@ class _Handler:
             model = _active_model(self.app, rule.model)
             predictor = self._predictor(model)
             clock.lap("read")
-            volume = build_volume(datasets, rule.min_slices)
-            for ds in datasets:  # the volume holds the pixels now; the SEG needs only the headers
-                del ds.PixelData
+            volume = build_volume(datasets, rule.min_slices, release_pixels=True)  # SEG: headers only
+            _return_freed_memory()
             clock.lap("volume")
             data = predictor.prepare(volume)
             clock.lap("preprocessing")
             timeout = rule.timeout_seconds or inference.timeout_seconds
+            volume = volume.without_voxels()  # the bundle has what it needs: the voxels need not wait
             return _Prepared(job, why, timeout, model, predictor, volume, data, clock.laps)
         except Exception as exc:
             return _failure(job, exc)
@@ -220,5 +250,7 @@ def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
         threading.Thread(target=_prepare_requests, args=(handler, connection, ready), daemon=True).start()
         while (item := ready.get()) is not None:
             connection.send(handler.finish(item, connection.send) if isinstance(item, _Prepared) else item)
+            del item
+            _return_freed_memory()
     finally:
         app.close()

@@ -180,6 +180,8 @@ class Predictor:
                 state = state["model"]
             network.load_state_dict(state)
             network = network.to(self.device)
+            if self.device.type == "cpu":  # oneDNN's 3-D convolutions: ~40% faster here, same weights
+                network = network.to(memory_format=torch.channels_last_3d)
         return network.eval()
 
     @property
@@ -212,6 +214,7 @@ class Predictor:
         timings = {} if timings is None else timings
         started = time.perf_counter()
         image = prepared[self.image_key]
+        image = image.as_tensor() if hasattr(image, "as_tensor") else image  # the network needs no metadata
         autocast = (
             torch.autocast(self.device.type, dtype=torch.float16)
             if self.amp and self.device.type == "cuda"
@@ -222,14 +225,13 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         timings["network"] = time.perf_counter() - started
-        data = dict(prepared)
-        data["pred"] = logits[0].float().clone()  # out of inference mode for the inversion
         postprocessing = self.postprocessing
         if self.two_class_postprocessing is not None and logits.shape[1] == 2:
             postprocessing = self.two_class_postprocessing  # the same labels, one channel inverted
+        data = {**prepared, "pred": logits[0].float().clone()}  # out of inference mode for the inversion
+        del logits
         with torch.no_grad():
-            data = postprocessing(data)
-        labels = data["pred"]
+            labels = postprocessing(data).pop("pred")  # nothing here holds the steps' intermediates
         labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         if labels.ndim == 4:
             labels = labels[0]
@@ -239,7 +241,7 @@ class Predictor:
                 f"{self.name} returned labels of shape {labels.shape} for a volume of {shape}; "
                 "its postprocessing must invert the preprocessing"
             )
-        return labels.astype(np.uint8)
+        return labels.astype(np.uint8, copy=False)
 
     def predict(self, volume: Volume) -> np.ndarray:
         return self.infer(self.prepare(volume), volume.array.shape)

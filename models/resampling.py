@@ -1,34 +1,111 @@
-"""MONAI's spatial resampling, with a cheaper sampling grid when the transform is axis-aligned.
+"""MONAI's spatial resampling, separable when the transform is axis-aligned.
 
 MONAI resamples (``Spacing(d)``, and the ``Invertd`` that undoes it) through ``AffineTransform``:
 ``torch.affine_grid`` multiplies a four-column base grid, one row per output voxel, by the
-transform, then ``grid_sample`` reads the grid. For a 512x512x200 output that base grid alone is
-840 MB and the product took 4.4 s here. When the transform only scales and shifts each axis (no
-rotation or shear: spacing changes and their inverses), each grid coordinate depends on one
-output index only, so the grid is three short vectors broadcast into place, a slab of output
-slices at a time: the same numbers (tested bit for bit against MONAI's) and ``grid_sample``
-unchanged, without the base grid and with a grid of one slab instead of the whole output.
+transform, then ``grid_sample`` reads eight neighbours per output voxel at the grid's points. For
+a 512x512x200 output the base grid alone is 840 MB. When the transform only scales and shifts
+each axis (no rotation or shear: spacing changes and their inverses), each output coordinate
+depends on one output index only, and trilinear interpolation is a product of three 1-D linear
+interpolations: resampling is three passes, each reading two neighbours along one axis, done a
+slab at a time so that no full-size temporary is made. The weights and the padding rules are
+``grid_sample``'s (zeros: a neighbour outside the input counts as 0; border: coordinates clamped),
+so results equal MONAI's up to float rounding (tested); ``nearest`` takes ``grid_sample``'s
+nearest neighbour (ties to even). The output keeps the input's memory order.
 
 :func:`install` puts :class:`AxisAlignedAffineTransform` where MONAI's ``spatial_resample`` looks
-for ``AffineTransform``; any other transform goes through MONAI's own code.
+for ``AffineTransform``; any other transform, mode or padding goes through MONAI's own code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import monai.transforms.spatial.functional as functional
 import torch
 from monai.networks.layers import AffineTransform
 from monai.networks.utils import to_norm_affine
 from monai.utils import ensure_tuple
 
-_SLAB = 16  # output slices per grid: the grid of a 512x512 slab of 16 is 50 MB, not 630 MB for 200
+_SLAB = 16  # output positions along the outermost axis per step
+_SEPARABLE_MODES = {"bilinear", "nearest"}
+_SEPARABLE_PADDING = {"zeros", "border"}
+_SNAP = 1e-4  # voxels: an axis whose every source coordinate is this close to a voxel is not blended
 
 
-def _base(size: int, align_corners: bool, like: torch.Tensor) -> torch.Tensor:
+class _Taps:
+    """1-D interpolation along one axis: each output position reads one or two source positions."""
+
+    def __init__(self, indices: list[torch.Tensor], weights: list[torch.Tensor]) -> None:
+        self.indices = indices
+        self.weights = weights
+
+    @classmethod
+    def along(cls, coords: torch.Tensor, size: int, mode: str, padding: str, align_corners: bool) -> _Taps:
+        """Taps for normalised coordinates ``coords`` (in [-1, 1] over the source) on ``size`` voxels.
+
+        The source coordinates are computed in ``coords``' dtype with grid_sample's formulas, so
+        that nearest-neighbour ties fall as they do there.
+        """
+        x = _source_coordinates(coords, size, padding, align_corners)
+        exact = _source_coordinates(coords.double(), size, padding, align_corners)
+        if mode == "nearest":
+            positions, weights = [torch.round(x)], [torch.ones_like(x)]  # half to even, as grid_sample
+        elif bool(((exact - exact.round()).abs() < _SNAP).all()):  # every point on a voxel: no blending
+            positions, weights = [exact.round().to(x.dtype)], [torch.ones_like(x)]
+        else:
+            low = torch.floor(x)
+            positions, weights = [low, low + 1], [low + 1 - x, x - low]
+        indices, masked = [], []
+        for position, weight in zip(positions, weights, strict=True):
+            inside = (position >= 0) & (position <= size - 1)
+            indices.append(position.clamp(0, size - 1).long())
+            masked.append(torch.where(inside, weight, torch.zeros_like(weight)))
+        return cls(indices, masked)
+
+    def is_identity(self, size: int) -> bool:
+        if len(self.indices) != 1 or self.indices[0].numel() != size:
+            return False
+        return torch.equal(self.indices[0], torch.arange(size)) and bool((self.weights[0] == 1).all())
+
+    def window(self, start: int, stop: int) -> tuple[int, int]:
+        """The source range that output positions ``start:stop`` read."""
+        low = min(int(index[start:stop].min()) for index in self.indices)
+        high = max(int(index[start:stop].max()) for index in self.indices)
+        return low, high + 1
+
+    def apply(self, source: torch.Tensor, dim: int, start: int, stop: int, offset: int = 0) -> torch.Tensor:
+        """Output positions ``start:stop`` along ``dim``; ``source`` begins at source position ``offset``."""
+        shape = [1] * source.dim()
+        shape[dim] = stop - start
+        result = None
+        for index, weight in zip(self.indices, self.weights, strict=True):
+            taken = source.index_select(dim, (index[start:stop] - offset).to(source.device))
+            term = taken.mul_(weight[start:stop].to(source.device, source.dtype).reshape(shape))
+            result = term if result is None else result.add_(term)
+        assert result is not None
+        return result
+
+
+def _source_coordinates(coords: torch.Tensor, size: int, padding: str, align_corners: bool) -> torch.Tensor:
+    """grid_sample's unnormalised source coordinates (with border padding's clamp)."""
+    x = (coords + 1) / 2 * (size - 1) if align_corners else ((coords + 1) * size - 1) / 2
+    return x.clamp(0, size - 1) if padding == "border" else x
+
+
+def _normalised_base(size: int, align_corners: bool, like: torch.Tensor) -> torch.Tensor:
     """Normalised output coordinates along one axis, as torch.affine_grid makes them."""
-    steps = torch.linspace(-1, 1, size, dtype=like.dtype, device=like.device)
+    steps = torch.linspace(-1, 1, size, dtype=like.dtype)
     return steps if align_corners else steps * (size - 1) / size
+
+
+def _like_memory_order(source: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty tensor of ``shape`` whose dimensions lie in memory in ``source``'s order."""
+    order = sorted(range(source.dim()), key=lambda d: (-source.stride(d), d))
+    empty = torch.empty([shape[d] for d in order], dtype=source.dtype, device=source.device)
+    return empty.permute([order.index(d) for d in range(source.dim())])
 
 
 class AxisAlignedAffineTransform(AffineTransform):
@@ -38,33 +115,45 @@ class AxisAlignedAffineTransform(AffineTransform):
         normalised = self._axis_aligned(src, theta, spatial_size)
         if normalised is None:
             return super().forward(src, theta, spatial_size)
-        theta_n, (depth, height, width) = normalised
-        columns = [
-            theta_n[column, column] * _base(size, self.align_corners, theta_n) + theta_n[column, 3]
-            for column, size in enumerate((width, height, depth))
-        ]
-        source = src.contiguous()
-        result = torch.empty((1, src.shape[1], depth, height, width), dtype=src.dtype, device=src.device)
-        for start in range(0, depth, _SLAB):  # each output voxel is sampled independently: slab by slab
-            stop = min(start + _SLAB, depth)
-            grid = torch.empty((1, stop - start, height, width, 3), dtype=theta_n.dtype, device=src.device)
-            grid[0, ..., 0] = columns[0].reshape(1, 1, -1)
-            grid[0, ..., 1] = columns[1].reshape(1, -1, 1)
-            grid[0, ..., 2] = columns[2][start:stop].reshape(-1, 1, 1)
-            result[:, :, start:stop] = torch.nn.functional.grid_sample(
-                source, grid, mode=self.mode, padding_mode=self.padding_mode, align_corners=self.align_corners
+        theta_n, size = normalised
+        # theta's rows give the source coordinate along (W, H, D): row r belongs to src dim 4 - r
+        taps = {
+            4 - row: _Taps.along(
+                theta_n[row, row] * _normalised_base(size[2 - row], self.align_corners, theta_n)
+                + theta_n[row, 3],
+                src.shape[4 - row],
+                self.mode,
+                self.padding_mode,
+                self.align_corners,
             )
+            for row in range(3)
+        }
+        result = _like_memory_order(src, (*src.shape[:2], *size))
+        outer = max(range(2, 5), key=lambda d: (src.stride(d), -d))  # slabs along the outermost axis
+        inner = sorted(  # shrinking axes first, so each pass works on as little as it can
+            (d for d in range(2, 5) if d != outer and not taps[d].is_identity(src.shape[d])),
+            key=lambda d: size[d - 2] / src.shape[d],
+        )
+        for start in range(0, size[outer - 2], _SLAB):
+            stop = min(start + _SLAB, size[outer - 2])
+            low, high = taps[outer].window(start, stop)
+            slab = taps[outer].apply(src.narrow(outer, low, high - low), outer, start, stop, low)
+            for dim in inner:
+                slab = taps[dim].apply(slab, dim, 0, size[dim - 2])
+            result.narrow(outer, start, stop - start).copy_(slab)
         return result
 
     def _axis_aligned(
         self, src: torch.Tensor, theta: torch.Tensor, spatial_size: Sequence[int] | int | None
     ) -> tuple[torch.Tensor, tuple[int, int, int]] | None:
-        """grid_sample's normalised 3x4 theta and the output size, if the transform is axis-aligned."""
-        if src.dim() != 5 or src.shape[0] != 1 or not isinstance(theta, torch.Tensor):
+        """grid_sample's normalised 3x4 theta and the output size, if the resampling is separable."""
+        if self.mode not in _SEPARABLE_MODES or self.padding_mode not in _SEPARABLE_PADDING:
             return None
-        if not torch.is_floating_point(theta) or tuple(theta.shape[-2:]) not in ((3, 4), (4, 4)):
+        if src.dim() != 5 or src.shape[0] != 1 or not torch.is_floating_point(src):
             return None
-        if theta.dim() == 3 and theta.shape[0] != 1:
+        if not isinstance(theta, torch.Tensor) or not torch.is_floating_point(theta):
+            return None
+        if tuple(theta.shape[-2:]) not in ((3, 4), (4, 4)) or (theta.dim() == 3 and theta.shape[0] != 1):
             return None
         matrix = theta.reshape(theta.shape[-2:]).clone()
         if matrix.shape[0] == 3:
@@ -76,7 +165,7 @@ class AxisAlignedAffineTransform(AffineTransform):
             size = tuple(int(v) for v in ensure_tuple(spatial_size))
         if len(size) != 3 or min(size) < 2:
             return None
-        matrix = matrix[None]
+        matrix = matrix[None].to(src.device)
         if not self.normalized:  # the same steps as AffineTransform.forward, in the same order
             matrix = to_norm_affine(
                 matrix, tuple(src.shape[2:]), size, self.align_corners, self.zero_centered
@@ -88,11 +177,36 @@ class AxisAlignedAffineTransform(AffineTransform):
         linear = matrix[0, :3, :3]
         if not torch.equal(linear, torch.diag(torch.diagonal(linear))):
             return None  # rotation or shear: MONAI's own grid
-        return matrix[0, :3], (int(size[0]), int(size[1]), int(size[2]))
+        return matrix[0, :3].cpu(), (int(size[0]), int(size[1]), int(size[2]))
+
+
+_RESAMPLE_SIGNATURE = inspect.signature(functional.spatial_resample)
+
+
+def _in_image_precision(resample: Callable[..., Any]) -> Callable[..., Any]:
+    """MONAI's ``spatial_resample``, computing in a float32 image's own precision, not float64.
+
+    ``Spacing`` asks for float64 by default, which first copies the whole image at twice its size
+    (400 MB more for a 512x512x200 CT) although its output is float32 either way. Two linear
+    interpolations in float32 differ from float64 by float32 rounding (tested).
+    """
+    if getattr(resample, "in_image_precision", False):
+        return resample
+
+    @functools.wraps(resample)
+    def spatial_resample(img: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = _RESAMPLE_SIGNATURE.bind(img, *args, **kwargs)
+        if bound.arguments["dtype_pt"] == torch.float64 and getattr(img, "dtype", None) == torch.float32:
+            bound.arguments["dtype_pt"] = torch.float32
+        return resample(*bound.args, **bound.kwargs)
+
+    spatial_resample.in_image_precision = True  # type: ignore[attr-defined]
+    return spatial_resample
 
 
 def install() -> None:
-    """Make MONAI's spatial resampling use :class:`AxisAlignedAffineTransform` (idempotent)."""
-    import monai.transforms.spatial.functional as functional
+    """Make MONAI's spatial resampling separable where it can be, in the image's precision (idempotent)."""
+    import monai.transforms.spatial.array as array
 
     functional.AffineTransform = AxisAlignedAffineTransform  # type: ignore[misc]
+    array.spatial_resample = _in_image_precision(array.spatial_resample)  # type: ignore[attr-defined]

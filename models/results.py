@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from models.bundle import Segment
 from models.codes import Concept
 from models.errors import ModelError
-from models.volume import Volume
+from models.volume import Volume, build_volume
 
 MANUFACTURER = "imaging-appliance"
 MILLILITRE = hd.sr.CodedConcept("mL", "UCUM", "milliliter")
@@ -61,7 +61,7 @@ def _frames_in_source_order(volume: Volume, labels: np.ndarray) -> tuple[list[Da
         order = sorted(range(len(volume.frames)), key=lambda k: volume.frames[k].frame)
     else:
         raise ModelError("a SEG over several multi-frame images is not supported; send one object per series")
-    stack = np.stack([labels[:, :, k].T for k in order]).astype(np.uint8)  # [frame, row, column]
+    stack = np.stack([volume.frame_image(labels, k) for k in order]).astype(np.uint8, copy=False)
     return sources, stack
 
 
@@ -157,3 +157,32 @@ def _report(
         manufacturer=MANUFACTURER,
         series_description=f"{model.name} measurements",
     )
+
+
+def _warm_up_slice(index: int, study: str, series: str, frame_of_reference: str) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame_of_reference
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "WARM^UP", "WARMUP", "", "O"
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName = "20000101", "000000", "", ""
+    ds.StudyID, ds.SeriesNumber, ds.InstanceNumber, ds.Modality = "1", 1, index + 1, "CT"
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, float(index)], [1.0, 0, 0, 0, 1.0, 0]
+    ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 1.0
+    ds.Rows = ds.Columns = 4
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = bytes(32)
+    return ds
+
+
+def warm_up(segments: tuple[Segment, ...]) -> None:
+    """Write results once for a synthetic 4x4x2 series: highdicom and pydicom load their tables
+    of the standard and compile their value patterns on first use (about a second), which the
+    first real series would otherwise wait for."""
+    study, series, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
+    volume = build_volume([_warm_up_slice(i, study, series, frame_of_reference) for i in range(2)])
+    labels = np.zeros(volume.array.shape, dtype=np.uint8)
+    labels[1:3, 1:3, :] = segments[0].number
+    write_results(volume, labels, segments, ModelIdentity("warm-up", "0"))

@@ -15,15 +15,6 @@ from typing import Any
 
 import torch
 
-_SLAB = 16  # slices along the last axis per comparison
-
-
-def _positive_labels(tensor: torch.Tensor) -> torch.Tensor:
-    labels = torch.empty(tensor.shape, dtype=torch.uint8, device=tensor.device)
-    for start in range(0, tensor.shape[-1], _SLAB):
-        labels[..., start : start + _SLAB] = tensor[..., start : start + _SLAB] > 0
-    return labels
-
 
 def _only(values: Any) -> Any:
     values = tuple(values)
@@ -36,7 +27,11 @@ def two_class_postprocessing(postprocessing: Any, key: str = "pred") -> Any | No
     from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd, MapTransform
 
     class SoftmaxMargin(MapTransform):
-        """The bundle's softmax, then the two channels' difference (one channel, same metadata)."""
+        """The bundle's softmax, then the two channels' difference (one channel, same metadata).
+
+        The margin replaces the prediction in the dict it is given as well as in the one it
+        returns, so that the caller's dict does not hold both channels through the inversion.
+        """
 
         def __init__(self, activations: Activationsd) -> None:
             super().__init__(activations.keys)
@@ -45,7 +40,7 @@ def two_class_postprocessing(postprocessing: Any, key: str = "pred") -> Any | No
         def __call__(self, data: dict) -> dict:
             d = self.activations(data)
             probabilities = d[key]
-            d[key] = probabilities[1:2] - probabilities[0:1]
+            data[key] = d[key] = probabilities[1:2] - probabilities[0:1]
             return d
 
     class PositiveLabels(MapTransform):
@@ -54,7 +49,8 @@ def two_class_postprocessing(postprocessing: Any, key: str = "pred") -> Any | No
         def __call__(self, data: dict) -> dict:
             d = dict(data)
             margin = d[key]
-            labels = _positive_labels(torch.as_tensor(margin))
+            plain = margin.as_tensor() if isinstance(margin, MetaTensor) else torch.as_tensor(margin)
+            labels = torch.gt(plain, 0).view(torch.uint8)
             if isinstance(margin, MetaTensor):
                 labels = MetaTensor(labels)
                 labels.copy_meta_from(margin)

@@ -1,10 +1,14 @@
 """Series to volume: DICOM slices (or the frames of an enhanced object) to a voxel array with geometry.
 
 Slices are sorted by their position along the slice normal, never by instance number. Pixel values
-are rescaled (slope, intercept) to float32. The array is indexed ``[column, row, slice]`` (x, y, z)
-and ``affine_ras`` maps voxel indices to RAS millimetres, the convention MONAI works in; DICOM's
-patient coordinates are LPS. Each slice keeps which object and frame it came from, so a result on
-this grid maps back onto the source images.
+are rescaled (slope, intercept) to float32. The array is indexed ``[i, j, k]``: i along the image
+rows (the column index), j down the columns (the row index), k across slices; ``affine_ras`` maps
+voxel indices to RAS millimetres, the convention MONAI works in (DICOM's patient coordinates are
+LPS). Each axis runs the way its RAS axis points (columns, rows or slices are taken in reverse
+where they run the other way, as MONAI's ``Orientation("RAS")`` would flip them), so a bundle's
+orientation step moves no data; and each slice is contiguous in memory (the array is a transposed
+view), so slices are written and read back whole. Each slice keeps which object and frame it came
+from, and :meth:`Volume.frame_image` maps a result on this grid back onto a source image.
 
 A series with mixed orientation, sizes or pixel spacing, a gap (a missing slice) or two slices at
 one position is refused with :class:`InconsistentSeries`, whose message says which check failed.
@@ -12,10 +16,13 @@ one position is refused with :class:`InconsistentSeries`, whose message says whi
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel.orientations import io_orientation
 from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 
@@ -51,9 +58,19 @@ class _Slice:
 
 @dataclass(frozen=True)
 class Volume:
-    array: np.ndarray  # float32 [x, y, z]
+    array: np.ndarray  # float32 [i, j, k] (see above)
     affine_ras: np.ndarray  # 4x4
     frames: tuple[SourceFrame, ...]  # slice k of the array is frames[k]
+    reversed_axes: tuple[bool, bool] = (False, False)  # i runs against the rows, j up the columns
+
+    def without_voxels(self) -> Volume:
+        """The same grid and frames with the voxels released (a read-only zero view of the shape)."""
+        return dataclasses.replace(self, array=np.broadcast_to(np.zeros((), np.float32), self.array.shape))
+
+    def frame_image(self, values: np.ndarray, k: int) -> np.ndarray:
+        """Slice ``k`` of an array on this grid as an image of ``frames[k]``: [row, column]."""
+        image = values[:, :, k].T
+        return image[:: -1 if self.reversed_axes[1] else 1, :: -1 if self.reversed_axes[0] else 1]
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -184,7 +201,9 @@ def _pixels(source: SourceFrame) -> np.ndarray:
         ) from exc
 
 
-def build_volume(datasets: Iterable[Dataset], min_slices: int = 1) -> Volume:
+def build_volume(datasets: Iterable[Dataset], min_slices: int = 1, release_pixels: bool = False) -> Volume:
+    """The series as one volume; with ``release_pixels``, each object's pixel data is deleted from
+    it once its frames are in the volume (the headers stay), so the series is never held twice."""
     slices = _slices(datasets)
     if len(slices) < max(min_slices, 1):
         raise InconsistentSeries(f"{len(slices)} slices; at least {max(min_slices, 1)} needed")
@@ -194,19 +213,32 @@ def build_volume(datasets: Iterable[Dataset], min_slices: int = 1) -> Volume:
     normal = np.cross(row_direction, column_direction)
     distances = np.array([float(np.dot(item.position, normal)) for item in slices])
     order = np.argsort(distances, kind="stable")
-    slices = [slices[i] for i in order]
     step = _slice_step(distances[order])
     row_spacing, column_spacing = slices[0].spacing  # PixelSpacing: between rows, between columns
     rows, columns = slices[0].shape
-    array = np.empty((columns, rows, len(slices)), dtype=np.float32)
+    axes = _LPS_TO_RAS[:3, :3] @ np.stack(
+        [row_direction * column_spacing, column_direction * row_spacing, normal * step], axis=1
+    )
+    affine_ras = np.eye(4)
+    affine_ras[:3, :3] = axes
+    reverse = tuple(bool(sign < 0) for sign in io_orientation(affine_ras)[:, 1])
+    slices = [slices[i] for i in (order[::-1] if reverse[2] else order)]
+    origin = slices[0].position + _LPS_TO_RAS[:3, :3] @ (
+        axes[:, 0] * (columns - 1) * reverse[0] + axes[:, 1] * (rows - 1) * reverse[1]
+    )
+    affine_ras[:3, :3] = axes * np.where(reverse, -1.0, 1.0)
+    affine_ras[:3, 3] = _LPS_TO_RAS[:3, :3] @ origin
+    stack = np.empty((len(slices), rows, columns), dtype=np.float32)  # [k, row, column] in memory
+    remaining = Counter(id(item.source.dataset) for item in slices)
     for k, item in enumerate(slices):
         frame = _pixels(item.source)
         if frame.shape != (rows, columns):
             raise InconsistentSeries(f"frame {k} decodes to {frame.shape}, not {(rows, columns)}")
-        array[:, :, k] = frame.T.astype(np.float32) * item.slope + item.intercept
-    affine_lps = np.eye(4)
-    affine_lps[:3, 0] = row_direction * column_spacing
-    affine_lps[:3, 1] = column_direction * row_spacing
-    affine_lps[:3, 2] = normal * step
-    affine_lps[:3, 3] = slices[0].position
-    return Volume(array, _LPS_TO_RAS @ affine_lps, tuple(item.source for item in slices))
+        stack[k] = frame[:: -1 if reverse[1] else 1, :: -1 if reverse[0] else 1]
+        stack[k] *= item.slope
+        stack[k] += item.intercept
+        remaining[id(item.source.dataset)] -= 1
+        if release_pixels and not remaining[id(item.source.dataset)]:
+            del item.source.dataset.PixelData
+    frames = tuple(item.source for item in slices)
+    return Volume(stack.transpose(2, 1, 0), affine_ras, frames, (reverse[0], reverse[1]))

@@ -1,7 +1,8 @@
-"""The axis-aligned sampling grid gives MONAI's resampling results, bit for bit."""
+"""Separable axis-aligned resampling gives MONAI's results: nearest exactly, linear to float32 rounding."""
 
 from __future__ import annotations
 
+import monai.transforms.spatial.array as array
 import monai.transforms.spatial.functional as functional
 import pytest
 import torch
@@ -14,17 +15,45 @@ from models.resampling import AxisAlignedAffineTransform, install
 SCALE_AND_SHIFT = torch.tensor([[0.47, 0, 0, 1.3], [0, 0.6, 0, -2.2], [0, 0, 1.7, 0.4], [0, 0, 0, 1]])
 
 
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("padding", ["border", "zeros"])
-def test_axis_aligned_grid_matches_monai(align_corners, padding):
+def test_axis_aligned_resampling_matches_monai(mode, align_corners, padding):
     source = torch.rand(1, 2, 30, 40, 25, generator=torch.Generator().manual_seed(1))
-    options = dict(normalized=False, mode="bilinear", padding_mode=padding, align_corners=align_corners,
+    options = dict(normalized=False, mode=mode, padding_mode=padding, align_corners=align_corners,
                    reverse_indexing=True)  # fmt: skip
     expected = AffineTransform(**options)(source, SCALE_AND_SHIFT, spatial_size=(64, 70, 15))
     got = AxisAlignedAffineTransform(**options)(
         source, SCALE_AND_SHIFT, spatial_size=torch.tensor([64, 70, 15])
     )
-    assert torch.equal(got, expected)
+    assert got.shape == expected.shape
+    if mode == "nearest":  # the same neighbour, ties included
+        assert torch.equal(got, expected)
+    else:  # a product of three 1-D interpolations: the same weights, rounded in another order
+        assert torch.allclose(got, expected, rtol=0, atol=1e-6)
+        assert (got != expected).any()  # (this is the separable path, not grid_sample)
+
+
+def test_output_keeps_the_input_memory_order_and_values():
+    source = torch.rand(1, 1, 30, 40, 25, generator=torch.Generator().manual_seed(4))
+    slice_major = torch.empty(1, 1, 25, 40, 30).permute(0, 1, 4, 3, 2).copy_(source)
+    transform = AxisAlignedAffineTransform(normalized=False, mode="bilinear", padding_mode="zeros",
+                                           reverse_indexing=True)  # fmt: skip
+    contiguous = transform(source, SCALE_AND_SHIFT, spatial_size=(64, 70, 15))
+    reordered = transform(slice_major, SCALE_AND_SHIFT, spatial_size=(64, 70, 15))
+    assert torch.allclose(reordered, contiguous, rtol=0, atol=1e-6)  # passes in another order
+    assert reordered.stride()[2:] == (1, 64, 64 * 70)  # slices outermost, as in the input
+
+
+def test_an_axis_left_on_its_voxels_is_copied_not_blended():
+    source = torch.rand(1, 1, 30, 40, 25, generator=torch.Generator().manual_seed(5))
+    only_x = torch.tensor([[0.47, 0, 0, 1.3], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    transform = AxisAlignedAffineTransform(normalized=False, mode="bilinear", padding_mode="border",
+                                           reverse_indexing=True)  # fmt: skip
+    got = transform(source, only_x, spatial_size=(64, 40, 25))
+    # along y and z every output voxel is an input voxel: each output row is a 1-D resampling
+    row = transform(source[:, :, :, 7:8, 3:4], only_x, spatial_size=(64, 1, 1))
+    assert torch.equal(got[:, :, :, 7:8, 3:4], row)
 
 
 def test_rotations_go_to_monai():
@@ -37,7 +66,7 @@ def test_rotations_go_to_monai():
     )
 
 
-def test_spacing_and_its_inversion_are_unchanged():
+def test_spacing_and_its_inversion_match_monai():
     preprocessing = Compose(
         [
             EnsureChannelFirstd(keys="image", channel_dim="no_channel"),
@@ -54,13 +83,15 @@ def test_spacing_and_its_inversion_are_unchanged():
         invert = Invertd(keys="pred", transform=preprocessing, orig_keys="image", nearest_interp=False)
         return data["image"].as_tensor(), invert(data)["pred"].as_tensor()
 
-    original = functional.AffineTransform
+    installed = functional.AffineTransform, array.spatial_resample  # other tests may have installed it
     try:
-        functional.AffineTransform = AffineTransform
-        expected = run()
+        functional.AffineTransform, array.spatial_resample = AffineTransform, functional.spatial_resample
+        expected = run()  # MONAI's own
         install()
         got = run()
     finally:
-        functional.AffineTransform = original
+        functional.AffineTransform, array.spatial_resample = installed
     assert got[1].shape == (2, 90, 80, 20)
-    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    # MONAI computes in float64 (Spacing's default); the installed resampling in the image's float32
+    assert torch.allclose(got[0], expected[0], rtol=0, atol=2e-5)
+    assert torch.allclose(got[1], expected[1], rtol=0, atol=2e-5)

@@ -37,15 +37,30 @@ def world(volume, index) -> np.ndarray:
     return (volume.affine_ras @ np.array([*index, 1.0]))[:3]
 
 
+def index_of(volume, point) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.rint(np.linalg.solve(volume.affine_ras, [*point, 1.0])[:3]))
+
+
+def in_ras(hu: np.ndarray) -> np.ndarray:
+    """The phantom (indexed on LPS axes) in RAS order: x and y reversed, as the volume stores it."""
+    return hu[::-1, ::-1, :].astype(np.float32)
+
+
 def test_axial_series_gives_the_phantom_in_ras(phantom):
     volume = build_volume(read_back(phantom_series(phantom.hu, SPACING)))
     assert volume.array.shape == phantom.hu.shape
-    assert np.array_equal(volume.array, phantom.hu.astype(np.float32))
+    assert np.array_equal(volume.array, in_ras(phantom.hu))
     assert volume.spacing == pytest.approx(SPACING)
-    # voxel (0,0,0) is the right-anterior-inferior corner in LPS: negative x, y, z; RAS flips x and y
+    # each axis runs along its RAS axis (as MONAI's Orientation("RAS") would leave it): voxel
+    # (0,0,0) is the corner with the smallest RAS coordinates; the phantom is centred on the origin
+    assert np.allclose(volume.affine_ras[:3, :3], np.diag(SPACING))
     corner = [-(n - 1) / 2.0 * s for n, s in zip(phantom.hu.shape, SPACING, strict=True)]
-    assert world(volume, (0, 0, 0)) == pytest.approx([-corner[0], -corner[1], corner[2]])
+    assert world(volume, (0, 0, 0)) == pytest.approx(corner)
     assert volume.voxel_volume_ml == pytest.approx(np.prod(SPACING) / 1000)
+    # the slices lie whole in memory, and each maps back onto its source image
+    assert volume.array.strides[2] == volume.array.strides[0] * phantom.hu.shape[0] * phantom.hu.shape[1]
+    for k, frame in enumerate(volume.frames):
+        assert np.array_equal(volume.frame_image(volume.array, k), frame.dataset.pixel_array - 1024)
 
 
 def test_shuffled_order_and_misleading_instance_numbers_sort_by_position(phantom):
@@ -56,21 +71,21 @@ def test_shuffled_order_and_misleading_instance_numbers_sort_by_position(phantom
         ds.InstanceNumber = number  # instance numbers that contradict the positions
     random.Random(2).shuffle(datasets)
     volume = build_volume(datasets)
-    assert np.array_equal(volume.array, phantom.hu.astype(np.float32))
+    assert np.array_equal(volume.array, in_ras(phantom.hu))
 
 
 def test_rescale_slope_and_intercept_are_applied(phantom):
     volume = build_volume(read_back(phantom_series(phantom.hu, SPACING, rescale=(0.5, -1000.0))))
-    assert np.array_equal(volume.array, phantom.hu.astype(np.float32))
+    assert np.array_equal(volume.array, in_ras(phantom.hu))
 
 
 def test_coronal_series_maps_to_the_same_world_points(phantom):
     axial = build_volume(read_back(phantom_series(phantom.hu, SPACING)))
     coronal = build_volume(read_back(phantom_series(phantom.hu, SPACING, "coronal")))
-    assert coronal.array.shape == (48, 12, 40)
+    assert coronal.array.shape == (48, 12, 40)  # columns, rows (superior to inferior), slices
+    assert coronal.reversed_axes[1]  # image rows run down (S to I); the volume's j runs up
     for index in [(0, 0, 0), (5, 7, 3), (47, 39, 11)]:
-        i, j, k = index
-        same = (i, phantom.hu.shape[2] - 1 - k, j)  # coronal rows run superior to inferior
+        same = index_of(coronal, world(axial, index))
         assert world(coronal, same) == pytest.approx(world(axial, index))
         assert coronal.array[same] == axial.array[index]
 
@@ -79,7 +94,7 @@ def test_enhanced_multiframe_ct(phantom):
     slices = phantom_series(phantom.hu, SPACING)
     random.Random(3).shuffle(slices)
     volume = build_volume(read_back([enhanced_ct(slices)]))
-    assert np.array_equal(volume.array, phantom.hu.astype(np.float32))
+    assert np.array_equal(volume.array, in_ras(phantom.hu))
     assert sorted(frame.frame for frame in volume.frames) == list(range(1, 13))
 
 
@@ -128,5 +143,6 @@ def test_compressed_series_decode_to_the_same_volume(phantom, syntax):
         ds.compress(syntax)
     stored = read_back(datasets)
     assert all(ds.file_meta.TransferSyntaxUID == syntax for ds in stored)
-    volume = build_volume(stored)
-    assert np.array_equal(volume.array, phantom.hu.astype(np.float32))
+    volume = build_volume(stored, release_pixels=True)
+    assert np.array_equal(volume.array, in_ras(phantom.hu))
+    assert not any("PixelData" in ds for ds in stored)  # released once in the volume
