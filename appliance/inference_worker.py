@@ -16,6 +16,7 @@ the main thread runs the network on the current one (GPU), so the runner keeps t
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import queue
@@ -247,6 +248,7 @@ def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
     ready: queue.Queue = queue.Queue(maxsize=1)
     try:
         handler.warm()
+        gc.freeze()  # the model and the standard's tables stay: collections need not walk them per job
         threading.Thread(target=_prepare_requests, args=(handler, connection, ready), daemon=True).start()
         while (item := ready.get()) is not None:
             connection.send(handler.finish(item, connection.send) if isinstance(item, _Prepared) else item)
