@@ -83,9 +83,12 @@ def write_results(
         )
         for index, segment in enumerate(segments, start=1)
     ]
-    renumbered = np.zeros_like(stack)
+    highest = max((segment.number for segment in segments), default=0)
+    segment_numbers = np.zeros(max(highest + 1, 256), dtype=np.uint8)  # label -> SEG segment (0: none)
     for index, segment in enumerate(segments, start=1):
-        renumbered[stack == segment.number] = index
+        segment_numbers[segment.number] = index
+    renumbered = segment_numbers[stack]
+    del stack
     segmentation = hd.seg.Segmentation(
         source_images=sources,
         pixel_array=renumbered,
@@ -103,8 +106,8 @@ def write_results(
         omit_empty_frames=bool(renumbered.any()),
     )
     volumes = {
-        segment.label: float((labels == segment.number).sum()) * volume.voxel_volume_ml
-        for segment in segments
+        segment.label: float(np.count_nonzero(renumbered == index)) * volume.voxel_volume_ml
+        for index, segment in enumerate(segments, start=1)
     }
     report = _report(segmentation, segments, volumes, model, sources[0])
     return Results(segmentation, report, volumes)
