@@ -8,6 +8,7 @@ insert: an instance that arrives meanwhile keeps the series receiving, and no jo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -62,5 +63,11 @@ def complete_quiet_series(app: Appliance) -> list[int]:
     return completed
 
 
-def series_assembler(app: Appliance) -> Periodic:
-    return Periodic("assembler", app.settings.assembly.poll_seconds, lambda _stop: complete_quiet_series(app))
+def series_assembler(app: Appliance, on_complete: Callable[[], None] | None = None) -> Periodic:
+    """Completes quiet series; ``on_complete`` is called after a pass that completed any."""
+
+    def step(_stop: object) -> None:
+        if complete_quiet_series(app) and on_complete is not None:
+            on_complete()
+
+    return Periodic("assembler", app.settings.assembly.poll_seconds, step)

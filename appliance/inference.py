@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -291,10 +292,11 @@ def _requeue(app: Appliance, job_id: int) -> None:
 
 
 class InferenceRunner:
-    """One thread and one inference process per device."""
+    """One thread and one inference process per device; ``on_results`` is called when results are queued."""
 
-    def __init__(self, app: Appliance) -> None:
+    def __init__(self, app: Appliance, on_results: Callable[[], None] | None = None) -> None:
         self.app = app
+        self.on_results = on_results
         self.processes = [InferenceProcess(app, device) for device in devices(app)]
         self._stopping = threading.Event()
         self._threads = [
@@ -321,8 +323,15 @@ class InferenceRunner:
                     while in_flight:  # the process was stopped under them
                         _requeue(self.app, in_flight.popleft().id)  # type: ignore[arg-type]
                 record(self.app, job, reply)
+                if reply["kind"] == "done" and self.on_results is not None:
+                    self.on_results()  # the send queue has them: no need to wait for its next pass
 
         return step
+
+    def wake(self) -> None:
+        """A series is complete: look for jobs now."""
+        for thread in self._threads:
+            thread.wake()
 
     def start(self) -> None:
         for process in self.processes:

@@ -1,4 +1,8 @@
-"""A background thread that runs one step every few seconds and survives the step failing."""
+"""A background thread that runs one step every few seconds and survives the step failing.
+
+``wake()`` runs the next step at once: a stage that has just handed work on (a series complete, a
+result queued) wakes the next one, so the interval is only the fallback for work found otherwise.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +19,27 @@ class Periodic:
         self.interval = interval
         self.step = step
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def wake(self) -> None:
+        """Run the next step now instead of at the end of the interval."""
+        self._wake.set()
+
     def stop(self, timeout: float = 60.0) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.step(self._stop)
             except Exception as exc:  # a bad pass (or a database hiccup) must not end the thread

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -64,7 +65,7 @@ def _syslog_forwarder(app: Appliance) -> Periodic | None:
     return Periodic("syslog", syslog.poll_seconds, forwarder.pump)
 
 
-def _inference_runner(app: Appliance) -> InferenceRunner | None:
+def _inference_runner(app: Appliance, on_results: Callable[[], None]) -> InferenceRunner | None:
     if not app.settings.inference.enabled:
         return None
     from appliance.inference import InferenceRunner  # imports torch
@@ -72,7 +73,7 @@ def _inference_runner(app: Appliance) -> InferenceRunner | None:
     released = release_running(app, JobKind.SERIES_COMPLETE)
     if released:
         log.info("%d interrupted inference jobs back in the queue", released)
-    return InferenceRunner(app)
+    return InferenceRunner(app, on_results)
 
 
 def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None = None) -> None:
@@ -87,9 +88,9 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
         len(report.missing_files),
     )
     gateway = GatewayProcesses(app, dicom_port if dicom_port is not None else settings.dicom.port)
-    assembler = series_assembler(app)
-    runner = _inference_runner(app)
     sender = send_worker(app)
+    runner = _inference_runner(app, on_results=sender.wake)
+    assembler = series_assembler(app, on_complete=runner.wake if runner else None)
     syslog = _syslog_forwarder(app)
     http = uvicorn.Server(
         uvicorn.Config(
