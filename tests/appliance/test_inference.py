@@ -60,7 +60,9 @@ def test_phantom_series_comes_back_from_the_pacs_as_seg_and_sr(home, tmp_path, o
     datasets = phantom_series(phantom.hu, SPACING)
     files = write_series(tmp_path / "in", datasets)
     random.Random(7).shuffle(files)  # sent out of order: the volume is sorted by position
-    appliance = serve(home, tmp_path)
+    # hour-long polls: the completed series wakes the runner and the queued results the sender
+    appliance = serve(home, tmp_path, {"APPLIANCE_INFERENCE__POLL_SECONDS": "3600",
+                                       "APPLIANCE_SEND__POLL_SECONDS": "3600"})  # fmt: skip
     try:
         assert storescu(appliance.dicom_port, files).returncode == 0
         wait_for(lambda: len(orthanc.instances()) == 2, 180, "SEG and SR at the PACS", interval=1.0)
