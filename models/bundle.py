@@ -231,7 +231,7 @@ class Predictor:
         data = {**prepared, "pred": logits[0].float().clone()}  # out of inference mode for the inversion
         del logits
         with torch.no_grad():
-            labels = postprocessing(data).pop("pred")  # nothing here holds the steps' intermediates
+            labels = postprocessing(data).pop("pred")  # the two-class form also drops the logits from data
         labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         if labels.ndim == 4:
             labels = labels[0]

@@ -16,10 +16,9 @@ one position is refused with :class:`InconsistentSeries`, whose message says whi
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from nibabel.orientations import io_orientation
@@ -61,11 +60,11 @@ class Volume:
     array: np.ndarray  # float32 [i, j, k] (see above)
     affine_ras: np.ndarray  # 4x4
     frames: tuple[SourceFrame, ...]  # slice k of the array is frames[k]
-    reversed_axes: tuple[bool, bool] = (False, False)  # i runs against the rows, j up the columns
+    reversed_axes: tuple[bool, bool] = (False, False)  # i from the last column, j from the last row
 
     def without_voxels(self) -> Volume:
         """The same grid and frames with the voxels released (a read-only zero view of the shape)."""
-        return dataclasses.replace(self, array=np.broadcast_to(np.zeros((), np.float32), self.array.shape))
+        return replace(self, array=np.broadcast_to(np.zeros((), np.float32), self.array.shape))
 
     def frame_image(self, values: np.ndarray, k: int) -> np.ndarray:
         """Slice ``k`` of an array on this grid as an image of ``frames[k]``: [row, column]."""
