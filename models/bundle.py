@@ -164,7 +164,9 @@ class Predictor:
             self.inferer = parser.get_parsed_content("inferer")
             self.postprocessing = parser.get_parsed_content("postprocessing")
             _faster_discretisation(self.postprocessing)
-            self.two_class_postprocessing = two_class_postprocessing(self.postprocessing)
+            self.two_class_postprocessing = two_class_postprocessing(
+                self.postprocessing, image_key=self.image_key
+            )
         except BundleError:
             raise
         except Exception as exc:  # a bundle's config can raise anything while it is built

@@ -76,15 +76,31 @@ class _Taps:
         high = max(int(index[start:stop].max()) for index in self.indices)
         return low, high + 1
 
-    def apply(self, source: torch.Tensor, dim: int, start: int, stop: int, offset: int = 0) -> torch.Tensor:
-        """Output positions ``start:stop`` along ``dim``; ``source`` begins at source position ``offset``."""
+    def apply(
+        self,
+        source: torch.Tensor,
+        dim: int,
+        start: int,
+        stop: int,
+        offset: int = 0,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Output positions ``start:stop`` along ``dim`` (into ``out`` if given); ``source`` begins
+        at source position ``offset``."""
         shape = [1] * source.dim()
         shape[dim] = stop - start
-        result = None
-        for index, weight in zip(self.indices, self.weights, strict=True):
-            taken = source.index_select(dim, (index[start:stop] - offset).to(source.device))
-            term = taken.mul_(weight[start:stop].to(source.device, source.dtype).reshape(shape))
-            result = term if result is None else result.add_(term)
+        result = out
+        for tap, (index, weight) in enumerate(zip(self.indices, self.weights, strict=True)):
+            positions = (index[start:stop] - offset).to(source.device)
+            # along the innermost axis, indexing gathers about three times faster than index_select
+            taken = source[..., positions] if dim == source.dim() - 1 else source.index_select(dim, positions)
+            weights = weight[start:stop].to(source.device, source.dtype).reshape(shape)
+            if result is None:
+                result = taken.mul_(weights)
+            elif tap == 0:
+                torch.mul(taken, weights, out=result)
+            else:
+                result.add_(taken.mul_(weights))
         assert result is not None
         return result
 
@@ -101,7 +117,7 @@ def _normalised_base(size: int, align_corners: bool, like: torch.Tensor) -> torc
     return steps if align_corners else steps * (size - 1) / size
 
 
-def _like_memory_order(source: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+def like_memory_order(source: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """An empty tensor of ``shape`` whose dimensions lie in memory in ``source``'s order."""
     order = sorted(range(source.dim()), key=lambda d: (-source.stride(d), d))
     empty = torch.empty([shape[d] for d in order], dtype=source.dtype, device=source.device)
@@ -128,20 +144,33 @@ class AxisAlignedAffineTransform(AffineTransform):
             )
             for row in range(3)
         }
-        result = _like_memory_order(src, (*src.shape[:2], *size))
-        outer = max(range(2, 5), key=lambda d: (src.stride(d), -d))  # slabs along the outermost axis
-        inner = sorted(  # shrinking axes first, so each pass works on as little as it can
-            (d for d in range(2, 5) if d != outer and not taps[d].is_identity(src.shape[d])),
-            key=lambda d: size[d - 2] / src.shape[d],
+        # Work on the spatial axes in their memory order, outermost first, so that every pass
+        # (index_select makes row-major tensors) and the result keep the source's layout.
+        spatial = sorted(range(2, 5), key=lambda d: (-src.stride(d), d))
+        source = src.permute(0, 1, *spatial)
+        taps = {2 + index: taps[dim] for index, dim in enumerate(spatial)}
+        size = tuple(size[dim - 2] for dim in spatial)
+        result = torch.empty((*src.shape[:2], *size), dtype=src.dtype, device=src.device)
+        inner = sorted(  # shrinking axes first, so each pass works on as little as it can;
+            (d for d in (3, 4) if not taps[d].is_identity(source.shape[d])),  # on a tie the innermost
+            key=lambda d: (size[d - 2] / source.shape[d], -d),  # (its gather is the slower one)
         )
-        for start in range(0, size[outer - 2], _SLAB):
-            stop = min(start + _SLAB, size[outer - 2])
-            low, high = taps[outer].window(start, stop)
-            slab = taps[outer].apply(src.narrow(outer, low, high - low), outer, start, stop, low)
-            for dim in inner:
-                slab = taps[dim].apply(slab, dim, 0, size[dim - 2])
-            result.narrow(outer, start, stop - start).copy_(slab)
-        return result
+        outer_is_copy = taps[2].is_identity(source.shape[2])  # e.g. an unchanged slice spacing
+        for start in range(0, size[0], _SLAB):  # slabs along the outermost axis
+            stop = min(start + _SLAB, size[0])
+            out = result.narrow(2, start, stop - start)
+            if outer_is_copy:
+                slab = source.narrow(2, start, stop - start)  # read in place by the next pass
+                if not inner:
+                    out.copy_(slab)
+            else:
+                low, high = taps[2].window(start, stop)
+                window = source.narrow(2, low, high - low)
+                slab = taps[2].apply(window, 2, start, stop, low, out=None if inner else out)
+            for number, dim in enumerate(inner, start=1):
+                last = number == len(inner)
+                slab = taps[dim].apply(slab, dim, 0, size[dim - 2], out=out if last else None)
+        return result.permute(0, 1, *(2 + spatial.index(dim) for dim in range(2, 5)))
 
     def _axis_aligned(
         self, src: torch.Tensor, theta: torch.Tensor, spatial_size: Sequence[int] | int | None

@@ -8,6 +8,7 @@ that references the SEG's segment and gives its volume in mL.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import highdicom as hd
@@ -26,6 +27,35 @@ MILLILITRE = hd.sr.CodedConcept("mL", "UCUM", "milliliter")
 SEG_SERIES_NUMBER = 9001
 SR_SERIES_NUMBER = 9002
 _PROCEDURES = {"CT": codes.LN.CTUnspecifiedBodyRegion, "MR": codes.LN.MRIUnspecifiedBodyRegion}
+
+
+def _remember_iod_lookups() -> None:
+    """Answer highdicom's "is this attribute in this IOD?" once per question (idempotent).
+
+    highdicom asks it for every source image while it places the SEG's frames, and each answer
+    walks the standard's module tables (about 1.3 ms: a quarter of a second for a 200-slice CT).
+    The answer depends only on the question: the tables are fixed.
+    """
+    import highdicom._standard_utils as standard
+
+    lookup = standard.is_attribute_in_iod
+    if getattr(lookup, "remembered", False):
+        return
+    answers: dict[tuple[str, str, tuple[str, ...] | None], bool] = {}
+
+    @functools.wraps(lookup)
+    def is_attribute_in_iod(attribute: str, sop_class_uid: str, exclude_path_elements=None) -> bool:  # type: ignore[no-untyped-def]
+        excluded = None if exclude_path_elements is None else tuple(exclude_path_elements)
+        question = (attribute, str(sop_class_uid), excluded)
+        if question not in answers:
+            answers[question] = lookup(attribute, sop_class_uid, exclude_path_elements)
+        return answers[question]
+
+    is_attribute_in_iod.remembered = True  # type: ignore[attr-defined]
+    standard.is_attribute_in_iod = is_attribute_in_iod
+
+
+_remember_iod_lookups()
 
 
 @dataclass(frozen=True)
@@ -65,6 +95,18 @@ def _frames_in_source_order(volume: Volume, labels: np.ndarray) -> tuple[list[Da
     return sources, stack
 
 
+def _renumbered(stack: np.ndarray, segments: tuple[Segment, ...]) -> np.ndarray:
+    """Labels as SEG segment numbers (1, 2, ... in the segments' order; 0 for none of them)."""
+    numbers = [segment.number for segment in segments]
+    if numbers == list(range(1, len(numbers) + 1)) and int(stack.max(initial=0)) <= len(numbers):
+        return stack  # already numbered so (the common case): no copy
+    highest = max((segment.number for segment in segments), default=0)
+    segment_numbers = np.zeros(max(highest + 1, 256), dtype=np.uint8)  # label -> SEG segment (0: none)
+    for index, segment in enumerate(segments, start=1):
+        segment_numbers[segment.number] = index
+    return segment_numbers[stack]
+
+
 def write_results(
     volume: Volume, labels: np.ndarray, segments: tuple[Segment, ...], model: ModelIdentity
 ) -> Results:
@@ -83,11 +125,7 @@ def write_results(
         )
         for index, segment in enumerate(segments, start=1)
     ]
-    highest = max((segment.number for segment in segments), default=0)
-    segment_numbers = np.zeros(max(highest + 1, 256), dtype=np.uint8)  # label -> SEG segment (0: none)
-    for index, segment in enumerate(segments, start=1):
-        segment_numbers[segment.number] = index
-    renumbered = segment_numbers[stack]
+    renumbered = _renumbered(stack, segments)
     del stack
     segmentation = hd.seg.Segmentation(
         source_images=sources,

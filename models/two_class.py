@@ -5,8 +5,11 @@ probability channels back to the source grid and takes their argmax there. Resam
 its input (bilinear or nearest, with zero padding, and the flips and crops of the inverse), so the
 inverse of ``p1 - p0`` equals the difference of the inverted channels, and ``argmax == 1`` exactly
 where it is above zero (a tie goes to channel 0 either way). Inverting the single margin channel
-halves the work and the memory of the largest step on a full-resolution CT. For any other pipeline,
-or a network with more than two outputs, the bundle's own postprocessing runs unchanged.
+halves the work and the memory of the largest step on a full-resolution CT. The margin is laid out
+in memory as the preprocessed image is (slice by slice for a volume from :mod:`models.volume`), so
+that the inversion and the labels keep that order and the SEG writer takes each slice as it lies.
+For any other pipeline, or a network with more than two outputs, the bundle's own postprocessing
+runs unchanged.
 """
 
 from __future__ import annotations
@@ -21,16 +24,19 @@ def _only(values: Any) -> Any:
     return values[0] if len(values) == 1 else None
 
 
-def two_class_postprocessing(postprocessing: Any, key: str = "pred") -> Any | None:
+def two_class_postprocessing(postprocessing: Any, key: str = "pred", image_key: str = "image") -> Any | None:
     """The margin form of ``postprocessing`` when it has the pattern above, else None."""
     from monai.data import MetaTensor
     from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd, MapTransform
+
+    from models.resampling import like_memory_order
 
     class SoftmaxMargin(MapTransform):
         """The bundle's softmax, then the two channels' difference (one channel, same metadata).
 
         The margin replaces the prediction in the dict it is given as well as in the one it
-        returns, so that the caller's dict does not hold both channels through the inversion.
+        returns, so that the caller's dict does not hold both channels through the inversion. It
+        is written in the memory order of the image under ``image_key`` when that has its shape.
         """
 
         def __init__(self, activations: Activationsd) -> None:
@@ -40,7 +46,17 @@ def two_class_postprocessing(postprocessing: Any, key: str = "pred") -> Any | No
         def __call__(self, data: dict) -> dict:
             d = self.activations(data)
             probabilities = d[key]
-            data[key] = d[key] = probabilities[1:2] - probabilities[0:1]
+            image = d.get(image_key)
+            shape = (1, *probabilities.shape[1:])
+            if not isinstance(image, torch.Tensor) or tuple(image.shape) != shape:
+                data[key] = d[key] = probabilities[1:2] - probabilities[0:1]
+                return d
+            plain = probabilities.as_tensor() if isinstance(probabilities, MetaTensor) else probabilities
+            margin = torch.sub(plain[1:2], plain[0:1], out=like_memory_order(image, shape).to(plain))
+            if isinstance(probabilities, MetaTensor):
+                margin = MetaTensor(margin)
+                margin.copy_meta_from(probabilities)
+            data[key] = d[key] = margin
             return d
 
     class PositiveLabels(MapTransform):

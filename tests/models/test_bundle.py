@@ -136,3 +136,21 @@ def test_faster_argmax_gives_monai_labels_ties_included():
     got = compose.transforms[0]({"pred": scores})["pred"]
     assert got.dtype == expected.dtype and torch.equal(got.as_tensor(), expected.as_tensor())
     assert isinstance(got, MetaTensor) and torch.equal(got.affine, scores.affine)
+
+
+def test_remembered_iod_lookups_give_highdicoms_answers():
+    import highdicom._standard_utils as standard
+    from pydicom.uid import CTImageStorage, EnhancedCTImageStorage
+
+    remembered = standard.is_attribute_in_iod
+    assert remembered.remembered  # installed when the results module is imported
+    for question in [
+        ("PerFrameFunctionalGroupsSequence", CTImageStorage, None),
+        ("PerFrameFunctionalGroupsSequence", EnhancedCTImageStorage, None),
+        ("PixelData", SegmentationStorage, ["IconImageSequence"]),
+        ("PixelData", Comprehensive3DSRStorage, ["IconImageSequence"]),
+    ]:
+        asked_twice = remembered(*question), remembered(*question)
+        assert asked_twice == (remembered.__wrapped__(*question),) * 2
+    assert not remembered("PerFrameFunctionalGroupsSequence", CTImageStorage)
+    assert remembered("PerFrameFunctionalGroupsSequence", EnhancedCTImageStorage)

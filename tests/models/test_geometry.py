@@ -86,6 +86,8 @@ def test_two_class_margin_gives_the_bundles_own_labels(predictor, phantom, orien
     finally:
         predictor.two_class_postprocessing = margin_form
     assert fast.any() and np.array_equal(fast, own)
+    if orientation == "axial":  # laid out as the volume is, slice by slice, for the SEG writer
+        assert fast.strides[2] > fast.strides[1] > fast.strides[0]
 
 
 def test_other_postprocessing_is_left_as_the_bundle_wrote_it():
