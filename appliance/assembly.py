@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import select
@@ -61,6 +61,18 @@ def complete_quiet_series(app: Appliance) -> list[int]:
     for series_id in completed:
         log.info("series %s complete", series_id)
     return completed
+
+
+def quiet_series(app: Appliance, seconds: float) -> dict[int, datetime]:
+    """Series still receiving that have been quiet for ``seconds``: id -> last instance's arrival."""
+    cutoff = utcnow() - timedelta(seconds=seconds)
+    with app.session() as session:
+        rows = session.exec(
+            select(Series.id, Series.last_received_at).where(
+                Series.state == SeriesState.RECEIVING, Series.last_received_at <= cutoff
+            )
+        ).all()
+    return {int(series_id): received for series_id, received in rows}  # type: ignore[arg-type]
 
 
 def series_assembler(app: Appliance, on_complete: Callable[[], None] | None = None) -> Periodic:

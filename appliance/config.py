@@ -119,6 +119,12 @@ class InferenceSettings(BaseModel):
     max_attempts: int = Field(2, ge=1)
     retry_seconds: float = Field(30.0, ge=0)
     poll_seconds: float = 1.0
+    prepare_ahead_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="a series still receiving but quiet this long is read and preprocessed ahead, so the "
+        "network starts as soon as the series completes; 0: off",
+    )
     destinations: list[str] = Field(
         default_factory=list, description="destination names for SEG and SR; empty: every destination"
     )

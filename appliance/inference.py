@@ -2,7 +2,10 @@
 
 Each runner thread owns one inference process (:mod:`appliance.inference_worker`) on one device:
 one per GPU, or one on the CPU. Jobs are claimed atomically and handed to the process two at a
-time, so it prepares the next series while the network runs on the current one. Each answer is
+time, so it prepares the next series while the network runs on the current one. A series still
+receiving but quiet for ``prepare_ahead_seconds`` is offered to a process before it completes:
+the process reads and preprocesses it then, and uses that work when the series' job arrives
+with the same instances (any other instance set is prepared afresh). Each answer is
 recorded on its job: ``outcome`` for a done job (the results, or why no rule
 matched), ``last_error`` for a failed one. A job that exceeds its time has its process killed
 (the next job gets a fresh one); a job whose model raised or timed out is retried after
@@ -19,12 +22,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import select
 
+from appliance.assembly import quiet_series
 from appliance.context import Appliance
 from appliance.db.tables import (
     Destination,
@@ -74,6 +78,7 @@ class InferenceProcess:
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._connection: Any = None
+        self._sending = threading.Lock()  # the runner's thread and the prepare-ahead thread both send
 
     def start(self) -> None:
         parent, child = self._context.Pipe()
@@ -104,9 +109,21 @@ class InferenceProcess:
 
     def submit(self, job_id: int, request: dict) -> None:
         """Hand a series to the process; it prepares it while the network runs on the one before."""
-        if self._process is None or not self._process.is_alive():
-            self.start()
-        self._connection.send({"job": job_id, **request})
+        with self._sending:
+            if self._process is None or not self._process.is_alive():
+                self.start()
+            self._connection.send({"job": job_id, **request})
+
+    def offer(self, series_pk: int, request: dict) -> None:
+        """Let a running process prepare a quiet series ahead of its job; no answer comes back."""
+        with self._sending:
+            connection = self._connection
+            if connection is None or self._process is None or not self._process.is_alive():
+                return  # the job will start a process and prepare the series then
+            try:
+                connection.send({"ahead": series_pk, **request})
+            except OSError:
+                pass  # stopped meanwhile: the same
 
     def result(self, job_id: int) -> dict:
         """The answer for the oldest submitted job; the process is stopped if it takes too long."""
@@ -259,9 +276,10 @@ def _record_results(app: Appliance, job: Job, reply: dict) -> str:
     for destination in _destinations(app):
         enqueue(app, destination, [seg.pk, sr.pk])
     volumes = ", ".join(f"{label} {ml:.1f} mL" for label, ml in reply["volumes_ml"].items())
+    ahead = "; prepared ahead while the series was quiet" if reply.get("prepared_ahead") else ""
     return (
         f"{reply['model']} {reply['version']} by {reply['rule']}: "
-        f"SEG {seg.sop_instance_uid}, SR {sr.sop_instance_uid}; {volumes}; seconds {reply['timings']}"
+        f"SEG {seg.sop_instance_uid}, SR {sr.sop_instance_uid}; {volumes}{ahead}; seconds {reply['timings']}"
     )
 
 
@@ -303,6 +321,20 @@ class InferenceRunner:
             Periodic(f"inference-{index}", app.settings.inference.poll_seconds, self._step(process))
             for index, process in enumerate(self.processes)
         ]
+        self._offered: dict[int, datetime] = {}  # series -> its last arrival when it was offered
+        ahead = 0 < app.settings.inference.prepare_ahead_seconds < app.settings.assembly.quiet_seconds
+        self._ahead = (
+            Periodic("prepare-ahead", app.settings.assembly.poll_seconds, self._offer) if ahead else None
+        )
+
+    def _offer(self, _stop: threading.Event) -> None:
+        """Offer each newly quiet series to its process (the same one each time for a series)."""
+        quiet = quiet_series(self.app, self.app.settings.inference.prepare_ahead_seconds)
+        for series_pk, received_at in quiet.items():
+            if self._offered.get(series_pk) != received_at:
+                process = self.processes[series_pk % len(self.processes)]
+                process.offer(series_pk, _request(self.app, series_pk))
+        self._offered = quiet  # series no longer receiving are forgotten
 
     def _step(self, process: InferenceProcess):  # type: ignore[no-untyped-def]
         def step(stop: threading.Event) -> None:
@@ -338,9 +370,13 @@ class InferenceRunner:
             process.start()  # the models load while the first series arrives
         for thread in self._threads:
             thread.start()
+        if self._ahead is not None:
+            self._ahead.start()
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._ahead is not None:
+            self._ahead.stop(timeout=30)
         for process in self.processes:
             process.stop()
         for thread in self._threads:

@@ -5,6 +5,8 @@ process is killed and a fresh one started) without taking the runner down, and s
 stays loaded between jobs. The series is decrypted in memory only. Messages on the pipe:
 
 - request: ``{"job": id, "objects": [[object_id, kek_id, wrapped_key], ...]}``
+- offer: ``{"ahead": series_pk, "objects": [...]}``, a series still quiet, not yet complete: it is
+  prepared at once and kept (one at a time) for a request with the same objects; no reply
 - replies, in request order, each with its ``"job"``: ``{"kind": "routed", "timeout": seconds}``
   when the network starts on it, then one of ``{"kind": "done", ...}``,
   ``{"kind": "unrouted", "reason": ...}`` or ``{"kind": "failed", "reason": ..., "permanent": bool}``.
@@ -23,7 +25,7 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,11 @@ class _Prepared:
     volume: Volume
     data: dict
     timings: dict[str, float]
+    ahead: bool = False  # prepared from an offer, before the series completed
+
+
+def _object_ids(request: dict) -> frozenset[str]:
+    return frozenset(str(object_id) for object_id, _kek, _wrapped in request["objects"])
 
 
 def _failure(job: int, exc: Exception) -> dict:
@@ -153,6 +160,7 @@ class _Handler:
         self.app = app
         self.device = device
         self.predictors: dict[str, Predictor] = {}
+        self._ahead: tuple[frozenset[str], _Prepared] | None = None
 
     def _predictor(self, model: Model) -> Predictor:
         if model.path not in self.predictors:
@@ -162,12 +170,18 @@ class _Handler:
         return self.predictors[model.path]
 
     def warm(self) -> None:
-        """Load every model the rules name, and write results once, so the first series waits for neither."""
+        """Load and run every model the rules name, and write results once, so the first series
+        waits for none of it."""
         for name in dict.fromkeys(rule.model for rule in self.app.settings.inference.rules):
             try:
-                self._predictor(_active_model(self.app, name))
+                predictor = self._predictor(_active_model(self.app, name))
             except ModelError as exc:  # reported again, on the job, if a series needs it
                 log.warning("model %s not loaded: %s", name, exc)
+                continue
+            try:
+                predictor.warm_up()
+            except Exception:  # a network that cannot run fails its jobs, with their reasons
+                log.exception("model %s warm-up failed", name)
         segments = next((p.segments for p in self.predictors.values() if p.segments), None)
         if segments:
             try:
@@ -175,9 +189,31 @@ class _Handler:
             except Exception:  # the first series will pay for the warm-up instead
                 log.exception("results warm-up failed")
 
+    def prepare_ahead(self, offer: dict) -> None:
+        """Prepare a quiet series before its job, and keep it for that job (replacing any other)."""
+        self._ahead = None  # never two held
+        prepared = self.prepare({**offer, "job": -1})
+        if isinstance(prepared, _Prepared):  # a failure is found again, and reported, on the job
+            self._ahead = (_object_ids(offer), prepared)
+            log.info("series %s prepared ahead", offer["ahead"])
+
+    def _prepared_ahead(self, request: dict) -> _Prepared | None:
+        """The offer prepared for exactly these objects, if its model version is still the active one."""
+        if self._ahead is None or self._ahead[0] != _object_ids(request):
+            return None
+        prepared, self._ahead = self._ahead[1], None
+        try:
+            if _active_model(self.app, prepared.model.name).path != prepared.model.path:
+                return None
+        except ModelError:  # retired meanwhile: prepared afresh, and the reason reported
+            return None
+        return replace(prepared, job=int(request["job"]), ahead=True)
+
     def prepare(self, request: dict) -> _Prepared | dict:
         """Read, route and preprocess a series (CPU work); a reply instead if there is nothing to run."""
         job = int(request["job"])
+        if (ready := self._prepared_ahead(request)) is not None:
+            return ready
         clock = _Clock()
         try:
             inference = self.app.settings.inference
@@ -215,6 +251,7 @@ class _Handler:
                 "model": model.name,
                 "version": model.version,
                 "volumes_ml": results.volumes_ml,
+                "prepared_ahead": prepared.ahead,
                 "seg": _part10(results.segmentation),
                 "sr": _part10(results.report),
             }
@@ -234,7 +271,10 @@ def _prepare_requests(handler: _Handler, connection: Any, ready: queue.Queue) ->
         except (EOFError, OSError):
             ready.put(None)
             return
-        ready.put(handler.prepare(request))
+        if "ahead" in request:
+            handler.prepare_ahead(request)
+        else:
+            ready.put(handler.prepare(request))
 
 
 def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
@@ -249,6 +289,7 @@ def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
     try:
         handler.warm()
         gc.freeze()  # the model and the standard's tables stay: collections need not walk them per job
+        log.info("inference process on %s ready, %d models loaded", device, len(handler.predictors))
         threading.Thread(target=_prepare_requests, args=(handler, connection, ready), daemon=True).start()
         while (item := ready.get()) is not None:
             connection.send(handler.finish(item, connection.send) if isinstance(item, _Prepared) else item)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from io import BytesIO
 from pathlib import Path
@@ -59,15 +60,26 @@ def test_phantom_series_comes_back_from_the_pacs_as_seg_and_sr(home, tmp_path, o
     phantom = make_phantom(SHAPE, SPACING, seed=2026, lesion_count=3)
     datasets = phantom_series(phantom.hu, SPACING)
     files = write_series(tmp_path / "in", datasets)
-    random.Random(7).shuffle(files)  # sent out of order: the volume is sorted by position
-    # hour-long polls: the completed series wakes the runner and the queued results the sender
+    first, rest = files[:20], files[20:]
+    random.Random(7).shuffle(rest)  # sent out of order: the volume is sorted by position
+    # hour-long polls: the completed series wakes the runner and the queued results the sender;
+    # a series quiet for half a second is prepared ahead, before its six-second quiet period ends
     appliance = serve(home, tmp_path, {"APPLIANCE_INFERENCE__POLL_SECONDS": "3600",
-                                       "APPLIANCE_SEND__POLL_SECONDS": "3600"})  # fmt: skip
+                                       "APPLIANCE_SEND__POLL_SECONDS": "3600",
+                                       "APPLIANCE_ASSEMBLY__QUIET_SECONDS": "6",
+                                       "APPLIANCE_INFERENCE__PREPARE_AHEAD_SECONDS": "0.5"})  # fmt: skip
+    output = tmp_path / "appliance.out"
+    prepared_ahead = lambda: len(re.findall(r"series \d+ prepared ahead", output.read_text()))  # noqa: E731
     try:
-        assert storescu(appliance.dicom_port, files).returncode == 0
+        wait_for(lambda: "inference process on cpu ready" in output.read_text(), 120, "the model loaded")
+        assert storescu(appliance.dicom_port, first).returncode == 0
+        # the first half pauses long enough to be prepared ahead: that work must not be used
+        wait_for(lambda: prepared_ahead() == 1, 60, "the first half prepared ahead")
+        assert storescu(appliance.dicom_port, rest).returncode == 0
         wait_for(lambda: len(orthanc.instances()) == 2, 180, "SEG and SR at the PACS", interval=1.0)
     finally:
         appliance.stop()
+    assert prepared_ahead() == 2  # then the whole series, once it was quiet
 
     received = [
         dcmread(BytesIO(httpx.get(f"http://127.0.0.1:{orthanc.http_port}/instances/{i}/file").content))
@@ -89,6 +101,7 @@ def test_phantom_series_comes_back_from_the_pacs_as_seg_and_sr(home, tmp_path, o
 
     (job,) = jobs(home)
     assert job["state"] == "done" and "lesion_ct_segmentation" in job["outcome"] and "SEG" in job["outcome"]
+    assert "prepared ahead while the series was quiet" in job["outcome"]
     inference = [e for e in audit_events(home) if e.get("type") == "Inference"]
     assert inference and inference[-1]["outcome"] == 0
     assert {o["id"] for o in inference[-1]["objects"]} >= {datasets[0].StudyInstanceUID}

@@ -154,3 +154,16 @@ def test_remembered_iod_lookups_give_highdicoms_answers():
         assert asked_twice == (remembered.__wrapped__(*question),) * 2
     assert not remembered("PerFrameFunctionalGroupsSequence", CTImageStorage)
     assert remembered("PerFrameFunctionalGroupsSequence", EnhancedCTImageStorage)
+
+
+def test_warm_up_runs_the_network_on_the_inferers_full_and_last_batch():
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBLISHER
+
+    key = load_pem_public_key((DEMO_DIRECTORY / f"{DEMO_PUBLISHER}.pub").read_bytes())
+    predictor = Predictor(DEMO_DIRECTORY / DEMO_MODEL, {DEMO_PUBLISHER: key}, "cpu")  # type: ignore[dict-item]
+    shapes = []
+    predictor.network.register_forward_hook(lambda _m, inputs, _o: shapes.append(tuple(inputs[0].shape)))
+    predictor.warm_up()
+    assert shapes == [(2, 1, 96, 96, 96), (1, 1, 96, 96, 96)]  # the demo bundle's sw_batch_size and roi
