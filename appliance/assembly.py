@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import select
@@ -63,16 +63,14 @@ def complete_quiet_series(app: Appliance) -> list[int]:
     return completed
 
 
-def quiet_series(app: Appliance, seconds: float) -> dict[int, datetime]:
-    """Series still receiving that have been quiet for ``seconds``: id -> last instance's arrival."""
-    cutoff = utcnow() - timedelta(seconds=seconds)
+def receiving_series(app: Appliance) -> dict[int, datetime]:
+    """Series still receiving: id -> when their last instance arrived (UTC)."""
     with app.session() as session:
         rows = session.exec(
-            select(Series.id, Series.last_received_at).where(
-                Series.state == SeriesState.RECEIVING, Series.last_received_at <= cutoff
-            )
+            select(Series.id, Series.last_received_at).where(Series.state == SeriesState.RECEIVING)
         ).all()
-    return {int(series_id): received for series_id, received in rows}  # type: ignore[arg-type]
+    # the database may hand back naive datetimes; they are stored in UTC
+    return {int(pk): at if at.tzinfo else at.replace(tzinfo=UTC) for pk, at in rows}  # type: ignore[arg-type]
 
 
 def series_assembler(app: Appliance, on_complete: Callable[[], None] | None = None) -> Periodic:

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import select
 
-from appliance.assembly import quiet_series
+from appliance.assembly import receiving_series
 from appliance.context import Appliance
 from appliance.db.tables import (
     Destination,
@@ -321,20 +321,33 @@ class InferenceRunner:
             Periodic(f"inference-{index}", app.settings.inference.poll_seconds, self._step(process))
             for index, process in enumerate(self.processes)
         ]
-        self._offered: dict[int, datetime] = {}  # series -> its last arrival when it was offered
+        # series -> (its last arrival when it was last offered, how many times it was offered)
+        self._offered: dict[int, tuple[datetime, int]] = {}
         ahead = 0 < app.settings.inference.prepare_ahead_seconds < app.settings.assembly.quiet_seconds
         self._ahead = (
             Periodic("prepare-ahead", app.settings.assembly.poll_seconds, self._offer) if ahead else None
         )
 
     def _offer(self, _stop: threading.Event) -> None:
-        """Offer each newly quiet series to its process (the same one each time for a series)."""
-        quiet = quiet_series(self.app, self.app.settings.inference.prepare_ahead_seconds)
-        for series_pk, received_at in quiet.items():
-            if self._offered.get(series_pk) != received_at:
+        """Offer each newly quiet series to its process (the same one each time for a series).
+
+        A series that goes on receiving after an offer must then be quiet twice as long before the
+        next one, so that a sender pausing between instances (a scanner sending slices as it
+        reconstructs them) costs a few preparations, not one per instance.
+        """
+        now, first_wait = utcnow(), self.app.settings.inference.prepare_ahead_seconds
+        receiving = receiving_series(self.app)
+        offered = {}
+        for series_pk, received_at in receiving.items():
+            last, count = self._offered.get(series_pk, (None, 0))
+            quiet_for = (now - received_at).total_seconds()
+            if last != received_at and quiet_for >= first_wait * 2**count:
                 process = self.processes[series_pk % len(self.processes)]
                 process.offer(series_pk, _request(self.app, series_pk))
-        self._offered = quiet  # series no longer receiving are forgotten
+                last, count = received_at, count + 1
+            if last is not None:
+                offered[series_pk] = (last, count)
+        self._offered = offered  # series no longer receiving are forgotten
 
     def _step(self, process: InferenceProcess):  # type: ignore[no-untyped-def]
         def step(stop: threading.Event) -> None:
