@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from appliance.context import Appliance
 from appliance.db.tables import Job, JobKind, Series, SeriesState, Study, utcnow
-from appliance.periodic import Periodic
+from appliance.periodic import NextPassIn, Periodic
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,18 @@ def receiving_series(app: Appliance) -> dict[int, datetime]:
 
 
 def series_assembler(app: Appliance, on_complete: Callable[[], None] | None = None) -> Periodic:
-    """Completes quiet series; ``on_complete`` is called after a pass that completed any."""
+    """Completes quiet series; ``on_complete`` is called after a pass that completed any.
 
-    def step(_stop: object) -> None:
+    The next pass runs when the earliest receiving series would complete (a new instance only
+    moves that later), or after ``poll_seconds`` if that is sooner.
+    """
+    quiet = app.settings.assembly.quiet_seconds
+
+    def step(_stop: object) -> NextPassIn:
         if complete_quiet_series(app) and on_complete is not None:
             on_complete()
+        now = utcnow()
+        due = [(at - now).total_seconds() + quiet for at in receiving_series(app).values()]
+        return NextPassIn(min(due, default=quiet))
 
     return Periodic("assembler", app.settings.assembly.poll_seconds, step)

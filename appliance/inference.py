@@ -41,7 +41,7 @@ from appliance.db.tables import (
     utcnow,
 )
 from appliance.inference_worker import worker_main
-from appliance.periodic import Periodic
+from appliance.periodic import NextPassIn, Periodic
 from appliance.sending import enqueue
 from appliance.store import new_object_id
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
@@ -328,7 +328,7 @@ class InferenceRunner:
             Periodic("prepare-ahead", app.settings.assembly.poll_seconds, self._offer) if ahead else None
         )
 
-    def _offer(self, _stop: threading.Event) -> None:
+    def _offer(self, _stop: threading.Event) -> NextPassIn:
         """Offer each newly quiet series to its process (the same one each time for a series).
 
         A series that goes on receiving after an offer must then be quiet twice as long before the
@@ -336,18 +336,20 @@ class InferenceRunner:
         reconstructs them) costs a few preparations, not one per instance.
         """
         now, first_wait = utcnow(), self.app.settings.inference.prepare_ahead_seconds
-        receiving = receiving_series(self.app)
-        offered = {}
-        for series_pk, received_at in receiving.items():
+        offered, due = {}, [first_wait]
+        for series_pk, received_at in receiving_series(self.app).items():
             last, count = self._offered.get(series_pk, (None, 0))
-            quiet_for = (now - received_at).total_seconds()
-            if last != received_at and quiet_for >= first_wait * 2**count:
+            wait = first_wait * 2**count - (now - received_at).total_seconds()
+            if last != received_at and wait <= 0:
                 process = self.processes[series_pk % len(self.processes)]
                 process.offer(series_pk, _request(self.app, series_pk))
                 last, count = received_at, count + 1
+            elif last != received_at:
+                due.append(wait)
             if last is not None:
                 offered[series_pk] = (last, count)
         self._offered = offered  # series no longer receiving are forgotten
+        return NextPassIn(min(due))  # when the next series falls due (a new one: first_wait)
 
     def _step(self, process: InferenceProcess):  # type: ignore[no-untyped-def]
         def step(stop: threading.Event) -> None:

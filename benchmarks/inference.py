@@ -121,7 +121,6 @@ def appliance_latency(
             "--port", str(orthanc.dicom_port))  # fmt: skip
     env = {
         "APPLIANCE_ASSEMBLY__QUIET_SECONDS": str(quiet),
-        "APPLIANCE_ASSEMBLY__POLL_SECONDS": "0.1",  # completion is found by polling; the rest is woken
         "APPLIANCE_INFERENCE__DEVICE": device,
         "APPLIANCE_DICOM__MIN_FREE_BYTES": "0",
     }

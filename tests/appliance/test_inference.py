@@ -62,10 +62,12 @@ def test_phantom_series_comes_back_from_the_pacs_as_seg_and_sr(home, tmp_path, o
     files = write_series(tmp_path / "in", datasets)
     first, rest = files[:20], files[20:]
     random.Random(7).shuffle(rest)  # sent out of order: the volume is sorted by position
-    # hour-long polls: the completed series wakes the runner and the queued results the sender;
+    # hour-long polls: each stage runs when its work falls due (a series' quiet period ends), or
+    # when the stage before wakes it (a completed series the runner, queued results the sender);
     # a series quiet for half a second is prepared ahead, before its six-second quiet period ends
     appliance = serve(home, tmp_path, {"APPLIANCE_INFERENCE__POLL_SECONDS": "3600",
                                        "APPLIANCE_SEND__POLL_SECONDS": "3600",
+                                       "APPLIANCE_ASSEMBLY__POLL_SECONDS": "3600",
                                        "APPLIANCE_ASSEMBLY__QUIET_SECONDS": "6",
                                        "APPLIANCE_INFERENCE__PREPARE_AHEAD_SECONDS": "0.5"})  # fmt: skip
     output = tmp_path / "appliance.out"

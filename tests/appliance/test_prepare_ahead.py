@@ -64,18 +64,22 @@ def test_a_series_is_offered_once_per_pause_and_at_doubling_pauses_while_it_keep
     now = start
 
     def at(seconds_quiet: float, since: datetime) -> list[int]:
-        nonlocal now
+        nonlocal now, next_pass
         now = since + timedelta(seconds=seconds_quiet)
-        runner._offer(None)  # type: ignore[arg-type]
+        next_pass = runner._offer(None).seconds  # type: ignore[arg-type]
         return list(offers.series)
+
+    next_pass = 0.0
 
     monkeypatch.setattr(inference, "utcnow", lambda: now)
     assert at(0.5, start) == []
+    assert next_pass == pytest.approx(0.5)  # the next pass comes when the series falls due
     assert at(1.0, start) == [pk]  # quiet for prepare_ahead_seconds
     assert at(5.0, start) == [pk]  # the same pause: not again
     second = start + timedelta(seconds=6)
     arrives(second)  # it went on receiving: the next offer waits twice as long
     assert at(1.5, second) == [pk]
+    assert next_pass == pytest.approx(0.5)
     assert at(2.0, second) == [pk, pk]
     third = second + timedelta(seconds=3)
     arrives(third)
