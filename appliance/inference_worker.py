@@ -288,6 +288,7 @@ def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
     ready: queue.Queue = queue.Queue(maxsize=1)
     try:
         handler.warm()
+        _return_freed_memory()  # the warm-up's activations: not kept resident while idle
         gc.freeze()  # the model and the standard's tables stay: collections need not walk them per job
         log.info("inference process on %s ready, %d models loaded", device, len(handler.predictors))
         threading.Thread(target=_prepare_requests, args=(handler, connection, ready), daemon=True).start()

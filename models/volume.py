@@ -234,8 +234,10 @@ def build_volume(datasets: Iterable[Dataset], min_slices: int = 1, release_pixel
         if frame.shape != (rows, columns):
             raise InconsistentSeries(f"frame {k} decodes to {frame.shape}, not {(rows, columns)}")
         stack[k] = frame[:: -1 if reverse[1] else 1, :: -1 if reverse[0] else 1]
-        stack[k] *= item.slope
-        stack[k] += item.intercept
+        if item.slope != 1:  # CT's slope is almost always 1: a pass over the slice saved
+            stack[k] *= item.slope
+        if item.intercept != 0:
+            stack[k] += item.intercept
         remaining[id(item.source.dataset)] -= 1
         if release_pixels and not remaining[id(item.source.dataset)]:
             del item.source.dataset.PixelData
