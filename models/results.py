@@ -100,8 +100,7 @@ def _renumbered(stack: np.ndarray, segments: tuple[Segment, ...]) -> np.ndarray:
     numbers = [segment.number for segment in segments]
     if numbers == list(range(1, len(numbers) + 1)) and int(stack.max(initial=0)) <= len(numbers):
         return stack  # already numbered so (the common case): no copy
-    highest = max((segment.number for segment in segments), default=0)
-    segment_numbers = np.zeros(max(highest + 1, 256), dtype=np.uint8)  # label -> SEG segment (0: none)
+    segment_numbers = np.zeros(max(max(numbers, default=0) + 1, 256), dtype=np.uint8)  # label -> segment
     for index, segment in enumerate(segments, start=1):
         segment_numbers[segment.number] = index
     return segment_numbers[stack]
