@@ -29,8 +29,9 @@ def free_port() -> int:
 @functools.cache
 def local_http() -> httpx.Client:
     """One client for the local plain-HTTP polls: making one costs about 50 ms of CPU (its TLS
-    context), which polling every 0.2 s would take from the processes being tested or measured."""
-    return httpx.Client()
+    context), which polling every 0.2 s would take from the processes being tested or measured.
+    No kept-alive connections: a server may close an idle one just as the next poll reuses it."""
+    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1) -> None:  # type: ignore[no-untyped-def]
