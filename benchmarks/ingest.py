@@ -25,6 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.support.dcmtk import dcmtk  # noqa: E402
 from tests.support.processes import ApplianceProcess, OrthancProcess, free_port, run_cli, wait_for  # noqa: E402
 from tests.support.synthetic import ct_series, write_series  # noqa: E402
 
@@ -37,7 +38,7 @@ def send(files: list[Path], port: int, called: str, parallel: int) -> float:
     started = time.perf_counter()
     senders = [
         subprocess.Popen(
-            ["storescu", "-aet", "SCU", "-aec", called, "127.0.0.1", str(port), *map(str, chunk)],
+            [dcmtk("storescu"), "-aet", "SCU", "-aec", called, "127.0.0.1", str(port), *map(str, chunk)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=DCMTK_ENV,
@@ -113,7 +114,7 @@ def bench_storescp(files: list[Path], work: Path, parallel: int, round_no: int) 
     out.mkdir()
     port = free_port()
     server = subprocess.Popen(
-        ["storescp", "--output-directory", str(out), "-aet", "STORESCP", str(port)],
+        [dcmtk("storescp"), "--output-directory", str(out), "-aet", "STORESCP", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=DCMTK_ENV,
@@ -122,7 +123,7 @@ def bench_storescp(files: list[Path], work: Path, parallel: int, round_no: int) 
         wait_for(
             lambda: (
                 subprocess.run(
-                    ["echoscu", "-aec", "STORESCP", "127.0.0.1", str(port)], capture_output=True
+                    [dcmtk("echoscu"), "-aec", "STORESCP", "127.0.0.1", str(port)], capture_output=True
                 ).returncode
                 == 0
             ),

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
+import sysconfig
 from pathlib import Path
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
+@functools.cache
+def dcmtk(tool: str) -> str:
+    """The path of dcmtk's ``tool``, skipping this interpreter's scripts folder: pynetdicom 3
+    installs its own ``storescu``, ``echoscu`` and ``findscu`` there, with other options, and an
+    activated virtual environment would put them first on the PATH."""
+    scripts = Path(sysconfig.get_path("scripts")).resolve()
+    folders = [f for f in os.environ.get("PATH", "").split(os.pathsep) if f and Path(f).resolve() != scripts]
+    found = shutil.which(tool, path=os.pathsep.join(folders))
+    if found is None:
+        raise FileNotFoundError(f"dcmtk's {tool} is not installed (Debian package dcmtk)")
+    return found
+
+
 def _command(tool: str, port: int, calling: str, called: str, options: list[str]) -> list[str]:
-    return [tool, *options, "-aet", calling, "-aec", called, "127.0.0.1", str(port)]
+    return [dcmtk(tool), *options, "-aet", calling, "-aec", called, "127.0.0.1", str(port)]
 
 
 def echoscu(
