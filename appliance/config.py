@@ -125,6 +125,12 @@ class InferenceSettings(BaseModel):
         description="a series still receiving but quiet this long is read and preprocessed ahead, so the "
         "network starts as soon as the series completes; 0: off",
     )
+    release_memory_after_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="an inference process keeps the memory a series used for the next one and hands it "
+        "back to the system once it has had no series this long",
+    )
     destinations: list[str] = Field(
         default_factory=list, description="destination names for SEG and SR; empty: every destination"
     )

@@ -17,7 +17,6 @@ the main thread runs the network on the current one (GPU), so the runner keeps t
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import os
@@ -39,6 +38,7 @@ from appliance import logs
 from appliance.context import Appliance, open_appliance
 from appliance.db.tables import Model, ModelState
 from appliance.gateway import die_with_parent
+from appliance.heap import keep_freed_memory, return_freed_memory
 from appliance.keys import WrappedKey
 from appliance.model_registry import trusted_publishers
 from models.bundle import Predictor
@@ -133,28 +133,6 @@ def _failure(job: int, exc: Exception) -> dict:
     return {"job": job, "kind": "failed", "reason": reason, "permanent": False}
 
 
-def _glibc() -> Any:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-    return libc if hasattr(libc, "malloc_trim") else None
-
-
-_LIBC = _glibc()
-
-
-def _return_freed_memory() -> None:
-    """Hand memory freed inside glibc's heaps back to the system (``malloc_trim``).
-
-    A series' decrypted objects and pixel data are many half-megabyte blocks that glibc serves
-    from its heaps; once released they would stay resident (and count against the process)
-    until reused. Elsewhere than glibc this does nothing.
-    """
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
 class _Handler:
     def __init__(self, app: Appliance, device: str) -> None:
         self.app = app
@@ -225,7 +203,6 @@ class _Handler:
             predictor = self._predictor(model)
             clock.lap("read")
             volume = build_volume(datasets, rule.min_slices, release_pixels=True)  # SEG: headers only
-            _return_freed_memory()
             clock.lap("volume")
             data = predictor.prepare(volume)
             clock.lap("preprocessing")
@@ -259,7 +236,10 @@ class _Handler:
         except Exception as exc:
             return _failure(prepared.job, exc)
         timings["results"] = clock.laps["results"]
-        reply["timings"] = {stage: round(seconds, 2) for stage, seconds in timings.items()}
+        reply["timings"] = {
+            stage: (round(seconds, 2) if not isinstance(seconds, str) else seconds)
+            for stage, seconds in timings.items()
+        }
         return reply
 
 
@@ -277,24 +257,34 @@ def _prepare_requests(handler: _Handler, connection: Any, ready: queue.Queue) ->
             ready.put(handler.prepare(request))
 
 
+def _next(ready: queue.Queue, idle_seconds: float) -> Any:
+    """The next prepared series or reply; the heap's free memory is returned if none comes for
+    ``idle_seconds`` (the series of a busy period reuse it; an idle process does not hold it)."""
+    try:
+        return ready.get(timeout=idle_seconds)
+    except queue.Empty:
+        return_freed_memory()
+        return ready.get()
+
+
 def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
     die_with_parent()
     if os.getppid() != parent:
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    keep_freed_memory()  # before any thread starts
     app = open_appliance(Path(home))
     logs.configure(app.settings.log_path, app.settings.log_level)
     handler = _Handler(app, device)
     ready: queue.Queue = queue.Queue(maxsize=1)
     try:
         handler.warm()
-        _return_freed_memory()  # the warm-up's activations: not kept resident while idle
+        return_freed_memory()  # the warm-up's activations: not kept resident while idle
         gc.freeze()  # the model and the standard's tables stay: collections need not walk them per job
         log.info("inference process on %s ready, %d models loaded", device, len(handler.predictors))
         threading.Thread(target=_prepare_requests, args=(handler, connection, ready), daemon=True).start()
-        while (item := ready.get()) is not None:
+        while (item := _next(ready, app.settings.inference.release_memory_after_seconds)) is not None:
             connection.send(handler.finish(item, connection.send) if isinstance(item, _Prepared) else item)
             del item
-            _return_freed_memory()
     finally:
         app.close()
