@@ -146,7 +146,7 @@ def appliance_latency(
             if result.returncode != 0:
                 raise RuntimeError(f"storescu failed: {result.stderr[-500:]}")
             # SEG and SR go in one association, the SEG first
-            wait_for(lambda: len(orthanc.instances()) >= 2 * number - 1, 1800, "the SEG", interval=0.2)  # noqa: B023
+            wait_for(lambda: len(orthanc.instances()) >= 2 * number - 1, 1800, "the SEG", interval=0.05)  # noqa: B023
             accepted, cpu_after = time.perf_counter(), rss.cpu_seconds()
             seconds.append(accepted - acknowledged - quiet)
             cpu.append({pid: round(cpu_after[pid] - cpu_before.get(pid, 0.0), 2) for pid in cpu_after})
