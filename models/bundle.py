@@ -244,11 +244,13 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         timings["network"] = time.perf_counter() - started
-        postprocessing = self.postprocessing
         if self.two_class_postprocessing is not None and logits.shape[1] == 2:
-            postprocessing = self.two_class_postprocessing  # the same labels, one channel inverted
-        data = {**prepared, "pred": logits[0].float().clone()}  # out of inference mode for the inversion
-        del logits
+            # the same labels, one channel inverted; its first step makes a new tensor of the logits
+            postprocessing, pred = self.two_class_postprocessing, logits[0].float()
+        else:  # a bundle's own steps may work in place, which an inference tensor refuses
+            postprocessing, pred = self.postprocessing, logits[0].float().clone()
+        data = {**prepared, "pred": pred}
+        del logits, pred
         with torch.no_grad():
             labels = postprocessing(data).pop("pred")  # the two-class form also drops the logits from data
         labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
