@@ -53,13 +53,16 @@ class ChildRss:
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
         self.peak: dict[int, int] = {}
+        self.now: dict[int, int] = {}
         self.idle: dict[int, int] = {}
+        self.startup: dict[int, int] = {}  # the peak up to the idle mark: loading and warm-up
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def mark_idle(self) -> None:
-        self.idle = dict(self.peak)
+        """Take each child's RSS as it is now (the model loaded and warmed up) as its idle RSS."""
+        self.idle, self.startup = dict(self.now), dict(self.peak)
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds used so far by the appliance's main process and by each child, by pid."""
@@ -78,17 +81,17 @@ class ChildRss:
                 if time.monotonic() - listed > 5:
                     children, listed = self.process.children(recursive=True), time.monotonic()
                 for child in children:
-                    rss = child.memory_info().rss
+                    rss = self.now[child.pid] = child.memory_info().rss
                     self.peak[child.pid] = max(self.peak.get(child.pid, 0), rss)
             except psutil.Error:
                 listed = 0.0  # a child ended: list them again
 
-    def stop(self) -> tuple[int, int]:
-        """The child whose RSS grew most (the inference process): its peak and its idle RSS."""
+    def stop(self) -> tuple[int, int, int]:
+        """The child whose RSS grew most (the inference process): its peak, idle and start-up peak RSS."""
         self._stop.set()
         self._thread.join()
         pid = max(self.peak, key=lambda p: self.peak[p] - self.idle.get(p, 0))
-        return self.peak[pid], self.idle.get(pid, 0)
+        return self.peak[pid], self.idle.get(pid, 0), self.startup.get(pid, 0)
 
 
 def bare_inference(
@@ -120,8 +123,8 @@ def bare_inference(
 
 def appliance_latency(
     series: list[list[Path]], work: Path, quiet: float, device: str
-) -> tuple[list[float], int, int, list[str]]:
-    """Each series in turn, to one appliance: its seconds, the peak and idle RSS, and its stages."""
+) -> tuple[list[float], tuple[int, int, int], list[str]]:
+    """Each series in turn, to one appliance: its seconds, RSS (peak, idle, start-up peak), its stages."""
     orthanc = OrthancProcess(work / "orthanc").start()
     home = work / "home"
     run_cli(home, "init")
@@ -152,7 +155,7 @@ def appliance_latency(
             cpu.append({pid: round(cpu_after[pid] - cpu_before.get(pid, 0.0), 2) for pid in cpu_after})
             wait_for(lambda: len(orthanc.instances()) >= 2 * number, 60, "the SR")  # noqa: B023
     finally:
-        peak, idle = rss.stop()
+        peak, idle, startup = rss.stop()
         appliance.stop()
         orthanc.stop()
     jobs = sorted(json.loads(run_cli(home, "jobs", "--json").stdout), key=lambda job: job["id"])
@@ -160,7 +163,7 @@ def appliance_latency(
         f"{job['outcome'].rsplit('; seconds ', 1)[-1]}; CPU seconds by process: {used}"
         for job, used in zip(jobs, cpu, strict=True)
     ]
-    return seconds, peak, idle, stages
+    return seconds, (peak, idle, startup), stages
 
 
 def main() -> None:
@@ -180,7 +183,7 @@ def main() -> None:
             write_series(work / f"in-{number}", phantom_series(phantom.hu, spacing))  # new UIDs each
             for number in range(args.series)
         ]
-        seconds, peak, idle, stages = appliance_latency(series, work, args.quiet, args.device)
+        seconds, (peak, idle, startup), stages = appliance_latency(series, work, args.quiet, args.device)
         bare, same_layout_runs = bare_inference(phantom.hu, spacing, args.device)
     same_layout = min(same_layout_runs[1:])
     median = float(np.median(seconds))
@@ -204,8 +207,9 @@ def main() -> None:
     print(f"overhead ratio (median / bare): {median / bare:.2f} (goal <= 1.3)")
     print(f"  against the same network layout (the appliance's own overhead): {median / same_layout:.2f}")
     print(
-        f"inference process peak RSS {peak / mib:.0f} MiB (idle, model loaded: {idle / mib:.0f} MiB; "
-        f"growth {(peak - idle) / mib:.0f} MiB); 4x float32 volume + model = "
+        f"inference process peak RSS {peak / mib:.0f} MiB (idle before the first series, model loaded "
+        f"and warmed up: {idle / mib:.0f} MiB; growth {(peak - idle) / mib:.0f} MiB; peak while starting: "
+        f"{startup / mib:.0f} MiB); 4x float32 volume + model = "
         f"{(4 * volume_bytes + model_bytes) / mib:.0f} MiB"
     )
 
