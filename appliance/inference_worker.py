@@ -236,10 +236,7 @@ class _Handler:
         except Exception as exc:
             return _failure(prepared.job, exc)
         timings["results"] = clock.laps["results"]
-        reply["timings"] = {
-            stage: (round(seconds, 2) if not isinstance(seconds, str) else seconds)
-            for stage, seconds in timings.items()
-        }
+        reply["timings"] = {stage: round(seconds, 2) for stage, seconds in timings.items()}
         return reply
 
 
