@@ -225,7 +225,9 @@ def main() -> None:
         f"  the same with the appliance's network layout (channels-last on the CPU): median "
         f"{same_layout:.2f} s ({_listed(bare.runs['appliance'])}; cold: {bare.cold['appliance']:.2f})"
     )
+    fastest = min(bare.cold["monai"], *bare.runs["monai"])
     print(f"overhead ratio (median / bare median): {median / monai:.2f} (goal <= 1.3)")
+    print(f"  against the fastest bare run (cold or after a series): {median / fastest:.2f}")
     print(f"  against the same network layout (the appliance's own overhead): {median / same_layout:.2f}")
     print(
         f"inference process peak RSS {peak / mib:.0f} MiB (idle before the first series, model loaded "
