@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ApplianceProcess, run_cli
+from appliance.cli.common import actor
+from appliance.context import open_appliance
+from appliance.home import init_home
+from appliance.peers import add_source
+from tests.support.processes import ApplianceProcess
 from tests.support.synthetic import FakePatient
 
 # Short timings so assembly, retries and polling finish within a test.
@@ -35,9 +40,20 @@ def patient() -> FakePatient:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
+    """``appliance init`` and ``appliance sources add local-scu --ae SCU --host 127.0.0.1``, done in
+    this process: the same functions the commands call, without two command starts (about 4 s each,
+    nearly all imports) per test. The command line itself is tested on its own."""
     path = tmp_path / "home"
-    run_cli(path, "init")
-    run_cli(path, "sources", "add", "local-scu", "--ae", "SCU", "--host", "127.0.0.1")
+    umask = os.umask(0o077)  # as the command line sets it
+    try:
+        init_home(path)
+        app = open_appliance(path)
+        try:
+            add_source(app, actor(), "local-scu", "SCU", "127.0.0.1", None)
+        finally:
+            app.close()
+    finally:
+        os.umask(umask)
     return path
 
 
