@@ -17,8 +17,8 @@ A synthetic 512x512x200 CT phantom series (0.7 x 0.7 x 1.5 mm) is sent with stor
   memory layout (channels-last on the CPU, which the appliance's network stage uses), to show the
   overhead apart from that gain.
 
-It prints both, their ratio, and the peak RSS of the inference process against 4x the float32
-size of the volume plus the model file.
+It prints both, their ratios (median to median, and against the fastest bare run seen), and the
+inference process's idle and peak RSS against 4x the float32 size of the volume plus the model file.
 
     python benchmarks/inference.py [--slices 200] [--size 512] [--quiet 2] [--device cpu] [--series 3]
 """
