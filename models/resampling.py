@@ -11,6 +11,8 @@ slab at a time so that no full-size temporary is made. The weights and the paddi
 ``grid_sample``'s (zeros: a neighbour outside the input counts as 0; border: coordinates clamped),
 so results equal MONAI's up to float rounding (tested); ``nearest`` takes ``grid_sample``'s
 nearest neighbour (ties to even). The output keeps the input's memory order.
+Under :func:`sign_only` (for a result that is only thresholded at zero) each slab computes just
+the box of output voxels that can come out above zero.
 
 :func:`install` puts :class:`AxisAlignedAffineTransform` where MONAI's ``spatial_resample`` looks
 for ``AffineTransform``; any other transform, mode or padding goes through MONAI's own code.
@@ -20,7 +22,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import monai.transforms.spatial.functional as functional
@@ -33,6 +38,25 @@ _SLAB = 16  # output positions along the outermost axis per step
 _SEPARABLE_MODES = {"bilinear", "nearest"}
 _SEPARABLE_PADDING = {"zeros", "border"}
 _SNAP = 1e-4  # voxels: an axis whose every source coordinate is this close to a voxel is not blended
+_SIGN_ONLY: ContextVar[bool] = ContextVar("sign_only", default=False)
+
+
+@contextmanager
+def sign_only() -> Iterator[None]:
+    """Within this, the separable resampling is exact only where its result is above zero; every
+    other output voxel is at most zero (0 where it was not computed).
+
+    Both modes weigh their neighbours with non-negative weights (and zero padding adds zeros), so
+    an output voxel whose every source neighbour is at most zero is itself at most zero. Each slab
+    computes only the box of output voxels that read a positive source voxel; a slab that reads
+    none is not computed at all. Use it only where nothing but ``> 0`` is taken from the result
+    and no other interpolation follows (which would mix the zeros with computed values).
+    """
+    token = _SIGN_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SIGN_ONLY.reset(token)
 
 
 class _Taps:
@@ -76,6 +100,15 @@ class _Taps:
         high = max(int(index[start:stop].max()) for index in self.indices)
         return low, high + 1
 
+    def reaching(self, low: int, high: int) -> tuple[int, int] | None:
+        """The output positions (first, end) spanning every one that reads a source position in
+        ``low:high``; None if none does."""
+        reads = functools.reduce(
+            torch.logical_or, [(index >= low) & (index < high) for index in self.indices]
+        )
+        hits = reads.nonzero()
+        return None if hits.numel() == 0 else (int(hits[0]), int(hits[-1]) + 1)
+
     def apply(
         self,
         source: torch.Tensor,
@@ -103,6 +136,52 @@ class _Taps:
                 result.add_(taken.mul_(weights))
         assert result is not None
         return result
+
+
+@dataclass(frozen=True)
+class _Region:
+    """What one slab computes along the two inner axes: output positions (first, end) and the
+    source positions (low, high) they read, by dimension."""
+
+    outputs: dict[int, tuple[int, int]]
+    sources: dict[int, tuple[int, int]]
+
+    @classmethod
+    def whole(cls, source: torch.Tensor, size: tuple[int, ...]) -> _Region:
+        return cls({d: (0, size[d - 2]) for d in (3, 4)}, {d: (0, source.shape[d]) for d in (3, 4)})
+
+    @classmethod
+    def of_positives(
+        cls, positive: torch.Tensor, taps: dict[int, _Taps], size: tuple[int, ...]
+    ) -> _Region | None:
+        """The box of outputs that read a voxel where ``positive`` (the slab's source window) is
+        true; None if there is none."""
+        outputs, sources = {}, {}
+        for d in (3, 4):
+            hits = positive.any(dim=tuple(other for other in range(5) if other != d)).nonzero()
+            reached = None if hits.numel() == 0 else taps[d].reaching(int(hits[0]), int(hits[-1]) + 1)
+            if reached is None:
+                return None
+            outputs[d], sources[d] = reached, taps[d].window(*reached)
+        return cls(outputs, sources)
+
+    @property
+    def offsets(self) -> dict[int, int]:
+        return {d: low for d, (low, _high) in self.sources.items()}
+
+    def source(self, window: torch.Tensor) -> torch.Tensor:
+        for d, (low, high) in self.sources.items():
+            window = window.narrow(d, low, high - low)
+        return window
+
+    def target(self, out: torch.Tensor) -> torch.Tensor:
+        """``out``'s part that this region writes; the rest of ``out`` is zeroed when not whole."""
+        part = out
+        for d, (first, end) in self.outputs.items():
+            part = part.narrow(d, first, end - first)
+        if part.shape != out.shape:
+            out.zero_()
+        return part
 
 
 def _source_coordinates(coords: torch.Tensor, size: int, padding: str, align_corners: bool) -> torch.Tensor:
@@ -156,20 +235,33 @@ class AxisAlignedAffineTransform(AffineTransform):
             key=lambda d: (size[d - 2] / source.shape[d], -d),  # (its gather is the slower one)
         )
         outer_is_copy = taps[2].is_identity(source.shape[2])  # e.g. an unchanged slice spacing
+        positive = (source > 0) if _SIGN_ONLY.get() else None
         for start in range(0, size[0], _SLAB):  # slabs along the outermost axis
             stop = min(start + _SLAB, size[0])
             out = result.narrow(2, start, stop - start)
+            low, high = (start, stop) if outer_is_copy else taps[2].window(start, stop)
+            region = (
+                _Region.whole(source, size)
+                if positive is None
+                else _Region.of_positives(positive.narrow(2, low, high - low), taps, size)
+            )
+            if region is None:  # every voxel this slab reads is <= 0: so is every value it would get
+                out.zero_()
+                continue
+            window = region.source(source.narrow(2, low, high - low))
+            target = region.target(out)
             if outer_is_copy:
-                slab = source.narrow(2, start, stop - start)  # read in place by the next pass
+                slab = window  # read in place by the next pass
                 if not inner:
-                    out.copy_(slab)
+                    target.copy_(slab)
             else:
-                low, high = taps[2].window(start, stop)
-                window = source.narrow(2, low, high - low)
-                slab = taps[2].apply(window, 2, start, stop, low, out=None if inner else out)
+                slab = taps[2].apply(window, 2, start, stop, low, out=None if inner else target)
             for number, dim in enumerate(inner, start=1):
                 last = number == len(inner)
-                slab = taps[dim].apply(slab, dim, 0, size[dim - 2], out=out if last else None)
+                first, end = region.outputs[dim]
+                slab = taps[dim].apply(
+                    slab, dim, first, end, region.offsets[dim], out=target if last else None
+                )
         return result.permute(0, 1, *(2 + spatial.index(dim) for dim in range(2, 5)))
 
     def _axis_aligned(

@@ -8,6 +8,9 @@ where it is above zero (a tie goes to channel 0 either way). Inverting the singl
 halves the work and the memory of the largest step on a full-resolution CT. The margin is laid out
 in memory as the preprocessed image is (slice by slice for a volume from :mod:`models.volume`), so
 that the inversion and the labels keep that order and the SEG writer takes each slice as it lies.
+Since only the margin's sign is taken, the inversion runs under :func:`models.resampling.sign_only`
+when its one interpolation is the separable resampling (the other inverted steps only move or pad
+voxels): only the boxes of the source grid that can come out above zero are computed.
 For any other pipeline, or a network with more than two outputs, the bundle's own postprocessing
 runs unchanged.
 """
@@ -17,6 +20,18 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+_RESAMPLING = "SpatialResample"  # Spacing(d)'s record; inverted by the separable resampling
+_MOVES = {  # records whose inverses only move, crop or zero-pad voxels: the signs stay exact
+    "Orientation",
+    "Flip",
+    "SpatialPad",
+    "BorderPad",
+    "DivisiblePad",
+    "SpatialCrop",
+    "CenterSpatialCrop",
+    "CropForeground",
+}
 
 
 def _only(values: Any) -> Any:
@@ -29,7 +44,7 @@ def two_class_postprocessing(postprocessing: Any, key: str = "pred", image_key: 
     from monai.data import MetaTensor
     from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd, MapTransform
 
-    from models.resampling import like_memory_order
+    from models.resampling import like_memory_order, sign_only
 
     class SoftmaxMargin(MapTransform):
         """The bundle's softmax, then the two channels' difference (one channel, same metadata).
@@ -73,6 +88,22 @@ def two_class_postprocessing(postprocessing: Any, key: str = "pred", image_key: 
             d[key] = labels
             return d
 
+    class SignOfInverse(MapTransform):
+        """The bundle's Invertd, under sign-only resampling when the image's recorded steps are one
+        resampling and moves (see the module's text); else as it is."""
+
+        def __init__(self, invert: Invertd) -> None:
+            super().__init__(invert.keys)
+            self.invert = invert
+            self.orig_key = _only(invert.orig_keys)
+
+        def __call__(self, data: dict) -> dict:
+            steps = [op.get("class") for op in getattr(data.get(self.orig_key), "applied_operations", [])]
+            if steps.count(_RESAMPLING) == 1 and set(steps) <= _MOVES | {_RESAMPLING}:
+                with sign_only():
+                    return self.invert(data)
+            return self.invert(data)
+
     transforms = list(getattr(postprocessing, "transforms", ()))
     for i in range(len(transforms) - 2):
         activations, invert, discrete = transforms[i : i + 3]
@@ -93,7 +124,7 @@ def two_class_postprocessing(postprocessing: Any, key: str = "pred", image_key: 
                 [
                     *transforms[:i],
                     SoftmaxMargin(activations),
-                    invert,
+                    SignOfInverse(invert),
                     PositiveLabels(key),
                     *transforms[i + 3 :],
                 ]

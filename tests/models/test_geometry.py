@@ -12,6 +12,7 @@ from io import BytesIO
 
 import numpy as np
 import pytest
+import torch
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydicom import dcmread
 
@@ -95,3 +96,36 @@ def test_other_postprocessing_is_left_as_the_bundle_wrote_it():
 
     assert two_class_postprocessing(Compose([AsDiscreted(keys="pred", argmax=True)])) is None
     assert two_class_postprocessing(Compose([Activationsd(keys="pred", sigmoid=True)])) is None
+
+
+@pytest.mark.parametrize(
+    ("steps", "signs_only"),
+    [
+        (["Orientation", "SpatialResample"], True),
+        (["CropForeground", "SpatialResample", "Flip"], True),
+        (["SpatialResample", "SpatialResample"], False),  # the second inversion would mix the zeros
+        (["Orientation", "SpatialResample", "Zoom"], False),  # an interpolation the module does not know
+        (["Orientation"], False),
+    ],
+)
+def test_the_inversion_computes_only_signs_when_that_is_exact(steps, signs_only):
+    from monai.data import MetaTensor
+    from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd
+
+    from models import resampling
+
+    seen = []
+
+    class Spy(Invertd):
+        def __call__(self, data):  # type: ignore[no-untyped-def]
+            seen.append(resampling._SIGN_ONLY.get())
+            return data
+
+    invert = Spy(keys="pred", transform=Compose([]), orig_keys="image")
+    margin_form = two_class_postprocessing(
+        Compose([Activationsd(keys="pred", softmax=True), invert, AsDiscreted(keys="pred", argmax=True)])
+    )
+    image = MetaTensor(torch.zeros(1, 4, 4, 4))
+    image.applied_operations = [{"class": step} for step in steps]
+    margin_form({"image": image, "pred": torch.zeros(2, 4, 4, 4)})
+    assert seen == [signs_only]

@@ -10,7 +10,7 @@ from monai.data import MetaTensor
 from monai.networks.layers import AffineTransform
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, Orientationd, Spacingd
 
-from models.resampling import AxisAlignedAffineTransform, install
+from models.resampling import AxisAlignedAffineTransform, install, sign_only
 
 SCALE_AND_SHIFT = torch.tensor([[0.47, 0, 0, 1.3], [0, 0.6, 0, -2.2], [0, 0, 1.7, 0.4], [0, 0, 0, 1]])
 
@@ -116,3 +116,36 @@ def test_spacing_and_its_inversion_match_monai():
     # MONAI computes in float64 (Spacing's default); the installed resampling in the image's float32
     assert torch.allclose(got[0], expected[0], rtol=0, atol=2e-5)
     assert torch.allclose(got[1], expected[1], rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("slice_major", [True, False], ids=["slice-major", "row-major"])
+def test_sign_only_computes_what_comes_out_above_zero_exactly(mode, slice_major):
+    """Two positive blobs in a negative field: the same voxels above zero with the same values;
+    every other voxel is at most zero, and a slab that reads no positive voxel is left at 0."""
+    source = -torch.rand(1, 1, 30, 40, 25, generator=torch.Generator().manual_seed(7)) - 0.01
+    source[..., 3:6, 30:34, 4:6] = torch.rand(3, 4, 2, generator=torch.Generator().manual_seed(8))
+    source[..., 20:22, 5:7, 9:10] = 0.5
+    if slice_major:
+        source = torch.empty(1, 1, 25, 40, 30).permute(0, 1, 4, 3, 2).copy_(source)
+    transform = AxisAlignedAffineTransform(normalized=False, mode=mode, padding_mode="zeros",
+                                           reverse_indexing=True)  # fmt: skip
+    full = transform(source, SCALE_AND_SHIFT, spatial_size=(64, 70, 15))
+    with sign_only():
+        signs = transform(source, SCALE_AND_SHIFT, spatial_size=(64, 70, 15))
+    above = full > 0
+    assert above.any() and torch.equal(signs > 0, above)
+    assert torch.equal(signs[above], full[above])  # the same arithmetic, not an approximation
+    assert (signs[~above] <= 0).all() and (signs == 0).sum() > (full == 0).sum()  # most not computed
+    with sign_only():
+        nothing = transform(source.clamp(max=0), SCALE_AND_SHIFT, spatial_size=(64, 70, 15))
+    assert not nothing.any()
+
+
+def test_sign_only_is_left_when_its_block_ends():
+    source = -torch.rand(1, 1, 30, 40, 25, generator=torch.Generator().manual_seed(9))
+    transform = AxisAlignedAffineTransform(normalized=False, mode="bilinear", padding_mode="zeros",
+                                           reverse_indexing=True)  # fmt: skip
+    with sign_only():
+        pass
+    assert (transform(source, SCALE_AND_SHIFT, spatial_size=(64, 70, 15)) < 0).any()
