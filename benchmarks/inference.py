@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import http.client
 import json
 import sys
 import tempfile
@@ -98,6 +99,29 @@ class ChildRss:
         return self.peak[pid], self.idle.get(pid, 0), self.startup.get(pid, 0)
 
 
+class OrthancInstances:
+    """The number of instances in Orthanc, over one kept-alive HTTP connection. Measured: 80 polls
+    took 0.08 s of this process's CPU so, 0.23 s through httpx (one new connection each), which
+    polling every 50 ms while a series runs would take from the two cores the appliance uses."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connection: http.client.HTTPConnection | None = None
+
+    def __call__(self) -> int:
+        try:
+            return self._count()
+        except (OSError, http.client.HTTPException):
+            self.connection = None  # the server closed an idle connection: once more on a new one
+            return self._count()
+
+    def _count(self) -> int:
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        self.connection.request("GET", "/instances")
+        return len(json.loads(self.connection.getresponse().read()))
+
+
 class BareInference:
     """The bundle's sliding-window inference on the preprocessed tensor, already in memory, in this
     process: with the network as MONAI builds it, and in the appliance's layout (channels-last on
@@ -150,6 +174,7 @@ def appliance_latency(
     appliance = ApplianceProcess(home, work / "appliance.log", env).start()
     assert appliance.process is not None
     rss = ChildRss(appliance.process.pid)
+    instances = OrthancInstances(orthanc.http_port)
     seconds, cpu = [], []
     try:
         time.sleep(15)  # the inference process starts and loads the model, as it does at boot
@@ -160,11 +185,11 @@ def appliance_latency(
             if result.returncode != 0:
                 raise RuntimeError(f"storescu failed: {result.stderr[-500:]}")
             # SEG and SR go in one association, the SEG first
-            wait_for(lambda: len(orthanc.instances()) >= 2 * number - 1, 1800, "the SEG", interval=0.05)  # noqa: B023
+            wait_for(lambda: instances() >= 2 * number - 1, 1800, "the SEG", interval=0.05)  # noqa: B023
             accepted, cpu_after = time.perf_counter(), rss.cpu_seconds()
             seconds.append(accepted - acknowledged - quiet)
             cpu.append({pid: round(cpu_after[pid] - cpu_before.get(pid, 0.0), 2) for pid in cpu_after})
-            wait_for(lambda: len(orthanc.instances()) >= 2 * number, 60, "the SR")  # noqa: B023
+            wait_for(lambda: instances() >= 2 * number, 60, "the SR")  # noqa: B023
             between()
     finally:
         peak, idle, startup = rss.stop()
