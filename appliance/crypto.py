@@ -30,10 +30,11 @@ def seal(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
     return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
 
 
-def open_sealed(key: bytes, blob: bytes, associated_data: bytes) -> bytes:
+def open_sealed(key: bytes, blob: bytes | memoryview, associated_data: bytes) -> bytes:
     if len(blob) < NONCE_BYTES + TAG_BYTES:
         raise AuthenticationFailed("sealed blob is shorter than nonce and tag")
     try:
-        return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated_data)
+        view = memoryview(blob)  # slices of it are not copies (a series is hundreds of MB of blobs)
+        return AESGCM(key).decrypt(view[:NONCE_BYTES], view[NONCE_BYTES:], associated_data)
     except InvalidTag as exc:
         raise AuthenticationFailed("authentication tag does not match") from exc

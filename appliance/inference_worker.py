@@ -64,9 +64,11 @@ def _datasets(app: Appliance, objects: list[list[Any]]) -> list[Dataset]:
     for object_id, kek_id, wrapped in objects:
         data = app.store.get(object_id, WrappedKey(kek_id, wrapped))
         try:
-            datasets.append(dcmread(BytesIO(data)))
+            dataset = dcmread(BytesIO(data))
         except (InvalidDicomError, ValueError, EOFError) as exc:
             raise ModelError(f"stored object {object_id} does not parse ({type(exc).__name__})") from exc
+        dataset.buffer = None  # pydicom keeps the buffer it read (the whole object) otherwise: a series twice
+        datasets.append(dataset)
     return datasets
 
 

@@ -68,7 +68,7 @@ class EncryptedStore:
             raise IntegrityError(f"object {object_id}: file does not start with the store's header")
         data_key = self.keyring.unwrap(wrapped, _purpose(object_id))
         try:
-            return crypto.open_sealed(data_key, blob[len(MAGIC) :], _purpose(object_id).encode())
+            return crypto.open_sealed(data_key, memoryview(blob)[len(MAGIC) :], _purpose(object_id).encode())
         except crypto.AuthenticationFailed as exc:
             raise IntegrityError(
                 f"object {object_id} failed authentication: its file was altered or swapped "

@@ -144,9 +144,10 @@ class Predictor:
         self.segments = _segments(metadata)
         from monai.bundle import ConfigParser  # heavy import: only once a bundle is verified
 
-        from models import resampling
+        from models import intensity, resampling
 
         resampling.install()  # axis-aligned resampling without torch.affine_grid's base grid
+        intensity.install()  # CT windowing in one new tensor
 
         config = json.loads((bundle / INFERENCE_CONFIG).read_text())
         _strip(config, "preprocessing", lambda name: name in _LOADERS)
