@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import importlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +44,23 @@ class ApplianceGroup(click.Group):
             return super().invoke(ctx)
         except ApplianceError as exc:
             raise click.ClickException(str(exc)) from exc
+
+
+class LazyGroup(ApplianceGroup):
+    """A group whose commands are named ``"module:attribute"`` and imported when first asked for."""
+
+    def __init__(self, *args: Any, commands_in: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands_in = commands_in
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.commands_in})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands_in and cmd_name not in self.commands:
+            module, attribute = self.commands_in[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
 
 def emit_rows(rows: Sequence[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
