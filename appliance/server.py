@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -115,6 +116,11 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     http_thread = threading.Thread(target=lambda: asyncio.run(http.serve()), name="http", daemon=True)
     http_thread.start()
     _lifecycle_event(app, "Application Start")
+    # Everything made so far (the imported libraries: torch's, pydantic's, SQLAlchemy's objects)
+    # lives as long as the process: out of the collector's sight, a full collection walks only
+    # what came after. Without this each one took 0.37-0.58 s of CPU, holding the GIL in this
+    # process and a core from the inference process's network (measured during series).
+    gc.freeze()
     log.info(
         "serving DICOM as %s on port %d (%d processes), HTTP on port %d",
         settings.dicom.ae_title,

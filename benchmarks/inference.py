@@ -197,7 +197,8 @@ def appliance_latency(
         orthanc.stop()
     jobs = sorted(json.loads(run_cli(home, "jobs", "--json").stdout), key=lambda job: job["id"])
     stages = [
-        f"{job['outcome'].rsplit('; seconds ', 1)[-1]}; CPU seconds by process: {used}"
+        f"{job['outcome'].rsplit('; seconds ', 1)[-1]}"
+        f"{'' if 'prepared ahead' in job['outcome'] else ' (not prepared ahead)'}; CPU seconds: {used}"
         for job, used in zip(jobs, cpu, strict=True)
     ]
     return seconds, (peak, idle, startup), stages
