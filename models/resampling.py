@@ -175,13 +175,10 @@ class _Region:
         return window
 
     def target(self, out: torch.Tensor) -> torch.Tensor:
-        """``out``'s part that this region writes; the rest of ``out`` is zeroed when not whole."""
-        part = out
+        """``out``'s part that this region writes."""
         for d, (first, end) in self.outputs.items():
-            part = part.narrow(d, first, end - first)
-        if part.shape != out.shape:
-            out.zero_()
-        return part
+            out = out.narrow(d, first, end - first)
+        return out
 
 
 def _source_coordinates(coords: torch.Tensor, size: int, padding: str, align_corners: bool) -> torch.Tensor:
@@ -250,6 +247,8 @@ class AxisAlignedAffineTransform(AffineTransform):
                 continue
             window = region.source(source.narrow(2, low, high - low))
             target = region.target(out)
+            if target.shape != out.shape:  # the rest of the slab reads no positive voxel
+                out.zero_()
             if outer_is_copy:
                 slab = window  # read in place by the next pass
                 if not inner:
