@@ -102,7 +102,7 @@ class InstanceIndex:
                 return
             self._commit(take_batch(self._queue, first, _BATCH_MAX))
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[_Pending], again: bool = False) -> None:
         created: dict[tuple[str, str], int] = {}
         try:
             with self.app.engine.begin() as connection:
@@ -120,6 +120,11 @@ class InstanceIndex:
         except Exception as exc:
             if len(batch) == 1:
                 if isinstance(exc, IntegrityError) and self._mark_duplicate(batch[0]):
+                    return
+                if isinstance(exc, IntegrityError) and not again:
+                    # Another gateway process inserted the same new patient, study or series
+                    # between this transaction's lookup and its insert: the lookup finds it now.
+                    self._commit(batch, again=True)
                     return
                 log.error("index commit failed (%s)", type(exc).__name__)
                 batch[0].error = exc
