@@ -41,7 +41,7 @@ def patient() -> FakePatient:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """``appliance init`` and ``appliance sources add local-scu --ae SCU --host 127.0.0.1``, done in
-    this process: the same functions the commands call, without two command starts (about 4 s each,
+    this process: the same functions the commands call, without two command starts (about 2 s each,
     nearly all imports) per test. The command line itself is tested on its own."""
     path = tmp_path / "home"
     umask = os.umask(0o077)  # as the command line sets it
