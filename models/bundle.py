@@ -26,6 +26,7 @@ from models.errors import ModelError
 from models.manifest import METADATA, Manifest, verify_bundle
 from models.two_class import two_class_postprocessing
 from models.volume import Volume
+from models.windows import PairedWindows
 
 INFERENCE_CONFIG = "configs/inference.json"
 _LOADERS = {"LoadImage", "LoadImaged"}
@@ -163,6 +164,7 @@ class Predictor:
         self.amp = bool(evaluator.get("amp", False)) if isinstance(evaluator, dict) else False
         try:
             self.network = self._network(parser, _weights(bundle))
+            self.windows = PairedWindows(self.network, self.device)  # what the inferer runs
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
             self.postprocessing = parser.get_parsed_content("postprocessing")
@@ -190,7 +192,8 @@ class Predictor:
         return network.eval()
 
     def warm_up(self) -> None:
-        """Run the network once on blank windows of the inferer's size, full and last batch.
+        """Run the network once on blank windows of the inferer's size, full and last batch (as the
+        inferer's calls run them: on the CPU a last batch of one runs as two).
 
         The backend does first-use work per input shape (oneDNN builds its convolution kernels;
         about 0.3 s for the demo model on the CPU) that the first series would otherwise wait for.
@@ -202,7 +205,7 @@ class Predictor:
         batch = max(int(getattr(self.inferer, "sw_batch_size", 1)), 1)
         with torch.inference_mode(), self._autocast():
             for size in sorted({batch, 1}, reverse=True):
-                self.network(torch.zeros((size, self._in_channels, *roi), device=self.device))
+                self.windows(torch.zeros((size, self._in_channels, *roi), device=self.device))
 
     def _autocast(self) -> Any:
         if self.amp and self.device.type == "cuda":
@@ -241,7 +244,7 @@ class Predictor:
         image = prepared[self.image_key]
         image = image.as_tensor() if hasattr(image, "as_tensor") else image  # the network needs no metadata
         with torch.inference_mode(), self._autocast():
-            logits = self.inferer(image[None].to(self.device), self.network)
+            logits = self.inferer(image[None].to(self.device), self.windows)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         timings["network"] = time.perf_counter() - started

@@ -1,0 +1,61 @@
+"""A batch of one window runs as two on the CPU (oneDNN's path), with the network's answer for it."""
+
+from __future__ import annotations
+
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from models.windows import PairedWindows
+
+
+def _network() -> tuple[torch.nn.Module, list[int]]:
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 2, 1)
+    )
+    batches: list[int] = []
+    network.register_forward_hook(lambda _m, inputs, _o: batches.append(inputs[0].shape[0]))
+    return network.eval(), batches
+
+
+def test_one_window_runs_as_two_on_the_cpu_and_gets_its_own_answer():
+    network, batches = _network()
+    window = torch.randn(1, 1, 12, 12, 12)
+    with torch.inference_mode():
+        alone = network(window)
+        paired = PairedWindows(network, torch.device("cpu"))(window)
+    assert batches == [1, 2]
+    assert paired.shape == alone.shape
+    torch.testing.assert_close(paired, alone)
+
+
+def test_larger_batches_and_other_devices_run_as_given():
+    network, batches = _network()
+    with torch.inference_mode():
+        PairedWindows(network, torch.device("cpu"))(torch.randn(3, 1, 8, 8, 8))
+        PairedWindows(network, torch.device("cuda"))(
+            torch.randn(1, 1, 8, 8, 8)
+        )  # not run on a GPU: no pairing
+    assert batches == [3, 1]
+
+
+def test_tuple_and_dict_outputs_keep_the_first_window():
+    window = torch.randn(1, 1, 4, 4, 4)
+    twice = PairedWindows(lambda x: (x * 2, {"pred": x + 1}), torch.device("cpu"))(window)
+    torch.testing.assert_close(twice[0], window * 2)
+    torch.testing.assert_close(twice[1]["pred"], window + 1)
+
+
+def test_the_sliding_window_gives_the_networks_values_with_a_last_batch_of_one():
+    network, batches = _network()
+    inferer = SlidingWindowInferer(
+        roi_size=(16, 16, 16), sw_batch_size=2, overlap=0.25, padding_mode="replicate"
+    )
+    volume = torch.randn(1, 1, 40, 16, 16)  # 3 windows: the last batch has one
+    with torch.inference_mode():
+        expected = inferer(volume, network)
+        assert batches[-1] == 1
+        batches.clear()
+        paired = inferer(volume, PairedWindows(network, torch.device("cpu")))
+    assert batches == [2, 2]
+    torch.testing.assert_close(paired, expected)
