@@ -12,7 +12,7 @@ slab at a time so that no full-size temporary is made. The weights and the paddi
 so results equal MONAI's up to float rounding (tested); ``nearest`` takes ``grid_sample``'s
 nearest neighbour (ties to even). The output keeps the input's memory order.
 Under :func:`sign_only` (for a result that is only thresholded at zero) each slab computes just
-the box of output voxels that can come out above zero.
+the box of output voxels that can come out above zero, into zeros that take no memory until written.
 
 :func:`install` puts :class:`AxisAlignedAffineTransform` where MONAI's ``spatial_resample`` looks
 for ``AffineTransform``; any other transform, mode or padding goes through MONAI's own code.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import mmap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -49,8 +50,11 @@ def sign_only() -> Iterator[None]:
     Both modes weigh their neighbours with non-negative weights (and zero padding adds zeros), so
     an output voxel whose every source neighbour is at most zero is itself at most zero. Each slab
     computes only the box of output voxels that read a positive source voxel; a slab that reads
-    none is not computed at all. Use it only where nothing but ``> 0`` is taken from the result
-    and no other interpolation follows (which would mix the zeros with computed values).
+    none is not computed at all. On the CPU the output is a fresh private mapping of zeros
+    (:func:`_untouched_zeros`): the part never computed is never written, so it takes no memory
+    (the inverse resampling for a 512x512x200 CT is 200 MiB of float32, mostly such zeros). Use
+    it only where nothing but ``> 0`` is taken from the result and no other interpolation follows
+    (which would mix the zeros with computed values).
     """
     token = _SIGN_ONLY.set(True)
     try:
@@ -181,6 +185,16 @@ class _Region:
         return out
 
 
+def _untouched_zeros(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """Zeros of ``like``'s dtype and device; on the CPU in a new private anonymous mapping, whose
+    pages the kernel backs with memory only when written (reading one maps its shared zero page)."""
+    count = functools.reduce(lambda a, b: a * b, shape, 1)
+    if like.device.type != "cpu" or count == 0:
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
+    mapping = mmap.mmap(-1, count * like.element_size(), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return torch.frombuffer(mapping, dtype=like.dtype).reshape(shape)  # the tensor keeps the mapping
+
+
 def _source_coordinates(coords: torch.Tensor, size: int, padding: str, align_corners: bool) -> torch.Tensor:
     """grid_sample's unnormalised source coordinates (with border padding's clamp)."""
     x = (coords + 1) / 2 * (size - 1) if align_corners else ((coords + 1) * size - 1) / 2
@@ -226,13 +240,17 @@ class AxisAlignedAffineTransform(AffineTransform):
         source = src.permute(0, 1, *spatial)
         taps = {2 + index: taps[dim] for index, dim in enumerate(spatial)}
         size = tuple(size[dim - 2] for dim in spatial)
-        result = torch.empty((*src.shape[:2], *size), dtype=src.dtype, device=src.device)
+        positive = (source > 0) if _SIGN_ONLY.get() else None
+        shape = (*src.shape[:2], *size)
+        if positive is None:
+            result = torch.empty(shape, dtype=src.dtype, device=src.device)
+        else:  # only what is written takes memory; the rest reads as 0
+            result = _untouched_zeros(shape, src)
         inner = sorted(  # shrinking axes first, so each pass works on as little as it can;
             (d for d in (3, 4) if not taps[d].is_identity(source.shape[d])),  # on a tie the innermost
             key=lambda d: (size[d - 2] / source.shape[d], -d),  # (its gather is the slower one)
         )
         outer_is_copy = taps[2].is_identity(source.shape[2])  # e.g. an unchanged slice spacing
-        positive = (source > 0) if _SIGN_ONLY.get() else None
         for start in range(0, size[0], _SLAB):  # slabs along the outermost axis
             stop = min(start + _SLAB, size[0])
             out = result.narrow(2, start, stop - start)
@@ -243,12 +261,9 @@ class AxisAlignedAffineTransform(AffineTransform):
                 else _Region.of_positives(positive.narrow(2, low, high - low), taps, size)
             )
             if region is None:  # every voxel this slab reads is <= 0: so is every value it would get
-                out.zero_()
-                continue
+                continue  # (left 0)
             window = region.source(source.narrow(2, low, high - low))
             target = region.target(out)
-            if target.shape != out.shape:  # the rest of the slab reads no positive voxel
-                out.zero_()
             if outer_is_copy:
                 slab = window  # read in place by the next pass
                 if not inner:

@@ -149,3 +149,26 @@ def test_sign_only_is_left_when_its_block_ends():
     with sign_only():
         pass
     assert (transform(source, SCALE_AND_SHIFT, spatial_size=(64, 70, 15)) < 0).any()
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+def test_sign_only_output_takes_memory_only_where_computed():
+    """Upsampling a mostly negative field to 244 MiB of float32: the part left 0 is never written,
+    so making and reading the whole output adds far less than its size to the process."""
+    source = torch.full((1, 1, 40, 40, 40), -1.0)
+    source[..., 18:21, 18:21, 18:21] = 1.0
+    transform = AxisAlignedAffineTransform(normalized=False, mode="bilinear", padding_mode="zeros",
+                                           reverse_indexing=True)  # fmt: skip
+    theta = torch.diag(torch.tensor([0.1, 0.1, 0.1, 1.0], dtype=torch.float64))
+    before = _rss_bytes()
+    with sign_only():
+        signs = transform(source, theta, spatial_size=(400, 400, 400))
+    above = int(torch.count_nonzero(signs > 0.5))  # reads every voxel
+    grown = _rss_bytes() - before
+    size = signs.numel() * signs.element_size()
+    assert size == 400**3 * 4 and 0 < above < 100_000
+    assert grown < size // 8, f"{grown >> 20} MiB for a {size >> 20} MiB output"
