@@ -129,3 +129,44 @@ def test_the_inversion_computes_only_signs_when_that_is_exact(steps, signs_only)
     image.applied_operations = [{"class": step} for step in steps]
     margin_form({"image": image, "pred": torch.zeros(2, 4, 4, 4)})
     assert seen == [signs_only]
+
+
+@pytest.mark.parametrize("image_layout", ["slices", "contiguous"])
+def test_the_margin_is_the_bundles_softmax_difference_taken_a_slab_at_a_time(image_layout, monkeypatch):
+    from monai.data import MetaTensor
+    from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd
+
+    activations = Activationsd(keys="pred", softmax=True)
+    margin_form = two_class_postprocessing(
+        Compose(
+            [
+                activations,
+                Invertd(keys="pred", transform=Compose([]), orig_keys="image"),
+                AsDiscreted(keys="pred", argmax=True),
+            ]
+        )
+    )
+    generator = torch.Generator().manual_seed(5)
+    logits = MetaTensor(
+        torch.randn(2, 20, 18, 24, generator=generator) * 4, affine=torch.diag(torch.tensor([2.0, 2, 3, 1]))
+    )
+    image = (
+        torch.zeros(1, 24, 18, 20).permute(0, 3, 2, 1)
+        if image_layout == "slices"
+        else torch.zeros(1, 20, 18, 24)
+    )
+    probabilities = activations({"pred": logits})["pred"]
+    expected = probabilities[1:2] - probabilities[0:1]
+    softmax_shapes = []
+    softmax = torch.softmax
+    monkeypatch.setattr(
+        torch, "softmax", lambda x, dim: softmax_shapes.append(tuple(x.shape)) or softmax(x, dim=dim)
+    )
+    data = {"pred": logits, "image": MetaTensor(image)}
+    margin = margin_form.transforms[0](data)["pred"]
+    assert torch.equal(margin.as_tensor(), expected.as_tensor())  # the same values, bit for bit
+    assert margin.stride() == image.stride()  # in the image's memory order
+    torch.testing.assert_close(margin.affine, logits.affine)  # the prediction's metadata
+    assert data["pred"] is margin  # the caller's dict no longer holds the two channels
+    assert softmax_shapes and all(shape[1:] != tuple(logits.shape[1:]) for shape in softmax_shapes)
+    assert sum(np.prod(shape) for shape in softmax_shapes) == logits.numel()  # every voxel once
