@@ -59,17 +59,30 @@ def _part10(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def _datasets(app: Appliance, objects: list[list[Any]]) -> list[Dataset]:
-    datasets = []
-    for object_id, kek_id, wrapped in objects:
-        data = app.store.get(object_id, WrappedKey(kek_id, wrapped))
-        try:
-            dataset = dcmread(BytesIO(data))
-        except (InvalidDicomError, ValueError, EOFError) as exc:
-            raise ModelError(f"stored object {object_id} does not parse ({type(exc).__name__})") from exc
-        dataset.buffer = None  # pydicom keeps the buffer it read (the whole object) otherwise: a series twice
-        datasets.append(dataset)
-    return datasets
+def _read(app: Appliance, stored: list[Any], headers_only: bool) -> Dataset:
+    object_id, kek_id, wrapped = stored
+    data = app.store.get(object_id, WrappedKey(kek_id, wrapped))
+    try:
+        dataset = dcmread(BytesIO(data), stop_before_pixels=headers_only)
+    except (InvalidDicomError, ValueError, EOFError) as exc:
+        raise ModelError(f"stored object {object_id} does not parse ({type(exc).__name__})") from exc
+    dataset.buffer = None  # pydicom keeps the buffer it read (the whole object) otherwise
+    return dataset
+
+
+class _StoredSeries:
+    """A series' stored objects, decrypted in memory: their headers (for routing, the volume's
+    geometry and the SEG's references), and each whole object again when the volume takes its
+    pixels. Reading twice costs a decryption (about 0.1 s per 100 MiB); reading once held every
+    object's pixel data beside the float32 volume (100 MiB more for a 512x512x200 CT)."""
+
+    def __init__(self, app: Appliance, objects: list[list[Any]]) -> None:
+        self.app = app
+        self.headers = [_read(app, stored, headers_only=True) for stored in objects]
+        self._stored = {id(header): stored for header, stored in zip(self.headers, objects, strict=True)}
+
+    def whole(self, header: Dataset) -> Dataset:
+        return _read(self.app, self._stored[id(header)], headers_only=False)
 
 
 def _facts(datasets: list[Dataset]) -> SeriesFacts:
@@ -197,14 +210,14 @@ class _Handler:
         clock = _Clock()
         try:
             inference = self.app.settings.inference
-            datasets = _datasets(self.app, request["objects"])
-            rule, why = route(inference.rules, _facts(datasets))
+            series = _StoredSeries(self.app, request["objects"])
+            rule, why = route(inference.rules, _facts(series.headers))
             if rule is None:
                 return {"job": job, "kind": "unrouted", "reason": why}
             model = _active_model(self.app, rule.model)
             predictor = self._predictor(model)
             clock.lap("read")
-            volume = build_volume(datasets, rule.min_slices, release_pixels=True)  # SEG: headers only
+            volume = build_volume(series.headers, rule.min_slices, load_pixels=series.whole)
             clock.lap("volume")
             data = predictor.prepare(volume)
             clock.lap("preprocessing")

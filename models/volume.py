@@ -17,7 +17,7 @@ one position is refused with :class:`InconsistentSeries`, whose message says whi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -189,10 +189,10 @@ def _slice_step(distances: np.ndarray) -> float:
     return step
 
 
-def _pixels(source: SourceFrame) -> np.ndarray:
+def _pixels(whole: Dataset, source: SourceFrame) -> np.ndarray:
     """The one frame, decoded alone (nothing cached on the dataset)."""
     try:
-        return pixel_array(source.dataset, index=source.frame - 1)
+        return pixel_array(whole, index=source.frame - 1)
     except Exception as exc:  # pydicom and its decoders raise many kinds for bad pixel data
         uid = source.dataset.get("SOPInstanceUID", "?")
         raise InconsistentSeries(
@@ -200,9 +200,16 @@ def _pixels(source: SourceFrame) -> np.ndarray:
         ) from exc
 
 
-def build_volume(datasets: Iterable[Dataset], min_slices: int = 1, release_pixels: bool = False) -> Volume:
-    """The series as one volume; with ``release_pixels``, each object's pixel data is deleted from
-    it once its frames are in the volume (the headers stay), so the series is never held twice."""
+def build_volume(
+    datasets: Iterable[Dataset], min_slices: int = 1, load_pixels: Callable[[Dataset], Dataset] | None = None
+) -> Volume:
+    """The series as one volume.
+
+    With ``load_pixels``, ``datasets`` may be headers only (read with ``stop_before_pixels``) and
+    ``load_pixels(ds)`` gives the whole object for one: it is read when its first frame is needed
+    and let go once its last is in the volume, so that the series' pixel data is never held beside
+    the volume, only one object's at a time (the volume's frames keep the headers).
+    """
     slices = _slices(datasets)
     if len(slices) < max(min_slices, 1):
         raise InconsistentSeries(f"{len(slices)} slices; at least {max(min_slices, 1)} needed")
@@ -229,8 +236,14 @@ def build_volume(datasets: Iterable[Dataset], min_slices: int = 1, release_pixel
     affine_ras[:3, 3] = _LPS_TO_RAS[:3, :3] @ origin
     stack = np.empty((len(slices), rows, columns), dtype=np.float32)  # [k, row, column] in memory
     remaining = Counter(id(item.source.dataset) for item in slices)
+    wholes: dict[int, Dataset] = {}
     for k, item in enumerate(slices):
-        frame = _pixels(item.source)
+        header = item.source.dataset
+        if load_pixels is None:
+            whole = header
+        elif (whole := wholes.get(id(header))) is None:
+            whole = wholes[id(header)] = load_pixels(header)
+        frame = _pixels(whole, item.source)
         if frame.shape != (rows, columns):
             raise InconsistentSeries(f"frame {k} decodes to {frame.shape}, not {(rows, columns)}")
         stack[k] = frame[:: -1 if reverse[1] else 1, :: -1 if reverse[0] else 1]
@@ -238,8 +251,8 @@ def build_volume(datasets: Iterable[Dataset], min_slices: int = 1, release_pixel
             stack[k] *= item.slope
         if item.intercept != 0:
             stack[k] += item.intercept
-        remaining[id(item.source.dataset)] -= 1
-        if release_pixels and not remaining[id(item.source.dataset)]:
-            del item.source.dataset.PixelData
+        remaining[id(header)] -= 1
+        if not remaining[id(header)]:
+            wholes.pop(id(header), None)
     frames = tuple(item.source for item in slices)
     return Volume(stack.transpose(2, 1, 0), affine_ras, frames, (reverse[0], reverse[1]))

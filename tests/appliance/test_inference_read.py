@@ -1,33 +1,46 @@
-"""The inference process reads a stored series into datasets that do not keep the decrypted objects."""
+"""The inference process reads a stored series' headers, then each whole object once for the volume,
+without keeping the decrypted objects or the series' pixel data beside the volume."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from appliance.context import open_appliance
-from appliance.inference_worker import _datasets
+from appliance.inference_worker import _StoredSeries
 from appliance.store import new_object_id
 from models.phantom import make_phantom
+from models.volume import build_volume
 from tests.models.test_bundle import encoded
+from tests.models.test_volume import read_back
 from tests.support.synthetic import phantom_series
 
 SPACING = (1.0, 1.0, 2.0)
 
 
-def test_a_series_is_read_in_memory_once(home):
+def test_headers_first_then_each_whole_object_once_for_the_volume(home):
     phantom = make_phantom((48, 40, 6), SPACING, seed=3, lesion_count=1)
+    datasets = phantom_series(phantom.hu, SPACING)
     app = open_appliance(home)
     try:
         objects = []
-        for dataset in phantom_series(phantom.hu, SPACING):
+        for dataset in datasets:
             object_id = new_object_id()
             wrapped = app.store.put(object_id, encoded(dataset))
             objects.append([object_id, wrapped.kek_id, wrapped.blob])
-        datasets = _datasets(app, objects)
+        series = _StoredSeries(app, objects)
+        # pydicom keeps the buffer it parsed (the whole decrypted object) unless it is let go
+        assert [header.buffer for header in series.headers] == [None] * 6
+        assert not any("PixelData" in header for header in series.headers)
+        loaded = []
+
+        def whole(header):  # type: ignore[no-untyped-def]
+            dataset = series.whole(header)
+            loaded.append(dataset)
+            return dataset
+
+        volume = build_volume(reversed(series.headers), load_pixels=whole)
     finally:
         app.close()
-    # pydicom keeps the buffer it parsed (the whole decrypted object: the pixels a second time)
-    # unless it is let go; the pixel data itself is still there to decode
-    assert [dataset.buffer for dataset in datasets] == [None] * 6
-    stack = np.stack([dataset.pixel_array for dataset in datasets])
-    assert stack.shape == (6, 40, 48) and stack.any()
+    assert len(loaded) == 6 and all(dataset.buffer is None and "PixelData" in dataset for dataset in loaded)
+    assert np.array_equal(volume.array, build_volume(read_back(datasets)).array)
+    assert not any("PixelData" in frame.dataset for frame in volume.frames)  # the SEG's sources: headers
