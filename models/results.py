@@ -8,7 +8,6 @@ that references the SEG's segment and gives its volume in mL.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import highdicom as hd
@@ -17,6 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from models import standard_tables
 from models.bundle import Segment
 from models.codes import Concept
 from models.errors import ModelError
@@ -29,33 +29,7 @@ SR_SERIES_NUMBER = 9002
 _PROCEDURES = {"CT": codes.LN.CTUnspecifiedBodyRegion, "MR": codes.LN.MRIUnspecifiedBodyRegion}
 
 
-def _remember_iod_lookups() -> None:
-    """Answer highdicom's "is this attribute in this IOD?" once per question (idempotent).
-
-    highdicom asks it for every source image while it places the SEG's frames, and each answer
-    walks the standard's module tables (about 1.3 ms: a quarter of a second for a 200-slice CT).
-    The answer depends only on the question: the tables are fixed.
-    """
-    import highdicom._standard_utils as standard
-
-    lookup = standard.is_attribute_in_iod
-    if getattr(lookup, "remembered", False):
-        return
-    answers: dict[tuple[str, str, tuple[str, ...] | None], bool] = {}
-
-    @functools.wraps(lookup)
-    def is_attribute_in_iod(attribute: str, sop_class_uid: str, exclude_path_elements=None) -> bool:  # type: ignore[no-untyped-def]
-        excluded = None if exclude_path_elements is None else tuple(exclude_path_elements)
-        question = (attribute, str(sop_class_uid), excluded)
-        if question not in answers:
-            answers[question] = lookup(attribute, sop_class_uid, exclude_path_elements)
-        return answers[question]
-
-    is_attribute_in_iod.remembered = True  # type: ignore[attr-defined]
-    standard.is_attribute_in_iod = is_attribute_in_iod
-
-
-_remember_iod_lookups()
+standard_tables.install()
 
 
 @dataclass(frozen=True)
