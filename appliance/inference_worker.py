@@ -219,10 +219,11 @@ class _Handler:
             clock.lap("read")
             volume = build_volume(series.headers, rule.min_slices, load_pixels=series.whole)
             clock.lap("volume")
-            data = predictor.prepare(volume)
+            inputs = predictor.inputs(volume)
+            volume = volume.without_voxels()  # the voxels are in inputs only: freed once resampled
+            data = predictor.preprocess(inputs)
             clock.lap("preprocessing")
             timeout = rule.timeout_seconds or inference.timeout_seconds
-            volume = volume.without_voxels()  # the bundle has what it needs: the voxels need not wait
             return _Prepared(job, why, timeout, model, predictor, volume, data, clock.laps)
         except Exception as exc:
             return _failure(job, exc)
