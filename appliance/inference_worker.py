@@ -210,6 +210,7 @@ class _Handler:
         clock = _Clock()
         try:
             inference = self.app.settings.inference
+            return_freed_memory()  # the last series' free heap: this one's blocks come in other sizes
             series = _StoredSeries(self.app, request["objects"])
             rule, why = route(inference.rules, _facts(series.headers))
             if rule is None:

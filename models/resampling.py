@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import mmap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,6 +33,8 @@ import torch
 from monai.networks.layers import AffineTransform
 from monai.networks.utils import to_norm_affine
 from monai.utils import ensure_tuple
+
+from models.mapped import mapped_tensor
 
 _SLAB = 16  # output positions along the outermost axis per step
 _SEPARABLE_MODES = {"bilinear", "nearest"}
@@ -51,7 +52,7 @@ def sign_only() -> Iterator[None]:
     an output voxel whose every source neighbour is at most zero is itself at most zero. Each slab
     computes only the box of output voxels that read a positive source voxel; a slab that reads
     none is not computed at all. On the CPU the output is a fresh private mapping of zeros
-    (:func:`_untouched_zeros`): the part never computed is never written, so it takes no memory
+    (:func:`models.mapped.mapped_tensor`): the part never computed is never written, so it takes no memory
     (the inverse resampling for a 512x512x200 CT is 200 MiB of float32, mostly such zeros). Use
     it only where nothing but ``> 0`` is taken from the result and no other interpolation follows
     (which would mix the zeros with computed values).
@@ -185,16 +186,6 @@ class _Region:
         return out
 
 
-def _untouched_zeros(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """Zeros of ``like``'s dtype and device; on the CPU in a new private anonymous mapping, whose
-    pages the kernel backs with memory only when written (reading one maps its shared zero page)."""
-    count = functools.reduce(lambda a, b: a * b, shape, 1)
-    if like.device.type != "cpu" or count == 0:
-        return torch.zeros(shape, dtype=like.dtype, device=like.device)
-    mapping = mmap.mmap(-1, count * like.element_size(), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return torch.frombuffer(mapping, dtype=like.dtype).reshape(shape)  # the tensor keeps the mapping
-
-
 def _source_coordinates(coords: torch.Tensor, size: int, padding: str, align_corners: bool) -> torch.Tensor:
     """grid_sample's unnormalised source coordinates (with border padding's clamp)."""
     x = (coords + 1) / 2 * (size - 1) if align_corners else ((coords + 1) * size - 1) / 2
@@ -245,7 +236,7 @@ class AxisAlignedAffineTransform(AffineTransform):
         if positive is None:
             result = torch.empty(shape, dtype=src.dtype, device=src.device)
         else:  # only what is written takes memory; the rest reads as 0
-            result = _untouched_zeros(shape, src)
+            result = mapped_tensor(shape, src)
         inner = sorted(  # shrinking axes first, so each pass works on as little as it can;
             (d for d in (3, 4) if not taps[d].is_identity(source.shape[d])),  # on a tie the innermost
             key=lambda d: (size[d - 2] / source.shape[d], -d),  # (its gather is the slower one)

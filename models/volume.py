@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 
 from models.errors import ModelError
+from models.mapped import mapped_array
 
 _ORIENTATION_TOLERANCE = 1e-3
 _SPACING_TOLERANCE = 0.01  # relative
@@ -234,7 +235,7 @@ def build_volume(
     )
     affine_ras[:3, :3] = axes * np.where(reverse, -1.0, 1.0)
     affine_ras[:3, 3] = _LPS_TO_RAS[:3, :3] @ origin
-    stack = np.empty((len(slices), rows, columns), dtype=np.float32)  # [k, row, column] in memory
+    stack = mapped_array((len(slices), rows, columns), np.float32)  # [k, row, column] in memory
     remaining = Counter(id(item.source.dataset) for item in slices)
     wholes: dict[int, Dataset] = {}
     for k, item in enumerate(slices):

@@ -67,3 +67,25 @@ def test_the_worker_returns_freed_memory_only_when_idle(monkeypatch: pytest.Monk
     threading.Timer(0.3, ready.put, args=("later",)).start()
     assert inference_worker._next(ready, 0.05) == "later"
     assert returned == [True]  # idle past the limit: returned once, then waits on
+
+
+def test_each_series_is_prepared_after_the_last_ones_free_memory_is_returned(home, monkeypatch) -> None:
+    from appliance.context import open_appliance
+
+    events: list[str] = []
+    monkeypatch.setattr(inference_worker, "return_freed_memory", lambda: events.append("returned"))
+
+    class Series:
+        def __init__(self, _app, objects) -> None:  # type: ignore[no-untyped-def]
+            events.append("read")
+            self.headers = []
+
+    monkeypatch.setattr(inference_worker, "_StoredSeries", Series)
+    app = open_appliance(home)
+    try:
+        handler = inference_worker._Handler(app, "cpu")
+        reply = handler.prepare({"job": 7, "objects": []})
+    finally:
+        app.close()
+    assert events == ["returned", "read"]
+    assert reply["kind"] == "failed" and "no stored instances" in reply["reason"]

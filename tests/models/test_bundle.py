@@ -185,3 +185,30 @@ def test_labels_become_seg_segment_numbers_without_a_copy_when_they_already_are(
     assert _renumbered(stack, in_order).tolist() == [[0, 1, 2], [2, 0, 0]]
     gaps = (Segment(2, "lesion", code), Segment(5, "lesion", code))
     assert _renumbered(stack, gaps).tolist() == [[0, 0, 1], [1, 2, 0]]
+
+
+def test_preprocessing_lets_the_input_go_once_the_next_step_has_its_output():
+    import gc
+    import weakref
+
+    import torch
+    from monai.transforms import Compose, Lambdad
+
+    from models.bundle import run_taking
+
+    alive_at_step: list[bool] = []
+    inputs = {"image": torch.ones(2, 3)}
+    original = weakref.ref(inputs["image"])
+
+    def note(x):  # type: ignore[no-untyped-def]
+        gc.collect()
+        alive_at_step.append(original() is not None)
+        return x + 1
+
+    compose = Compose([Lambdad("image", lambda x: x * 2), Lambdad("image", note), Lambdad("image", note)])
+    result = run_taking(compose, inputs)
+    assert inputs == {}  # taken over
+    assert alive_at_step == [False, False]  # gone once the first step made its output
+    assert torch.equal(result["image"], torch.full((2, 3), 4.0))
+    lazy = Compose([Lambdad("image", lambda x: x * 2)], lazy=True)
+    assert torch.equal(run_taking(lazy, {"image": torch.ones(1)})["image"], torch.full((1,), 2.0))

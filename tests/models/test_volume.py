@@ -168,3 +168,14 @@ def test_compressed_series_decode_to_the_same_volume(phantom, syntax):
     assert np.array_equal(volume.array, in_ras(phantom.hu))
     assert sorted(stored.loads) == sorted(ds.SOPInstanceUID for ds in datasets)  # each once
     assert not any("PixelData" in frame.dataset for frame in volume.frames)  # the frames keep headers
+
+
+def test_the_voxels_live_in_their_own_mapping_outside_the_heap(phantom):
+    import mmap
+
+    volume = build_volume(read_back(phantom_series(phantom.hu, SPACING)))
+    base = volume.array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    assert isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)  # freed whole when the volume goes, whatever the heap holds
+    assert volume.array.flags.writeable and volume.array.dtype == np.float32
