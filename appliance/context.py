@@ -96,11 +96,14 @@ def _audit_log(settings: Settings, engine: Engine, keyring: Keyring) -> tuple[Au
     return log, key
 
 
-def open_appliance(home: Path) -> Appliance:
+def open_appliance(home: Path, migrate_schema: bool = True) -> Appliance:
+    """The appliance's parts over ``home``, its database schema first brought up to date (a
+    process the main process starts leaves that to it: Alembic alone is 10 MiB of memory)."""
     settings = load_settings(home)
     keyring = key_source(settings).load()
     engine = make_engine(settings.sqlalchemy_url)
-    migrate(engine)
+    if migrate_schema:
+        migrate(engine)
     fields = FieldCipher(load_or_create_secret(engine, keyring, FIELD_KEY_NAME))
     store = EncryptedStore(settings.store_path, keyring)
     store.prepare()

@@ -10,7 +10,6 @@ the workers die with the main process.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import json
 import logging
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import logs
+from appliance.child_process import die_with_parent, parent_alive
 from appliance.context import Appliance, open_appliance
 from appliance.errors import ConfigError
 from appliance.ingest import InstanceIndex
@@ -36,7 +36,6 @@ from dicom_gateway.tls import Handoff
 log = logging.getLogger(__name__)
 
 _MAX_DEFAULT_WORKERS = 4
-_PR_SET_PDEATHSIG = 1
 
 
 def worker_count(app: Appliance) -> int:
@@ -100,12 +99,6 @@ class _Shared:
     limit: int
 
 
-def die_with_parent() -> None:
-    """Linux: get SIGKILL when the main process dies, however it dies (kill -9 included)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
 def _receive_connections(channel: socket.socket, scp: StorageSCP, closed: threading.Event) -> None:
     while True:
         try:
@@ -123,9 +116,9 @@ def _worker_main(
     home: str, channel: socket.socket, shared: _Shared, load: Any, ready: Any, parent: int
 ) -> None:
     die_with_parent()
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    if not parent_alive(parent):
         return
-    app = open_appliance(Path(home))
+    app = open_appliance(Path(home), migrate_schema=False)  # the main process migrated it
     logs.configure(app.settings.log_path, app.settings.log_level)
     index = InstanceIndex(app)
     scp = _scp(app, index, 0, shared, SharedCounter(load))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import queue
 import signal
 import threading
@@ -35,9 +34,9 @@ from pydicom.errors import InvalidDicomError
 from sqlmodel import select
 
 from appliance import logs
+from appliance.child_process import die_with_parent, parent_alive
 from appliance.context import Appliance, open_appliance
 from appliance.db.tables import Model, ModelState
-from appliance.gateway import die_with_parent
 from appliance.heap import keep_freed_memory, return_freed_memory
 from appliance.keys import WrappedKey
 from appliance.model_registry import trusted_publishers
@@ -283,11 +282,11 @@ def _next(ready: queue.Queue, idle_seconds: float) -> Any:
 
 def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
     die_with_parent()
-    if os.getppid() != parent:
+    if not parent_alive(parent):
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     keep_freed_memory()  # before any thread starts
-    app = open_appliance(Path(home))
+    app = open_appliance(Path(home), migrate_schema=False)  # the main process migrated it
     logs.configure(app.settings.log_path, app.settings.log_level)
     handler = _Handler(app, device)
     ready: queue.Queue = queue.Queue(maxsize=1)

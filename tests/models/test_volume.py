@@ -177,5 +177,6 @@ def test_the_voxels_live_in_their_own_mapping_outside_the_heap(phantom):
     base = volume.array
     while isinstance(base, np.ndarray) and base.base is not None:
         base = base.base
-    assert isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)  # freed whole when the volume goes, whatever the heap holds
+    # freed whole when the volume goes, whatever the heap holds
+    assert isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
     assert volume.array.flags.writeable and volume.array.dtype == np.float32
