@@ -14,7 +14,6 @@ only on the question, so each is remembered.
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import pkgutil
 import sys
@@ -37,8 +36,7 @@ class ModuleAttributes(Mapping[str, list]):
             packed += zlib.compress(json.dumps(attributes, separators=(",", ":")).encode(), 1)
             ends.append(len(packed))
         names = "\n".join(modules)
-        del modules
-        gc.collect()
+        del modules  # no cycles among parsed JSON: all of it goes now
         self._packed = bytes(packed)
         self._spans = dict(zip(names.split("\n"), zip([0, *ends[:-1]], ends, strict=True), strict=True))
         self._decoded: dict[str, list] = {}
