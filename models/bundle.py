@@ -215,8 +215,8 @@ class Predictor:
         return network.eval()
 
     def warm_up(self) -> None:
-        """Run the network once on blank windows of the inferer's size, full and last batch (as the
-        inferer's calls run them: on the CPU a last batch of one runs as two).
+        """Run the network once on blank windows of the inferer's size, for each batch size it will
+        see: a full batch and a last batch of one window (which runs as two on the CPU).
 
         The backend does first-use work per input shape (oneDNN builds its convolution kernels;
         about 0.3 s for the demo model on the CPU) that the first series would otherwise wait for.
@@ -227,8 +227,8 @@ class Predictor:
             return
         batch = max(int(getattr(self.inferer, "sw_batch_size", 1)), 1)
         with torch.inference_mode(), self._autocast():
-            for size in sorted({batch, 1}, reverse=True):
-                self.windows(torch.zeros((size, self._in_channels, *roi), device=self.device))
+            for size in sorted({self.windows.runs_as(batch), self.windows.runs_as(1)}, reverse=True):
+                self.network(torch.zeros((size, self._in_channels, *roi), device=self.device))
 
     def _autocast(self) -> Any:
         if self.amp and self.device.type == "cuda":

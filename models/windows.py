@@ -33,7 +33,11 @@ class PairedWindows:
         self.network = network
         self.pairs = device.type == "cpu"
 
+    def runs_as(self, windows: int) -> int:
+        """The batch size the network sees for a batch of ``windows``."""
+        return 2 if self.pairs and windows == 1 else windows
+
     def __call__(self, windows: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if self.pairs and windows.shape[0] == 1:
+        if self.runs_as(windows.shape[0]) != windows.shape[0]:
             return _first(self.network(torch.cat((windows, windows)), *args, **kwargs))
         return self.network(windows, *args, **kwargs)

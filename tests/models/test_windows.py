@@ -29,6 +29,12 @@ def test_one_window_runs_as_two_on_the_cpu_and_gets_its_own_answer():
     torch.testing.assert_close(paired, alone)
 
 
+def test_the_batch_the_network_sees():
+    on_cpu, on_gpu = PairedWindows(None, torch.device("cpu")), PairedWindows(None, torch.device("cuda"))
+    assert [on_cpu.runs_as(n) for n in (1, 2, 4)] == [2, 2, 4]
+    assert [on_gpu.runs_as(n) for n in (1, 2, 4)] == [1, 2, 4]
+
+
 def test_larger_batches_and_other_devices_run_as_given():
     network, batches = _network()
     with torch.inference_mode():
