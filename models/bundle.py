@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from models.codes import SegmentCode, code_for
 from models.errors import ModelError
 from models.manifest import METADATA, Manifest, verify_bundle
-from models.two_class import two_class_postprocessing
+from models.two_class import LogitDifference, two_class_postprocessing
 from models.volume import Volume
 from models.windows import PairedWindows
 
@@ -274,20 +274,23 @@ class Predictor:
         started = time.perf_counter()
         image = prepared[self.image_key]
         image = image.as_tensor() if hasattr(image, "as_tensor") else image  # the network needs no metadata
+        windows = self.windows if self.two_class_postprocessing is None else LogitDifference(self.windows)
         with torch.inference_mode(), self._autocast():
-            logits = self.inferer(image[None].to(self.device), self.windows)
+            output = self.inferer(image[None].to(self.device), windows)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         timings["network"] = time.perf_counter() - started
-        if self.two_class_postprocessing is not None and logits.shape[1] == 2:
-            # the same labels, one channel inverted; its first step makes a new tensor of the logits
-            postprocessing, pred = self.two_class_postprocessing, logits[0].float()
+        if isinstance(windows, LogitDifference) and windows.reduced:
+            # the same labels from one channel; its first step makes a new tensor of the difference
+            postprocessing, pred = self.two_class_postprocessing, output[0].float()
         else:  # a bundle's own steps may work in place, which an inference tensor refuses
-            postprocessing, pred = self.postprocessing, logits[0].float().clone()
+            postprocessing, pred = self.postprocessing, output[0].float().clone()
         data = {**prepared, "pred": pred}
-        del logits, pred
+        del output, pred
         with torch.no_grad():
-            labels = postprocessing(data).pop("pred")  # the two-class form also drops the logits from data
+            labels = postprocessing(data).pop(
+                "pred"
+            )  # the two-class form drops the network's output from data
         labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         if labels.ndim == 4:
             labels = labels[0]

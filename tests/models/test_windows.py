@@ -1,10 +1,12 @@
-"""A batch of one window runs as two on the CPU (oneDNN's path), with the network's answer for it."""
+"""The network as the inferer calls it: a batch of one window runs as two on the CPU (oneDNN's path),
+with the network's answer for it; a two-class output reduced to the logits' difference."""
 
 from __future__ import annotations
 
 import torch
 from monai.inferers import SlidingWindowInferer
 
+from models.two_class import LogitDifference
 from models.windows import PairedWindows
 
 
@@ -65,3 +67,24 @@ def test_the_sliding_window_gives_the_networks_values_with_a_last_batch_of_one()
         paired = inferer(volume, PairedWindows(network, torch.device("cpu")))
     assert batches == [2, 2]
     torch.testing.assert_close(paired, expected)
+
+
+def test_the_difference_of_two_logits_is_the_sliding_windows_difference():
+    network, _ = _network()
+    inferer = SlidingWindowInferer(roi_size=(16, 16, 16), sw_batch_size=2, overlap=0.5, mode="gaussian")
+    volume = torch.randn(1, 1, 40, 24, 20)
+    reduced = LogitDifference(network)
+    with torch.inference_mode():
+        both = inferer(volume, network)
+        difference = inferer(volume, reduced)
+    assert reduced.reduced and difference.shape == (1, 1, 40, 24, 20)
+    torch.testing.assert_close(difference, both[:, 1:2] - both[:, 0:1])
+
+
+def test_the_difference_is_taken_in_float32_and_other_outputs_pass_through():
+    half = LogitDifference(lambda windows: windows.half())
+    difference = half(torch.tensor([[[1.0], [1.0 + 2**-9]]]))
+    assert half.reduced and difference.dtype == torch.float32 and difference.item() == 2**-9
+    for output in (torch.zeros(2, 3, 4), torch.zeros(2, 1, 4), (torch.zeros(2, 2, 4),)):
+        passed = LogitDifference(lambda _windows, output=output: output)
+        assert passed(torch.zeros(2, 1, 4)) is output and not passed.reduced
