@@ -56,7 +56,8 @@ def _algorithm(model: ModelIdentity) -> hd.AlgorithmIdentificationSequence:
 
 
 def _frames_in_source_order(volume: Volume, labels: np.ndarray) -> tuple[list[Dataset], np.ndarray]:
-    """Source images and one label frame per source frame, in the order highdicom expects."""
+    """Source images and one label frame per source frame, in the order highdicom expects: a view
+    of ``labels`` for single-frame images (a copy held beside them was 50 MiB for a 512x512x200 CT)."""
     sources = volume.source_images
     if len(sources) == len(volume.frames):  # single-frame images: one per slice, in slice order
         order = list(range(len(volume.frames)))
@@ -65,8 +66,8 @@ def _frames_in_source_order(volume: Volume, labels: np.ndarray) -> tuple[list[Da
         order = sorted(range(len(volume.frames)), key=lambda k: volume.frames[k].frame)
     else:
         raise ModelError("a SEG over several multi-frame images is not supported; send one object per series")
-    stack = np.stack([volume.frame_image(labels, k) for k in order]).astype(np.uint8, copy=False)
-    return sources, stack
+    images = volume.frame_images(labels.astype(np.uint8, copy=False))
+    return sources, images if order == list(range(len(order))) else images[order]
 
 
 def _renumbered(stack: np.ndarray, segments: tuple[Segment, ...]) -> np.ndarray:
@@ -78,6 +79,14 @@ def _renumbered(stack: np.ndarray, segments: tuple[Segment, ...]) -> np.ndarray:
     for index, segment in enumerate(segments, start=1):
         segment_numbers[segment.number] = index
     return segment_numbers[stack]
+
+
+def _voxels_per_segment(stack: np.ndarray, count: int) -> np.ndarray:
+    """Voxels of each segment number 0..count, counted frame by frame (no whole-volume mask)."""
+    voxels = np.zeros(count + 1, dtype=np.int64)
+    for frame in stack:
+        voxels += np.bincount(frame.ravel(), minlength=count + 1)[: count + 1]
+    return voxels
 
 
 def write_results(
@@ -116,8 +125,9 @@ def write_results(
         series_description=f"{model.name} segmentation",
         omit_empty_frames=bool(renumbered.any()),
     )
+    voxels = _voxels_per_segment(renumbered, len(segments))
     volumes = {
-        segment.label: float(np.count_nonzero(renumbered == index)) * volume.voxel_volume_ml
+        segment.label: float(voxels[index]) * volume.voxel_volume_ml
         for index, segment in enumerate(segments, start=1)
     }
     report = _report(segmentation, segments, volumes, model, sources[0])

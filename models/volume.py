@@ -67,10 +67,15 @@ class Volume:
         """The same grid and frames with the voxels released (a read-only zero view of the shape)."""
         return replace(self, array=np.broadcast_to(np.zeros((), np.float32), self.array.shape))
 
+    def frame_images(self, values: np.ndarray) -> np.ndarray:
+        """An array on this grid as images of its frames, a view: [k, row, column] is ``frames[k]``'s
+        pixel at (row, column)."""
+        images = values.transpose(2, 1, 0)
+        return images[:, :: -1 if self.reversed_axes[1] else 1, :: -1 if self.reversed_axes[0] else 1]
+
     def frame_image(self, values: np.ndarray, k: int) -> np.ndarray:
         """Slice ``k`` of an array on this grid as an image of ``frames[k]``: [row, column]."""
-        image = values[:, :, k].T
-        return image[:: -1 if self.reversed_axes[1] else 1, :: -1 if self.reversed_axes[0] else 1]
+        return self.frame_images(values)[k]
 
     @property
     def spacing(self) -> tuple[float, float, float]:

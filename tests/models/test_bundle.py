@@ -212,3 +212,18 @@ def test_preprocessing_lets_the_input_go_once_the_next_step_has_its_output():
     assert torch.equal(result["image"], torch.full((2, 3), 4.0))
     lazy = Compose([Lambdad("image", lambda x: x * 2)], lazy=True)
     assert torch.equal(run_taking(lazy, {"image": torch.ones(1)})["image"], torch.full((1,), 2.0))
+
+
+def test_the_seg_takes_the_label_frames_as_a_view_of_the_labels(series):
+    """For single-frame images the SEG writer gets the labels themselves, not a copy beside them."""
+    import numpy as np
+
+    from models.results import _frames_in_source_order
+
+    volume = build_volume(series)
+    labels = np.asfortranarray(np.random.default_rng(3).integers(0, 2, volume.array.shape, dtype=np.uint8))
+    sources, frames = _frames_in_source_order(volume, labels)  # laid out slice by slice, as inferred
+    assert np.shares_memory(frames, labels)
+    assert [ds.SOPInstanceUID for ds in sources] == [frame.dataset.SOPInstanceUID for frame in volume.frames]
+    expected = [volume.frame_image(labels, k) for k in range(len(volume.frames))]
+    assert np.array_equal(frames, np.stack(expected))
