@@ -268,11 +268,15 @@ class Predictor:
     ) -> np.ndarray:
         """Run the network on prepared data and postprocess; return labels on the source grid.
 
+        The items are taken out of ``prepared``, as :meth:`preprocess` takes its inputs.
+
         ``timings``, if given, receives the seconds of ``network`` and ``postprocessing``.
         """
         timings = {} if timings is None else timings
         started = time.perf_counter()
-        image = prepared[self.image_key]
+        data = dict(prepared)  # taken: the postprocessing may let the image's voxels go
+        prepared.clear()
+        image = data[self.image_key]
         image = image.as_tensor() if hasattr(image, "as_tensor") else image  # the network needs no metadata
         windows = self.windows if self.two_class_postprocessing is None else LogitDifference(self.windows)
         with torch.inference_mode(), self._autocast():
@@ -285,8 +289,8 @@ class Predictor:
             postprocessing, pred = self.two_class_postprocessing, output[0].float()
         else:  # a bundle's own steps may work in place, which an inference tensor refuses
             postprocessing, pred = self.postprocessing, output[0].float().clone()
-        data = {**prepared, "pred": pred}
-        del output, pred
+        data["pred"] = pred
+        del image, output, pred
         with torch.no_grad():
             labels = postprocessing(data).pop(
                 "pred"

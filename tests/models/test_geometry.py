@@ -163,6 +163,51 @@ def test_the_margin_is_the_bundles_softmax_difference_from_the_logits_difference
     assert margin.stride() == image.stride()  # in the image's memory order
     torch.testing.assert_close(margin.affine, difference.affine)  # the prediction's metadata
     assert data["pred"] is margin  # the caller's dict no longer holds the difference
+    # no bundle step follows the labels: the image is kept as its metadata alone
+    assert data["image"].numel() == 0
+    torch.testing.assert_close(data["image"].affine, MetaTensor(image).affine)
+
+
+def test_the_image_is_kept_whole_when_a_bundle_step_follows_the_labels():
+    from monai.data import MetaTensor
+    from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd, KeepLargestConnectedComponentd
+
+    margin_form = two_class_postprocessing(
+        Compose(
+            [
+                Activationsd(keys="pred", softmax=True),
+                Invertd(keys="pred", transform=Compose([]), orig_keys="image"),
+                AsDiscreted(keys="pred", argmax=True),
+                KeepLargestConnectedComponentd(keys="pred"),
+            ]
+        )
+    )
+    image = MetaTensor(torch.zeros(1, 4, 4, 4))
+    data = {"pred": torch.zeros(1, 4, 4, 4), "image": image}
+    assert margin_form.transforms[0](data)["image"] is image and data["image"] is image
+
+
+def test_the_images_voxels_are_freed_before_the_inversion(predictor, phantom):
+    import weakref
+
+    volume = build_volume(read_back(phantom_series(phantom.hu, SPACING)))
+    prepared = predictor.prepare(volume)
+    voxels = weakref.ref(prepared["image"])
+    margin_form = predictor.two_class_postprocessing
+    invert = margin_form.transforms[1]
+    alive_at_inversion = []
+
+    def spy(data):  # type: ignore[no-untyped-def]
+        alive_at_inversion.append(voxels() is not None)
+        return invert(data)
+
+    transforms = margin_form.transforms
+    margin_form.transforms = (transforms[0], spy, *transforms[2:])
+    try:
+        labels = predictor.infer(prepared, volume.array.shape)
+    finally:
+        margin_form.transforms = transforms
+    assert prepared == {} and alive_at_inversion == [False] and labels.any()
 
 
 def test_the_inferer_accumulates_one_channel_for_a_two_class_bundle(predictor, phantom):
