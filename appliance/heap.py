@@ -1,22 +1,25 @@
 """The inference process's memory: a series' working set kept between its stages, returned after.
 
-A series allocates the same large blocks again and again (the sliding window's activations for
-every batch of windows) and stage after stage (the network's output, the margin, the labels).
-With glibc's defaults each block above its mmap threshold is a fresh mapping, and every thread
-has its own arena, so
-memory freed by the preparing thread is not reused by the network's: the kernel zero-fills
-hundreds of megabytes of new pages per series (measured on the demo model and a 512x512x200 CT:
-about 100,000 page faults and half a second of the network stage; 0 faults once kept).
+A series allocates the same blocks again and again (the sliding window's activations for every
+batch of windows). With glibc's defaults each block above its (moving) mmap threshold is a fresh
+mapping, and every thread has its own arena, so memory freed by the preparing thread is not reused
+by the network's: the kernel zero-fills hundreds of megabytes of new pages per series (measured on
+the demo model and a 512x512x200 CT: about 100,000 page faults and half a second of the network
+stage; 0 faults once kept).
 
-:func:`keep_freed_memory` makes the process serve every block from one heap that is not trimmed as
-blocks are freed; :func:`return_freed_memory` hands the free part of it back (``malloc_trim``), which
-the process does once it has been idle for a while, and as it starts to prepare each series: the
-blocks a series needs fit the previous series' free memory only in part (small blocks that
-outlive a series split it), so keeping it through the next series held both (measured on the
-512x512x200 CT: a peak of 776-976 MiB kept, 711-741 returned; the network stage's time the same
-within this machine's noise, since its blocks are freed and reused within the series). The
-largest block, the float32 volume, lives in its own mapping (``models.mapped``). Elsewhere than
-glibc both do nothing.
+:func:`keep_freed_memory` makes the process serve every block under 32 MiB from one heap that is
+not trimmed as blocks are freed, and every larger block from a mapping of its own.
+:func:`return_freed_memory` hands the heap's free part back (``malloc_trim``), which the process
+does once it has been idle for a while, and as it starts to prepare each series: the blocks a
+series needs fit the previous series' free memory only in part (small blocks that outlive a series
+split it), so keeping it through the next series held both (measured on the 512x512x200 CT: a peak
+of 776-976 MiB kept, 711-741 returned). The large blocks are a series' volume-sized tensors (the
+float32 volume, the resampled image, the sliding window's output and count map, the margin, the
+labels), made once or twice per stage: in the heap, where each lands depended on the holes the
+last ones left, and a stage's peak on that (the postprocessing's 666-764 MiB over five runs of
+three series); in their own mappings each is returned as it is freed, and the peak is what the
+stage holds (the postprocessing under the network's in six runs). Elsewhere than glibc both do
+nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import ctypes
 from typing import Any
 
 _M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
+_M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
+_OWN_MAPPING = 32 * 2**20  # the largest fixed mmap threshold glibc takes on 64-bit systems
 _NEVER = 2**31 - 1  # the largest trim threshold mallopt takes
 
 
@@ -42,11 +46,11 @@ _LIBC = _glibc()
 
 
 def keep_freed_memory() -> None:
-    """One arena for every thread, large blocks from it rather than from their own mappings, and no
-    trimming on free. Call before the process starts its threads (each would get an arena)."""
+    """One arena for every thread, blocks under 32 MiB from it, larger ones from their own mappings,
+    and no trimming on free. Call before the process starts its threads (each would get an arena)."""
     if _LIBC is not None:
         _LIBC.mallopt(_M_ARENA_MAX, 1)
-        _LIBC.mallopt(_M_MMAP_MAX, 0)
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, _OWN_MAPPING)  # a fixed threshold: glibc no longer moves it
         _LIBC.mallopt(_M_TRIM_THRESHOLD, _NEVER)
 
 
