@@ -18,7 +18,7 @@ float32 volume, the resampled image, the sliding window's output and count map, 
 labels), made once or twice per stage: in the heap, where each lands depended on the holes the
 last ones left, and a stage's peak on that (the postprocessing's 666-764 MiB over five runs of
 three series); in their own mappings each is returned as it is freed, and the peak is what the
-stage holds (the postprocessing under the network's in six runs). Elsewhere than glibc both do
+stage holds (the postprocessing under the network's in five runs). Elsewhere than glibc both do
 nothing.
 """
 
