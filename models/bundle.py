@@ -291,10 +291,8 @@ class Predictor:
             postprocessing, pred = self.postprocessing, output[0].float().clone()
         data["pred"] = pred
         del image, output, pred
-        with torch.no_grad():
-            labels = postprocessing(data).pop(
-                "pred"
-            )  # the two-class form drops the network's output from data
+        with torch.no_grad():  # the two-class form also drops the network's output from data
+            labels = postprocessing(data).pop("pred")
         labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         if labels.ndim == 4:
             labels = labels[0]

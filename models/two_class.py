@@ -1,6 +1,6 @@
 """Two-class postprocessing on one channel: invert the softmax margin instead of both probabilities.
 
-A bundle whose postprocessing is ``Activationsd(softmax) -> Invertd -> AsDiscreted(argmax)`` maps two
+A bundle whose postprocessing starts ``Activationsd(softmax) -> Invertd -> AsDiscreted(argmax)`` maps two
 probability channels back to the source grid and takes their argmax there. Three facts let the
 appliance carry one channel from the network to the labels instead:
 
@@ -160,29 +160,29 @@ def two_class_postprocessing(postprocessing: Any, key: str = "pred", image_key: 
             return self.invert(data)
 
     transforms = list(getattr(postprocessing, "transforms", ()))
-    for i in range(len(transforms) - 2):
-        activations, invert, discrete = transforms[i : i + 3]
-        if not (
-            isinstance(activations, Activationsd)
-            and isinstance(invert, Invertd)
-            and isinstance(discrete, AsDiscreted)
-            and _only(activations.keys) == _only(invert.keys) == _only(discrete.keys) == key
-        ):
-            continue
-        plain_softmax = _only(activations.softmax) is True and not _only(activations.sigmoid)
-        plain_softmax = plain_softmax and _only(activations.other) is None
-        plain_softmax = plain_softmax and activations.converter.kwargs.get("dim", 0) == 0
-        plain_argmax = _only(discrete.argmax) is True and _only(discrete.to_onehot) is None
-        plain_argmax = plain_argmax and _only(discrete.threshold) is None and _only(discrete.rounding) is None
-        plain_argmax = plain_argmax and discrete.converter.kwargs.get("dim", 0) == 0
-        if plain_softmax and plain_argmax:
-            return Compose(
-                [
-                    *transforms[:i],
-                    SoftmaxMargin(activations.keys, release_image=not transforms[i + 3 :]),
-                    SignOfInverse(invert),
-                    PositiveLabels(key),
-                    *transforms[i + 3 :],
-                ]
-            )
-    return None
+    if len(transforms) < 3:  # the pattern must come first: an earlier step would read both logits
+        return None
+    activations, invert, discrete, *rest = transforms
+    if not (
+        isinstance(activations, Activationsd)
+        and isinstance(invert, Invertd)
+        and isinstance(discrete, AsDiscreted)
+        and _only(activations.keys) == _only(invert.keys) == _only(discrete.keys) == key
+    ):
+        return None
+    plain_softmax = _only(activations.softmax) is True and not _only(activations.sigmoid)
+    plain_softmax = plain_softmax and _only(activations.other) is None
+    plain_softmax = plain_softmax and activations.converter.kwargs.get("dim", 0) == 0
+    plain_argmax = _only(discrete.argmax) is True and _only(discrete.to_onehot) is None
+    plain_argmax = plain_argmax and _only(discrete.threshold) is None and _only(discrete.rounding) is None
+    plain_argmax = plain_argmax and discrete.converter.kwargs.get("dim", 0) == 0
+    if not (plain_softmax and plain_argmax):
+        return None
+    return Compose(
+        [
+            SoftmaxMargin(activations.keys, release_image=not rest),
+            SignOfInverse(invert),
+            PositiveLabels(key),
+            *rest,
+        ]
+    )

@@ -92,10 +92,19 @@ def test_two_class_margin_gives_the_bundles_own_labels(predictor, phantom, orien
 
 
 def test_other_postprocessing_is_left_as_the_bundle_wrote_it():
-    from monai.transforms import Activationsd, AsDiscreted, Compose
+    from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd, Lambdad
 
     assert two_class_postprocessing(Compose([AsDiscreted(keys="pred", argmax=True)])) is None
     assert two_class_postprocessing(Compose([Activationsd(keys="pred", sigmoid=True)])) is None
+    softmax_invert_argmax = [
+        Activationsd(keys="pred", softmax=True),
+        Invertd(keys="pred", transform=Compose([]), orig_keys="image"),
+        AsDiscreted(keys="pred", argmax=True),
+    ]
+    assert two_class_postprocessing(Compose(softmax_invert_argmax)) is not None
+    # a step before the pattern would be handed the logits' difference in place of both logits
+    earlier = Lambdad(keys="pred", func=lambda logits: logits * 2)
+    assert two_class_postprocessing(Compose([earlier, *softmax_invert_argmax])) is None
 
 
 @pytest.mark.parametrize(
