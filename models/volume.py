@@ -8,7 +8,7 @@ LPS). Each axis runs the way its RAS axis points (columns, rows or slices are ta
 where they run the other way, as MONAI's ``Orientation("RAS")`` would flip them), so a bundle's
 orientation step moves no data; and each slice is contiguous in memory (the array is a transposed
 view), so slices are written and read back whole. Each slice keeps which object and frame it came
-from, and :meth:`Volume.frame_image` maps a result on this grid back onto a source image.
+from, and :meth:`Volume.frame_images` maps a result on this grid back onto the source images.
 
 A series with mixed orientation, sizes or pixel spacing, a gap (a missing slice) or two slices at
 one position is refused with :class:`InconsistentSeries`, whose message says which check failed.
@@ -72,10 +72,6 @@ class Volume:
         pixel at (row, column)."""
         images = values.transpose(2, 1, 0)
         return images[:, :: -1 if self.reversed_axes[1] else 1, :: -1 if self.reversed_axes[0] else 1]
-
-    def frame_image(self, values: np.ndarray, k: int) -> np.ndarray:
-        """Slice ``k`` of an array on this grid as an image of ``frames[k]``: [row, column]."""
-        return self.frame_images(values)[k]
 
     @property
     def spacing(self) -> tuple[float, float, float]:

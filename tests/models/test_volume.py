@@ -77,7 +77,7 @@ def test_axial_series_gives_the_phantom_in_ras(phantom):
     # the slices lie whole in memory, and each maps back onto its source image
     assert volume.array.strides[2] == volume.array.strides[0] * phantom.hu.shape[0] * phantom.hu.shape[1]
     for k, frame in enumerate(volume.frames):
-        assert np.array_equal(volume.frame_image(volume.array, k), frame.dataset.pixel_array - 1024)
+        assert np.array_equal(volume.frame_images(volume.array)[k], frame.dataset.pixel_array - 1024)
 
 
 def test_shuffled_order_and_misleading_instance_numbers_sort_by_position(phantom):
