@@ -83,8 +83,9 @@ def test_the_difference_of_two_logits_is_the_sliding_windows_difference():
 
 def test_the_difference_is_taken_in_float32_and_other_outputs_pass_through():
     half = LogitDifference(lambda windows: windows.half())
-    difference = half(torch.tensor([[[1.0], [1.0 + 2**-9]]]))
-    assert half.reduced and difference.dtype == torch.float32 and difference.item() == 2**-9
+    # both logits exact in half precision; their difference, 2049, is not (half's step above 2048 is 2)
+    difference = half(torch.tensor([[[-1.0], [2048.0]]]))
+    assert half.reduced and difference.dtype == torch.float32 and difference.item() == 2049.0
     for output in (torch.zeros(2, 3, 4), torch.zeros(2, 1, 4), (torch.zeros(2, 2, 4),)):
         passed = LogitDifference(lambda _windows, output=output: output)
         assert passed(torch.zeros(2, 1, 4)) is output and not passed.reduced
