@@ -82,10 +82,13 @@ def _renumbered(stack: np.ndarray, segments: tuple[Segment, ...]) -> np.ndarray:
 
 
 def _voxels_per_segment(stack: np.ndarray, count: int) -> np.ndarray:
-    """Voxels of each segment number 0..count, counted frame by frame (no whole-volume mask)."""
+    """Voxels of each segment number 1..count (index 0 unused), counted frame by frame (no
+    whole-volume mask) and only in frames with any segment (a lesion's few frames of a CT)."""
     voxels = np.zeros(count + 1, dtype=np.int64)
-    for frame in stack:
-        voxels += np.bincount(frame.ravel(), minlength=count + 1)[: count + 1]
+    for index in np.flatnonzero(stack.max(axis=(1, 2))):  # a frame's max is 0 where it has none
+        frame = stack[index]
+        for number in range(1, count + 1):
+            voxels[number] += np.count_nonzero(frame == number)
     return voxels
 
 

@@ -1,0 +1,33 @@
+"""Segment volumes in the SR: counted exactly from the labels on the source grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.bundle import Segment
+from models.codes import code_for
+from models.phantom import make_phantom
+from models.results import ModelIdentity, write_results
+from models.volume import build_volume
+from tests.models.test_volume import read_back
+from tests.support.synthetic import phantom_series
+
+SPACING = (2.0, 2.0, 3.0)
+SEGMENTS = (Segment(1, "spleen", code_for("spleen")), Segment(2, "liver", code_for("liver")))
+
+
+@pytest.mark.parametrize("orientation", ["axial", "coronal"])
+def test_each_segments_volume_is_its_voxels_in_frames_with_and_without_it(orientation):
+    phantom = make_phantom((24, 20, 10), SPACING, seed=5)
+    volume = build_volume(read_back(phantom_series(phantom.hu, SPACING, orientation=orientation)))
+    labels = np.zeros(volume.array.shape, dtype=np.uint8)
+    frames = volume.frame_images(labels)  # a view: written through to the labels
+    frames[2, 3:6, 4:9] = 1  # 15 voxels
+    frames[3, 0:2, 0:2] = 1  # 4
+    frames[3, 5, 5] = 2  # 1, in a frame that has segment 1 too
+    frames[-1, 1:4, 1:3] = 2  # 6, in the last frame; every other frame is empty
+    results = write_results(volume, labels, SEGMENTS, ModelIdentity("test", "1"))
+    voxel = volume.voxel_volume_ml
+    assert results.volumes_ml == pytest.approx({"spleen": 19 * voxel, "liver": 7 * voxel})
+    assert len(results.segmentation.PerFrameFunctionalGroupsSequence) == 4  # 3 frames, one with both
