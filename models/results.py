@@ -70,22 +70,25 @@ def _frames_in_source_order(volume: Volume, labels: np.ndarray) -> tuple[list[Da
     return sources, images if order == list(range(len(order))) else images[order]
 
 
-def _renumbered(stack: np.ndarray, segments: tuple[Segment, ...]) -> np.ndarray:
-    """Labels as SEG segment numbers (1, 2, ... in the segments' order; 0 for none of them)."""
+def _renumbered(stack: np.ndarray, segments: tuple[Segment, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as SEG segment numbers (1, 2, ... in the segments' order; 0 for none of them), and
+    the indices of the frames that have any segment."""
     numbers = [segment.number for segment in segments]
-    if numbers == list(range(1, len(numbers) + 1)) and int(stack.max(initial=0)) <= len(numbers):
-        return stack  # already numbered so (the common case): no copy
-    segment_numbers = np.zeros(max(max(numbers, default=0) + 1, 256), dtype=np.uint8)  # label -> segment
-    for index, segment in enumerate(segments, start=1):
-        segment_numbers[segment.number] = index
-    return segment_numbers[stack]
+    highest = stack.max(axis=(1, 2))  # each frame's: one pass over the labels
+    if numbers != list(range(1, len(numbers) + 1)) or int(highest.max(initial=0)) > len(numbers):
+        segment_numbers = np.zeros(max(max(numbers, default=0) + 1, 256), dtype=np.uint8)  # label -> segment
+        for index, segment in enumerate(segments, start=1):
+            segment_numbers[segment.number] = index
+        stack = segment_numbers[stack]
+        highest = stack.max(axis=(1, 2))
+    return stack, np.flatnonzero(highest)  # already numbered so (the common case): no copy
 
 
-def _voxels_per_segment(stack: np.ndarray, count: int) -> np.ndarray:
-    """Voxels of each segment number 1..count (index 0 unused), counted frame by frame (no
-    whole-volume mask) and only in frames with any segment (a lesion's few frames of a CT)."""
+def _voxels_per_segment(stack: np.ndarray, occupied: np.ndarray, count: int) -> np.ndarray:
+    """Voxels of each segment number 1..count (index 0 unused), counted in the occupied frames
+    only (a lesion's few frames of a CT), frame by frame (no whole-volume mask)."""
     voxels = np.zeros(count + 1, dtype=np.int64)
-    for index in np.flatnonzero(stack.max(axis=(1, 2))):  # a frame's max is 0 where it has none
+    for index in occupied:
         frame = stack[index]
         for number in range(1, count + 1):
             voxels[number] += np.count_nonzero(frame == number)
@@ -110,7 +113,7 @@ def write_results(
         )
         for index, segment in enumerate(segments, start=1)
     ]
-    renumbered = _renumbered(stack, segments)
+    renumbered, occupied = _renumbered(stack, segments)
     del stack
     segmentation = hd.seg.Segmentation(
         source_images=sources,
@@ -126,9 +129,9 @@ def write_results(
         software_versions=model.version,
         device_serial_number="1",
         series_description=f"{model.name} segmentation",
-        omit_empty_frames=bool(renumbered.any()),
+        omit_empty_frames=occupied.size > 0,  # highdicom refuses to omit every frame
     )
-    voxels = _voxels_per_segment(renumbered, len(segments))
+    voxels = _voxels_per_segment(renumbered, occupied, len(segments))
     volumes = {
         segment.label: float(voxels[index]) * volume.voxel_volume_ml
         for index, segment in enumerate(segments, start=1)

@@ -31,3 +31,19 @@ def test_each_segments_volume_is_its_voxels_in_frames_with_and_without_it(orient
     voxel = volume.voxel_volume_ml
     assert results.volumes_ml == pytest.approx({"spleen": 19 * voxel, "liver": 7 * voxel})
     assert len(results.segmentation.PerFrameFunctionalGroupsSequence) == 4  # 3 frames, one with both
+
+
+def test_labels_of_no_segment_count_nowhere_and_leave_their_frames_out_of_the_seg():
+    phantom = make_phantom((24, 20, 10), SPACING, seed=5)
+    volume = build_volume(read_back(phantom_series(phantom.hu, SPACING)))
+    segments = (Segment(3, "spleen", code_for("spleen")), Segment(7, "liver", code_for("liver")))
+    labels = np.zeros(volume.array.shape, dtype=np.uint8)
+    frames = volume.frame_images(labels)
+    frames[1, 0:3, 0:3] = 7  # 9 voxels of the second segment
+    frames[4, 2:4, 2:4] = 3  # 4 of the first
+    frames[6, :, :] = 5  # a label the bundle names no segment for
+    results = write_results(volume, labels, segments, ModelIdentity("test", "1"))
+    voxel = volume.voxel_volume_ml
+    assert results.volumes_ml == pytest.approx({"spleen": 4 * voxel, "liver": 9 * voxel})
+    assert len(results.segmentation.PerFrameFunctionalGroupsSequence) == 2
+    assert [item.SegmentLabel for item in results.segmentation.SegmentSequence] == ["spleen", "liver"]
