@@ -170,23 +170,6 @@ def test_warm_up_runs_the_network_on_the_inferers_full_and_last_batch():
     assert shapes == [(2, 1, 96, 96, 96)]
 
 
-def test_labels_become_seg_segment_numbers_without_a_copy_when_they_already_are():
-    import numpy as np
-
-    from models.bundle import Segment
-    from models.codes import code_for
-    from models.results import _renumbered
-
-    code = code_for("lesion", None)
-    stack = np.array([[0, 1, 2], [2, 5, 7]], dtype=np.uint8)
-    in_order = (Segment(1, "lesion", code), Segment(2, "lesion", code))
-    assert np.shares_memory(_renumbered(stack[:1], in_order), stack)  # already 0, 1, 2: kept as is
-    # labels the bundle does not name become 0; others take their segment's place in the order
-    assert _renumbered(stack, in_order).tolist() == [[0, 1, 2], [2, 0, 0]]
-    gaps = (Segment(2, "lesion", code), Segment(5, "lesion", code))
-    assert _renumbered(stack, gaps).tolist() == [[0, 0, 1], [1, 2, 0]]
-
-
 def test_preprocessing_lets_the_input_go_once_the_next_step_has_its_output():
     import gc
     import weakref

@@ -8,7 +8,7 @@ import pytest
 from models.bundle import Segment
 from models.codes import code_for
 from models.phantom import make_phantom
-from models.results import ModelIdentity, write_results
+from models.results import ModelIdentity, _renumbered, write_results
 from models.volume import build_volume
 from tests.models.test_volume import read_back
 from tests.support.synthetic import phantom_series
@@ -47,3 +47,19 @@ def test_labels_of_no_segment_count_nowhere_and_leave_their_frames_out_of_the_se
     assert results.volumes_ml == pytest.approx({"spleen": 4 * voxel, "liver": 9 * voxel})
     assert len(results.segmentation.PerFrameFunctionalGroupsSequence) == 2
     assert [item.SegmentLabel for item in results.segmentation.SegmentSequence] == ["spleen", "liver"]
+
+
+def test_labels_become_seg_segment_numbers_without_a_copy_when_they_already_are():
+    code = code_for("lesion", None)
+    stack = np.array([[[0, 1, 2]], [[2, 5, 7]], [[0, 0, 0]]], dtype=np.uint8)  # three frames of 1x3
+    in_order = (Segment(1, "lesion", code), Segment(2, "lesion", code))
+    kept, occupied = _renumbered(stack[:1], in_order)
+    assert np.shares_memory(kept, stack) and occupied.tolist() == [0]  # already 0, 1, 2: kept as is
+    # labels the bundle does not name become 0; others take their segment's place in the order
+    renumbered, occupied = _renumbered(stack, in_order)
+    assert renumbered.tolist() == [[[0, 1, 2]], [[2, 0, 0]], [[0, 0, 0]]] and occupied.tolist() == [0, 1]
+    gaps = (Segment(2, "lesion", code), Segment(5, "lesion", code))
+    renumbered, occupied = _renumbered(stack, gaps)
+    assert renumbered.tolist() == [[[0, 0, 1]], [[1, 2, 0]], [[0, 0, 0]]] and occupied.tolist() == [0, 1]
+    _, occupied = _renumbered(stack, (Segment(7, "lesion", code),))
+    assert occupied.tolist() == [1]  # frame 0 holds labels of no segment only
