@@ -284,11 +284,14 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         timings["network"] = time.perf_counter() - started
+        # The steps after the network run on the CPU whatever ran it: the inversion's resampling
+        # (models.resampling) and the labels are built and tested there; a GPU's output is copied once.
+        pred = output[0].float().cpu()
         if isinstance(windows, LogitDifference) and windows.reduced:
             # the same labels from one channel; its first step makes a new tensor of the difference
-            postprocessing, pred = self.two_class_postprocessing, output[0].float()
+            postprocessing = self.two_class_postprocessing
         else:  # a bundle's own steps may work in place, which an inference tensor refuses
-            postprocessing, pred = self.postprocessing, output[0].float().clone()
+            postprocessing, pred = self.postprocessing, pred.clone() if pred.is_inference() else pred
         data["pred"] = pred
         del image, output, pred
         with torch.no_grad():  # the two-class form also drops the network's output from data
