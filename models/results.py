@@ -81,15 +81,23 @@ def _renumbered(stack: np.ndarray, segments: tuple[Segment, ...]) -> tuple[np.nd
             segment_numbers[segment.number] = index
         stack = segment_numbers[stack]
         highest = stack.max(axis=(1, 2))
-    return stack, np.flatnonzero(highest)  # already numbered so (the common case): no copy
+    # else already numbered so (the common case): the labels themselves, no copy
+    return stack, np.flatnonzero(highest)
+
+
+_COMPARED_SEGMENTS = 12  # up to this many, each frame is counted by comparisons, else by bincount
 
 
 def _voxels_per_segment(stack: np.ndarray, occupied: np.ndarray, count: int) -> np.ndarray:
     """Voxels of each segment number 1..count (index 0 unused), counted in the occupied frames
-    only (a lesion's few frames of a CT), frame by frame (no whole-volume mask)."""
+    only (a lesion's few frames of a CT), frame by frame (no whole-volume mask). On a 512x512
+    frame one comparison and count took 0.02 ms, one bincount 0.36 ms."""
     voxels = np.zeros(count + 1, dtype=np.int64)
     for index in occupied:
         frame = stack[index]
+        if count > _COMPARED_SEGMENTS:
+            voxels[1:] += np.bincount(frame.ravel(), minlength=count + 1)[1 : count + 1]
+            continue
         for number in range(1, count + 1):
             voxels[number] += np.count_nonzero(frame == number)
     return voxels

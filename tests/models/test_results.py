@@ -63,3 +63,16 @@ def test_labels_become_seg_segment_numbers_without_a_copy_when_they_already_are(
     assert renumbered.tolist() == [[[0, 0, 1]], [[1, 2, 0]], [[0, 0, 0]]] and occupied.tolist() == [0, 1]
     _, occupied = _renumbered(stack, (Segment(7, "lesion", code),))
     assert occupied.tolist() == [1]  # frame 0 holds labels of no segment only
+
+
+def test_many_segments_are_counted_as_exactly():
+    phantom = make_phantom((24, 20, 10), SPACING, seed=5)
+    volume = build_volume(read_back(phantom_series(phantom.hu, SPACING)))
+    segments = tuple(Segment(n, f"organ {n}", code_for("liver")) for n in range(1, 21))  # 20: above 12
+    labels = np.zeros(volume.array.shape, dtype=np.uint8)
+    frames = volume.frame_images(labels)
+    for n in range(1, 21):
+        frames[n % 4, n - 1, :n] = n  # n voxels of segment n, four frames shared among them
+    results = write_results(volume, labels, segments, ModelIdentity("test", "1"))
+    voxel = volume.voxel_volume_ml
+    assert results.volumes_ml == pytest.approx({f"organ {n}": n * voxel for n in range(1, 21)})
