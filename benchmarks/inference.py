@@ -40,15 +40,14 @@ from pathlib import Path
 import numpy as np
 import psutil
 import torch
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBLISHER  # noqa: E402
-from models.bundle import Predictor  # noqa: E402
+from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL  # noqa: E402
 from models.phantom import make_phantom  # noqa: E402
 from models.two_class import LogitDifference  # noqa: E402
 from models.volume import Volume  # noqa: E402
+from tests.support.bundles import demo_predictor  # noqa: E402
 from tests.support.dcmtk import storescu  # noqa: E402
 from tests.support.processes import ApplianceProcess, OrthancProcess, run_cli, wait_for  # noqa: E402
 from tests.support.synthetic import phantom_series, write_series  # noqa: E402
@@ -146,8 +145,7 @@ class BareInference:
     sides are measured in the same stretch of the machine's time."""
 
     def __init__(self, hu: np.ndarray, spacing: tuple[float, float, float], device: str) -> None:
-        key = load_pem_public_key((DEMO_DIRECTORY / f"{DEMO_PUBLISHER}.pub").read_bytes())
-        self.predictor = Predictor(DEMO_DIRECTORY / DEMO_MODEL, {DEMO_PUBLISHER: key}, device)  # type: ignore[dict-item]
+        self.predictor = demo_predictor(device)
         affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
         image = self.predictor.prepare(Volume(hu.astype(np.float32), affine, ()))[self.predictor.image_key]
         self.image = image[None].as_tensor().to(self.predictor.device)

@@ -18,7 +18,7 @@ from models.phantom import make_phantom
 from models.results import ModelIdentity, write_results
 from models.volume import build_volume
 from tests.models.test_volume import read_back
-from tests.support.bundles import PUBLISHER, SHARED_BUNDLES, seeded_bundle
+from tests.support.bundles import PUBLISHER, SHARED_BUNDLES, demo_predictor, seeded_bundle
 from tests.support.synthetic import phantom_series
 
 KEY = Ed25519PrivateKey.generate()
@@ -157,12 +157,7 @@ def test_remembered_iod_lookups_give_highdicoms_answers():
 
 
 def test_warm_up_runs_the_network_on_the_inferers_full_and_last_batch():
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBLISHER
-
-    key = load_pem_public_key((DEMO_DIRECTORY / f"{DEMO_PUBLISHER}.pub").read_bytes())
-    predictor = Predictor(DEMO_DIRECTORY / DEMO_MODEL, {DEMO_PUBLISHER: key}, "cpu")  # type: ignore[dict-item]
+    predictor = demo_predictor("cpu")
     shapes = []
     predictor.network.register_forward_hook(lambda _m, inputs, _o: shapes.append(tuple(inputs[0].shape)))
     predictor.warm_up()

@@ -13,10 +13,8 @@ from io import BytesIO
 import numpy as np
 import pytest
 import torch
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydicom import dcmread
 
-from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBLISHER
 from models.bundle import Predictor
 from models.phantom import make_phantom
 from models.results import ModelIdentity, write_results
@@ -24,6 +22,7 @@ from models.two_class import two_class_postprocessing
 from models.volume import build_volume
 from tests.models.test_bundle import encoded
 from tests.models.test_volume import read_back
+from tests.support.bundles import demo_predictor
 from tests.support.seg import dice, seg_mask, sr_volumes_ml
 from tests.support.synthetic import phantom_series
 
@@ -33,8 +32,7 @@ SHAPE = (192, 160, 32)
 
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
-    key = load_pem_public_key((DEMO_DIRECTORY / f"{DEMO_PUBLISHER}.pub").read_bytes())
-    return Predictor(DEMO_DIRECTORY / DEMO_MODEL, {DEMO_PUBLISHER: key}, "cpu")  # type: ignore[dict-item]
+    return demo_predictor("cpu")
 
 
 @pytest.fixture(scope="module")

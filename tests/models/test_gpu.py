@@ -10,13 +10,11 @@ from typing import Any
 
 import pytest
 import torch
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBLISHER
-from models.bundle import Predictor
 from models.phantom import make_phantom
 from models.volume import build_volume
 from tests.models.test_volume import read_back
+from tests.support.bundles import demo_predictor
 from tests.support.seg import dice
 from tests.support.synthetic import phantom_series
 
@@ -37,13 +35,11 @@ class _Devices:
 
 
 def test_the_gpu_gives_the_cpus_labels_and_hands_the_postprocessing_cpu_tensors():
-    key = load_pem_public_key((DEMO_DIRECTORY / f"{DEMO_PUBLISHER}.pub").read_bytes())
-    trusted = {DEMO_PUBLISHER: key}
     phantom = make_phantom((192, 160, 32), SPACING, seed=424242, lesion_count=2)
     volume = build_volume(read_back(phantom_series(phantom.hu, SPACING)))
-    on_cpu = Predictor(DEMO_DIRECTORY / DEMO_MODEL, trusted, "cpu").predict(volume)
+    on_cpu = demo_predictor("cpu").predict(volume)
 
-    gpu = Predictor(DEMO_DIRECTORY / DEMO_MODEL, trusted, "cuda")
+    gpu = demo_predictor("cuda")
     assert gpu.amp and next(gpu.network.parameters()).is_cuda  # the demo bundle allows half precision
     gpu.two_class_postprocessing = recorder = _Devices(gpu.two_class_postprocessing)
     on_gpu = gpu.predict(volume)

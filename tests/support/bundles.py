@@ -9,13 +9,20 @@ from pathlib import Path
 
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
-from models.bundle import INFERENCE_CONFIG, network_definition
+from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBLISHER
+from models.bundle import INFERENCE_CONFIG, Predictor, network_definition
 from models.manifest import sign_bundle
 
 SHARED_BUNDLES = Path(__file__).resolve().parents[2].parent / "shared" / "monai-bundles"
 PUBLISHER = "test-publisher"
+
+
+def demo_predictor(device: str) -> Predictor:
+    """The bundled demo model, verified against its publisher's shipped public key."""
+    key = load_pem_public_key((DEMO_DIRECTORY / f"{DEMO_PUBLISHER}.pub").read_bytes())
+    return Predictor(DEMO_DIRECTORY / DEMO_MODEL, {DEMO_PUBLISHER: key}, device)  # type: ignore[dict-item]
 
 
 def write_public_key(key: Ed25519PrivateKey, path: Path) -> Path:
