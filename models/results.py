@@ -93,13 +93,11 @@ def _voxels_per_segment(stack: np.ndarray, occupied: np.ndarray, count: int) -> 
     only (a lesion's few frames of a CT), frame by frame (no whole-volume mask). On a 512x512
     frame one comparison and count took 0.02 ms, one bincount 0.36 ms."""
     voxels = np.zeros(count + 1, dtype=np.int64)
-    for index in occupied:
-        frame = stack[index]
+    for frame in (stack[index] for index in occupied):
         if count > _COMPARED_SEGMENTS:
             voxels[1:] += np.bincount(frame.ravel(), minlength=count + 1)[1 : count + 1]
-            continue
-        for number in range(1, count + 1):
-            voxels[number] += np.count_nonzero(frame == number)
+        else:
+            voxels[1:] += [np.count_nonzero(frame == number) for number in range(1, count + 1)]
     return voxels
 
 
