@@ -10,13 +10,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from appliance import crypto
 from appliance.config import Settings, load_settings
 from appliance.db.engine import make_engine, migrate
 from appliance.db.tables import WrappedSecret
-from appliance.keys import Keyring, WrappedKey, key_source
-from appliance.phi import FIELD_KEY_NAME, FieldCipher
-from appliance.store import EncryptedStore
+from appliance.security import crypto
+from appliance.security.keys import Keyring, WrappedKey, key_source
+from appliance.security.phi import FIELD_KEY_NAME, FieldCipher
+from appliance.storage.store import EncryptedStore
 from audit.log import AuditLog
 
 

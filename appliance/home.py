@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from appliance.admin.model_registry import install_demo_model
 from appliance.config import CONFIG_FILE, load_settings
 from appliance.context import open_appliance
 from appliance.errors import ConfigError
-from appliance.keys import DirectoryKeySource
-from appliance.model_registry import install_demo_model
+from appliance.security.keys import DirectoryKeySource
 
 DEFAULT_CONFIG = """\
 # Appliance configuration. Every value can be overridden by an environment variable:

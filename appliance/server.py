@@ -12,21 +12,21 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from appliance.assembly import series_assembler
 from appliance.context import Appliance
 from appliance.db.tables import JobKind
-from appliance.gateway import GatewayProcesses
-from appliance.http_api import create_app
-from appliance.jobs import release_running
-from appliance.periodic import Periodic
-from appliance.reconcile import reconcile
-from appliance.sending import send_worker
+from appliance.jobs.queue import release_running
+from appliance.pipeline.assembly import series_assembler
+from appliance.pipeline.gateway import GatewayProcesses
+from appliance.pipeline.sending import send_worker
+from appliance.runtime.periodic import Periodic
+from appliance.storage.reconcile import reconcile
+from appliance.web.app import create_app
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
 from audit.syslog import Receiver, SyslogForwarder
 from dicom_gateway import tls
 
 if TYPE_CHECKING:
-    from appliance.inference import InferenceRunner
+    from appliance.pipeline.inference.runner import InferenceRunner
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _syslog_forwarder(app: Appliance) -> Periodic | None:
 def _inference_runner(app: Appliance, on_results: Callable[[], None]) -> InferenceRunner | None:
     if not app.settings.inference.enabled:
         return None
-    from appliance.inference import InferenceRunner  # imports torch
+    from appliance.pipeline.inference.runner import InferenceRunner  # imports torch
 
     released = release_running(app, JobKind.SERIES_COMPLETE)
     if released:

@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL  # noqa: E402
+from appliance.admin.model_registry import DEMO_DIRECTORY, DEMO_MODEL  # noqa: E402
 from models.phantom import make_phantom  # noqa: E402
 from models.two_class import LogitDifference  # noqa: E402
 from models.volume import Volume  # noqa: E402

@@ -7,7 +7,7 @@ the heap holds. Used for the largest block of a series (the float32 volume: 200 
 a series (caches, the standard's decoded tables) split the stretch the previous volume left, so
 the heap grew by most of a volume again over the next series (measured: +113 MiB by the second).
 The inference process's allocator now gives every block of 32 MiB or more a mapping of its own
-(``appliance.heap``); the volume's is explicit, so that it does not depend on how the allocator
+(``appliance.runtime.heap``); the volume's is explicit, so that it does not depend on how the allocator
 of the process that builds it is set. And for the sign-only resampling's output, mostly zeros
 never written (see models.resampling).
 """

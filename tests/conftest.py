@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.admin.peers import add_source
 from appliance.cli.common import actor
 from appliance.context import open_appliance
 from appliance.home import init_home
-from appliance.peers import add_source
 from tests.support.processes import ApplianceProcess
 from tests.support.synthetic import FakePatient
 

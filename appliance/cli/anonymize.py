@@ -15,8 +15,8 @@ from anonymizer.errors import AnonymizerError
 from anonymizer.profile import DEFAULT_PROFILE, named_profile
 from anonymizer.table import DEFAULT_TABLE, load_table
 from appliance.cli.common import actor, home_option, open_home
-from appliance.keys import read_key_file
-from appliance.pseudonym_map import PseudonymMap, pseudonymisation_secret
+from appliance.security.keys import read_key_file
+from appliance.security.pseudonym_map import PseudonymMap, pseudonymisation_secret
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from appliance import rotation
 from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, open_home
+from appliance.security import rotation
 
 
 @click.group(cls=ApplianceGroup)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from appliance import model_registry as registry
+from appliance.admin import model_registry as registry
 from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, open_home
 
 

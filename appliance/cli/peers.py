@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from appliance import peers
+from appliance.admin import peers
 from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, open_home
 from appliance.db.tables import Destination, Source
-from appliance.sending import remote_of
+from appliance.pipeline.sending import remote_of
 from dicom_gateway import scu
 from dicom_gateway.errors import GatewayError
 

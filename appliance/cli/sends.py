@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from appliance import sending
 from appliance.cli.common import ApplianceGroup, emit_rows, home_option, open_home
-from appliance.ingest import InstanceIndex
+from appliance.pipeline import sending
+from appliance.pipeline.ingest import InstanceIndex
 from dicom_gateway.errors import RejectedInstance
 from dicom_gateway.received import instance_from_part10
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from appliance import home as home_module
-from appliance import logs
 from appliance.cli.common import home_option, open_home
 from appliance.config import resolve_home
+from appliance.runtime import logs
 from appliance.server import serve as serve_appliance
 
 

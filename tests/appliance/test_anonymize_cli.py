@@ -10,7 +10,7 @@ from pathlib import Path
 from pydicom import dcmread
 
 from appliance.context import open_appliance
-from appliance.pseudonym_map import PseudonymMap
+from appliance.security.pseudonym_map import PseudonymMap
 from tests.support.inspect import audit_events
 from tests.support.planted import PlantedPatient, patients, planted_ct, planted_sr
 from tests.support.processes import APPLIANCE, REPO, run_cli

@@ -11,10 +11,11 @@ def test_the_inference_process_opens_the_appliance_without_migrating_or_the_netw
     probe = (
         "import sys\n"
         "from pathlib import Path\n"
-        "import appliance.inference_worker\n"
+        "import appliance.pipeline.inference.process\n"
         "from appliance.context import open_appliance\n"
         f"open_appliance(Path({str(home)!r}), migrate_schema=False).close()\n"
-        "print(sorted(m for m in ('alembic', 'pynetdicom', 'appliance.gateway') if m in sys.modules))\n"
+        "heavy = ('alembic', 'pynetdicom', 'appliance.pipeline.gateway')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     root = Path(__file__).resolve().parents[2]
     output = subprocess.run(

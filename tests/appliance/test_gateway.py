@@ -6,10 +6,10 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
-from appliance import peers
+from appliance.admin import peers
 from appliance.context import open_appliance
-from appliance.gateway import GatewayProcesses
 from appliance.home import init_home
+from appliance.pipeline.gateway import GatewayProcesses
 from tests.support.inspect import stored_datasets
 from tests.support.processes import wait_for
 from tests.support.synthetic import ct_series

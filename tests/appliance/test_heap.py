@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from appliance import inference_worker
+from appliance.pipeline.inference import process
 
 _PROBE = """
 import ctypes, json, resource, sys
 import psutil
-from appliance import heap
+from appliance.runtime import heap
 if sys.argv[1] == "keep":
     heap.keep_freed_memory()
 libc = ctypes.CDLL("libc.so.6")
@@ -67,13 +67,13 @@ def test_a_kept_block_is_reused_without_new_pages_and_a_large_one_returned_as_fr
 
 def test_the_worker_returns_freed_memory_only_when_idle(monkeypatch: pytest.MonkeyPatch) -> None:
     returned = []
-    monkeypatch.setattr(inference_worker, "return_freed_memory", lambda: returned.append(True))
+    monkeypatch.setattr(process, "return_freed_memory", lambda: returned.append(True))
     ready: queue.Queue = queue.Queue()
     ready.put("busy")
-    assert inference_worker._next(ready, 0.05) == "busy"
+    assert process._next(ready, 0.05) == "busy"
     assert returned == []  # work waiting: the memory stays for it
     threading.Timer(0.3, ready.put, args=("later",)).start()
-    assert inference_worker._next(ready, 0.05) == "later"
+    assert process._next(ready, 0.05) == "later"
     assert returned == [True]  # idle past the limit: returned once, then waits on
 
 
@@ -81,17 +81,17 @@ def test_each_series_is_prepared_after_the_last_ones_free_memory_is_returned(hom
     from appliance.context import open_appliance
 
     events: list[str] = []
-    monkeypatch.setattr(inference_worker, "return_freed_memory", lambda: events.append("returned"))
+    monkeypatch.setattr(process, "return_freed_memory", lambda: events.append("returned"))
 
     class Series:
         def __init__(self, _app, objects) -> None:  # type: ignore[no-untyped-def]
             events.append("read")
             self.headers = []
 
-    monkeypatch.setattr(inference_worker, "_StoredSeries", Series)
+    monkeypatch.setattr(process, "_StoredSeries", Series)
     app = open_appliance(home)
     try:
-        handler = inference_worker._Handler(app, "cpu")
+        handler = process._Handler(app, "cpu")
         reply = handler.prepare({"job": 7, "objects": []})
     finally:
         app.close()

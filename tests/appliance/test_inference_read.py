@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from appliance.context import open_appliance
-from appliance.inference_worker import _StoredSeries
-from appliance.store import new_object_id
+from appliance.pipeline.inference.process import _StoredSeries
+from appliance.storage.store import new_object_id
 from models.phantom import make_phantom
 from models.volume import build_volume
 from tests.models.test_bundle import encoded

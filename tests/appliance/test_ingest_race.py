@@ -8,7 +8,7 @@ from sqlmodel import func, select
 
 from appliance.context import open_appliance
 from appliance.db.tables import Instance, Patient, Series, Study
-from appliance.ingest import InstanceIndex
+from appliance.pipeline.ingest import InstanceIndex
 from dicom_gateway.received import instance_from_part10
 from tests.support.synthetic import ct_series, write_series
 

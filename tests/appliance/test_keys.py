@@ -8,13 +8,13 @@ import os
 import pytest
 from sqlmodel import select
 
-from appliance import crypto, rotation
 from appliance.context import open_appliance
 from appliance.db.tables import Instance
 from appliance.errors import KeyMaterialError
 from appliance.home import init_home
-from appliance.ingest import InstanceIndex
-from appliance.keys import DirectoryKeySource, EnvKeySource, WrappedKey
+from appliance.pipeline.ingest import InstanceIndex
+from appliance.security import crypto, rotation
+from appliance.security.keys import DirectoryKeySource, EnvKeySource, WrappedKey
 from dicom_gateway.received import instance_from_part10
 from tests.support.inspect import audit_events
 from tests.support.synthetic import ct_series, write_series

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from appliance.periodic import NextPassIn, Periodic
+from appliance.runtime.periodic import NextPassIn, Periodic
 
 
 def test_the_first_pass_runs_at_start_and_wake_runs_the_next_without_waiting_for_the_interval():

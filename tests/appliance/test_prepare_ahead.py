@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-import appliance.inference as inference
+import appliance.pipeline.inference.runner as inference
 from appliance.context import open_appliance
 from appliance.db.tables import Patient, Series, SeriesState, Study
 

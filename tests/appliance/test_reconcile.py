@@ -7,9 +7,9 @@ from sqlmodel import select
 from appliance.context import open_appliance
 from appliance.db.tables import Instance, Series
 from appliance.home import init_home
-from appliance.ingest import InstanceIndex
-from appliance.reconcile import reconcile
-from appliance.store import new_object_id
+from appliance.pipeline.ingest import InstanceIndex
+from appliance.storage.reconcile import reconcile
+from appliance.storage.store import new_object_id
 from dicom_gateway.received import instance_from_part10
 from tests.support.inspect import audit_events
 from tests.support.synthetic import ct_series, write_series

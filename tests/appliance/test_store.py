@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from appliance import crypto
 from appliance.errors import IntegrityError
-from appliance.keys import Keyring, WrappedKey
-from appliance.store import EncryptedStore, new_object_id
+from appliance.security import crypto
+from appliance.security.keys import Keyring, WrappedKey
+from appliance.storage.store import EncryptedStore, new_object_id
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
-from appliance.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBLISHER
+from appliance.admin.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBLISHER
 from models.bundle import INFERENCE_CONFIG, Predictor, network_definition
 from models.manifest import sign_bundle
 

@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from appliance.context import open_appliance
 from appliance.db.tables import Instance
-from appliance.keys import WrappedKey
+from appliance.security.keys import WrappedKey
 from audit.reader import read_entries
 from dicom_gateway.received import split_part10
 from tests.support.synthetic import FakePatient

@@ -12,10 +12,10 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from appliance import crypto
 from appliance.errors import IntegrityError, StoreError
-from appliance.fsutil import fsync_directory, write_durably
-from appliance.keys import Keyring, WrappedKey
+from appliance.runtime.fsutil import fsync_directory, write_durably
+from appliance.security import crypto
+from appliance.security.keys import Keyring, WrappedKey
 
 MAGIC = b"APLOBJ1\x00"
 SUFFIX = ".enc"

@@ -14,12 +14,12 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from appliance.admin.peers import get_destination
 from appliance.context import Appliance
 from appliance.db.tables import Destination, Instance, Job, JobKind, JobState, utcnow
 from appliance.errors import ApplianceError, NotFound
-from appliance.keys import WrappedKey
-from appliance.peers import get_destination
-from appliance.periodic import Periodic
+from appliance.runtime.periodic import Periodic
+from appliance.security.keys import WrappedKey
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from dicom_gateway import scu, tls
 from dicom_gateway.errors import GatewayError

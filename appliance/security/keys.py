@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance import crypto
 from appliance.config import Settings
 from appliance.errors import IntegrityError, KeyMaterialError
-from appliance.fsutil import write_durably
+from appliance.runtime.fsutil import write_durably
+from appliance.security import crypto
 
 ACTIVE_FILE = "ACTIVE"
 _MIN_DISTINCT_BYTES = 12

@@ -11,7 +11,7 @@ from sqlmodel import select
 from appliance.context import Appliance, rewrap_secrets
 from appliance.db.tables import Instance, WrappedSecret
 from appliance.errors import KeyMaterialError
-from appliance.keys import DirectoryKeySource, WrappedKey, key_source
+from appliance.security.keys import DirectoryKeySource, WrappedKey, key_source
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 
 _BATCH = 500

@@ -14,8 +14,8 @@ import hmac
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from appliance import crypto
 from appliance.errors import IntegrityError
+from appliance.security import crypto
 
 FIELD_KEY_NAME = "db-field-key"
 

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from appliance.context import Appliance
 from appliance.db.tables import Job, JobKind, Series, SeriesState, Study, utcnow
-from appliance.periodic import NextPassIn, Periodic
+from appliance.runtime.periodic import NextPassIn, Periodic
 
 log = logging.getLogger(__name__)
 

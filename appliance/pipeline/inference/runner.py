@@ -1,6 +1,6 @@
 """The inference runner: series-complete jobs in, SEG and SR stored, audited and queued out.
 
-Each runner thread owns one inference process (:mod:`appliance.inference_worker`) on one device:
+Each runner thread owns one inference process (:mod:`appliance.pipeline.inference.process`) on one device:
 one per GPU, or one on the CPU. Jobs are claimed atomically and handed to the process two at a
 time, so it prepares the next series while the network runs on the current one. A series still
 receiving but quiet for ``prepare_ahead_seconds`` is offered to a process before it completes:
@@ -28,7 +28,6 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import select
 
-from appliance.assembly import receiving_series
 from appliance.context import Appliance
 from appliance.db.tables import (
     Destination,
@@ -40,10 +39,11 @@ from appliance.db.tables import (
     SeriesState,
     utcnow,
 )
-from appliance.inference_worker import worker_main
-from appliance.periodic import NextPassIn, Periodic
-from appliance.sending import enqueue
-from appliance.store import new_object_id
+from appliance.pipeline.assembly import receiving_series
+from appliance.pipeline.inference.process import worker_main
+from appliance.pipeline.sending import enqueue
+from appliance.runtime.periodic import NextPassIn, Periodic
+from appliance.storage.store import new_object_id
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from dicom_gateway.received import instance_from_part10
 

@@ -33,13 +33,13 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from sqlmodel import select
 
-from appliance import logs
-from appliance.child_process import die_with_parent, parent_alive
+from appliance.admin.model_registry import trusted_publishers
 from appliance.context import Appliance, open_appliance
 from appliance.db.tables import Model, ModelState
-from appliance.heap import keep_freed_memory, return_freed_memory
-from appliance.keys import WrappedKey
-from appliance.model_registry import trusted_publishers
+from appliance.runtime import logs
+from appliance.runtime.child_process import die_with_parent, parent_alive
+from appliance.runtime.heap import keep_freed_memory, return_freed_memory
+from appliance.security.keys import WrappedKey
 from models.bundle import Predictor
 from models.errors import ModelError
 from models.results import ModelIdentity, write_results

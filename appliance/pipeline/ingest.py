@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 
 from appliance.context import Appliance
 from appliance.db.tables import Instance, Patient, Series, SeriesState, Study, utcnow
-from appliance.keys import WrappedKey
-from appliance.store import new_object_id
+from appliance.security.keys import WrappedKey
+from appliance.storage.store import new_object_id
 from audit.batching import take_batch
 from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance

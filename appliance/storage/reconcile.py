@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from appliance.context import Appliance
 from appliance.db.tables import Instance, Series
-from appliance.fsutil import fsync_directory
+from appliance.runtime.fsutil import fsync_directory
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 
 log = logging.getLogger(__name__)

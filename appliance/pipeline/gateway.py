@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance import logs
-from appliance.child_process import die_with_parent, parent_alive
+from appliance.admin.peers import DatabaseSourcePolicy
 from appliance.context import Appliance, open_appliance
 from appliance.errors import ConfigError
-from appliance.ingest import InstanceIndex
-from appliance.peers import DatabaseSourcePolicy
+from appliance.pipeline.ingest import InstanceIndex
+from appliance.runtime import logs
+from appliance.runtime.child_process import die_with_parent, parent_alive
 from dicom_gateway import tls
 from dicom_gateway.limits import AssociationGate, SharedCounter
 from dicom_gateway.scp import GatewayConfig, StorageSCP

@@ -1,0 +1,1 @@
+"""What an administrator manages: peers (sources, destinations) and model versions."""

@@ -1,0 +1,1 @@
+"""How the processes run: child processes, periodic threads, structured logs, the heap."""

@@ -1,0 +1,1 @@
+"""Keys and secrets: the KEK ring, envelope crypto, PHI columns, pseudonyms, key rotation."""

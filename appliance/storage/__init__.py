@@ -1,0 +1,1 @@
+"""Stored objects and their index rows: the encrypted store, the one writer, start-up reconciliation."""
