@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from appliance.context import Appliance
-from appliance.db.tables import JobKind
-from appliance.jobs.queue import release_running
+from appliance.jobs.payloads import SendInstances, SeriesComplete
+from appliance.jobs.queue import JobQueue
 from appliance.pipeline.assembly import series_assembler
 from appliance.pipeline.gateway import GatewayProcesses
 from appliance.pipeline.sending import send_worker
@@ -71,7 +71,7 @@ def _inference_runner(app: Appliance, on_results: Callable[[], None]) -> Inferen
         return None
     from appliance.pipeline.inference.runner import InferenceRunner  # imports torch
 
-    released = release_running(app, JobKind.SERIES_COMPLETE)
+    released = JobQueue(app, SeriesComplete).release_this_host()
     if released:
         log.info("%d interrupted inference jobs back in the queue", released)
     return InferenceRunner(app, on_results)
@@ -80,7 +80,7 @@ def _inference_runner(app: Appliance, on_results: Callable[[], None]) -> Inferen
 def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None = None) -> None:
     settings = app.settings
     report = reconcile(app)
-    released = release_running(app, JobKind.SEND)
+    released = JobQueue(app, SendInstances).release_this_host()
     if released:
         log.info("%d interrupted send jobs back in the queue", released)
     log.info(

@@ -10,6 +10,7 @@ prediction back onto the source grid. Weights are loaded with ``weights_only=Tru
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from contextlib import nullcontext
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from models.codes import SegmentCode, code_for
 from models.errors import ModelError
-from models.manifest import METADATA, Manifest, verify_bundle
+from models.manifest import MANIFEST, METADATA, Manifest, verify_bundle
 from models.two_class import LogitDifference, two_class_postprocessing
 from models.volume import Volume
 from models.windows import PairedWindows
@@ -109,6 +110,15 @@ class BundleError(ModelError):
 
 
 @dataclass(frozen=True)
+class ModelIdentity:
+    """Which model made a result: its name, version and the SHA-256 of its signed manifest."""
+
+    name: str
+    version: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class Segment:
     number: int  # the label value in the prediction
     label: str
@@ -163,6 +173,8 @@ class Predictor:
         self, bundle: Path, trusted: dict[str, Ed25519PublicKey], device: str | torch.device | None = None
     ) -> None:
         self.manifest: Manifest = verify_bundle(bundle, trusted)  # before anything is evaluated
+        digest = hashlib.sha256((bundle / MANIFEST).read_bytes()).hexdigest()
+        self.identity = ModelIdentity(self.manifest.name, self.manifest.version, digest)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         metadata = json.loads((bundle / METADATA).read_text())
         self.segments = _segments(metadata)

@@ -17,7 +17,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from models import standard_tables
-from models.bundle import Segment
+from models.bundle import ModelIdentity, Segment
 from models.codes import Concept
 from models.errors import ModelError
 from models.volume import Volume, build_volume
@@ -30,12 +30,6 @@ _PROCEDURES = {"CT": codes.LN.CTUnspecifiedBodyRegion, "MR": codes.LN.MRIUnspeci
 
 
 standard_tables.install()
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    name: str
-    version: str
 
 
 @dataclass(frozen=True)
@@ -221,4 +215,4 @@ def warm_up(segments: tuple[Segment, ...]) -> None:
     volume = build_volume([_warm_up_slice(i, study, series, frame_of_reference) for i in range(2)])
     labels = np.zeros(volume.array.shape, dtype=np.uint8)
     labels[1:3, 1:3, :] = segments[0].number
-    write_results(volume, labels, segments, ModelIdentity("warm-up", "0"))
+    write_results(volume, labels, segments, ModelIdentity("warm-up", "0", ""))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-from sqlmodel import select
 
 from appliance.cli.common import emit_rows, home_option, open_home
-from appliance.db.tables import Job, JobKind
+from appliance.jobs.payloads import SeriesComplete
+from appliance.jobs.queue import JobQueue
 
 
 @click.command()
@@ -15,17 +15,16 @@ from appliance.db.tables import Job, JobKind
 def jobs(home: str | None, as_json: bool) -> None:
     """List inference jobs: state, attempts, outcome (results or why no model ran) and last error."""
     app = open_home(home)
-    with app.session() as session:
-        found = session.exec(select(Job).where(Job.kind == JobKind.SERIES_COMPLETE).order_by(Job.id)).all()
+    queue = JobQueue(app, SeriesComplete)
     rows = [
         {
             "id": job.id,
-            "series_uid": job.payload.get("series_uid", ""),
+            "series_uid": queue.payload(job).series_uid,
             "state": job.state.value,
             "attempts": job.attempts,
             "outcome": job.outcome or "",
             "last_error": job.last_error or "",
         }
-        for job in found
+        for job in queue.all()
     ]
     emit_rows(rows, as_json, ["id", "series_uid", "state", "attempts", "outcome", "last_error"])

@@ -8,7 +8,7 @@ import click
 
 from appliance.cli.common import ApplianceGroup, emit_rows, home_option, open_home
 from appliance.pipeline import sending
-from appliance.pipeline.ingest import InstanceIndex
+from appliance.storage.writer import ObjectWriter
 from dicom_gateway.errors import RejectedInstance
 from dicom_gateway.received import instance_from_part10
 
@@ -28,7 +28,7 @@ def _dicom_files(paths: tuple[str, ...]) -> list[Path]:
 def send(home: str | None, paths: tuple[str, ...], destination: str) -> None:
     """Send DICOM files to a destination through the persistent, retrying send queue."""
     app = open_home(home)
-    index = InstanceIndex(app)
+    index = ObjectWriter(app)
     try:
         pks = []
         for path in _dicom_files(paths):
@@ -65,11 +65,12 @@ def sends() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def sends_list(home: str | None, as_json: bool) -> None:
     app = open_home(home)
+    queue = sending.send_queue(app)
     rows = [
         {
             "job": job.id,
-            "destination": job.payload["destination"],
-            "instances": len(job.payload["instances"]),
+            "destination": (payload := queue.payload(job)).destination,
+            "instances": len(payload.instances),
             "state": job.state.value,
             "attempts": job.attempts,
             "next_attempt": job.next_attempt_at.isoformat(timespec="seconds"),

@@ -112,6 +112,8 @@ class Job(SQLModel, table=True):
     outcome: str | None = Field(
         default=None, description="what a finished job did, e.g. results or no rule matched"
     )
+    lease_owner: str | None = Field(default=None, max_length=128, description="host:pid of the claimer")
+    lease_until: datetime | None = Field(default=None, index=True, description="a running job's lease end")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

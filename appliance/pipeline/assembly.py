@@ -15,7 +15,9 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from appliance.context import Appliance
-from appliance.db.tables import Job, JobKind, Series, SeriesState, Study, utcnow
+from appliance.db.tables import Series, SeriesState, Study, utcnow
+from appliance.jobs.payloads import SeriesComplete
+from appliance.jobs.queue import JobQueue
 from appliance.runtime.periodic import NextPassIn, Periodic
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,7 @@ def complete_quiet_series(app: Appliance) -> list[int]:
     """Mark every series quiet for ``quiet_seconds`` complete; return their ids."""
     cutoff = utcnow() - timedelta(seconds=app.settings.assembly.quiet_seconds)
     completed: list[int] = []
+    queue = JobQueue(app, SeriesComplete)
     with app.session() as session:
         candidates = session.exec(
             select(Series, Study.study_uid)
@@ -43,19 +46,14 @@ def complete_quiet_series(app: Appliance) -> list[int]:
             )
             if result.rowcount != 1:
                 continue
-            session.add(
-                Job(
-                    kind=JobKind.SERIES_COMPLETE,
-                    payload={
-                        "series_pk": series.id,
-                        "series_uid": series.series_uid,
-                        "study_uid": study_uid,
-                        "called_ae": series.called_ae,
-                        "instance_count": series.instance_count,
-                    },
-                    max_attempts=app.settings.inference.max_attempts,
-                )
+            payload = SeriesComplete(
+                series_pk=series.id,
+                series_uid=series.series_uid,
+                study_uid=study_uid,
+                called_ae=series.called_ae,
+                instance_count=series.instance_count,
             )
+            queue.add(session, payload, app.settings.inference.max_attempts)
             completed.append(series.id)
         session.commit()
     for series_id in completed:

@@ -25,9 +25,9 @@ from typing import Any
 from appliance.admin.peers import DatabaseSourcePolicy
 from appliance.context import Appliance, open_appliance
 from appliance.errors import ConfigError
-from appliance.pipeline.ingest import InstanceIndex
 from appliance.runtime import logs
 from appliance.runtime.child_process import die_with_parent, parent_alive
+from appliance.storage.writer import ObjectWriter
 from dicom_gateway import tls
 from dicom_gateway.limits import AssociationGate, SharedCounter
 from dicom_gateway.scp import GatewayConfig, StorageSCP
@@ -72,7 +72,7 @@ def gateway_config(app: Appliance, port: int) -> GatewayConfig:
 
 def _scp(
     app: Appliance,
-    index: InstanceIndex,
+    index: ObjectWriter,
     port: int,
     shared: _Shared,
     connections: SharedCounter | None,
@@ -120,7 +120,7 @@ def _worker_main(
         return
     app = open_appliance(Path(home), migrate_schema=False)  # the main process migrated it
     logs.configure(app.settings.log_path, app.settings.log_level)
-    index = InstanceIndex(app)
+    index = ObjectWriter(app)
     scp = _scp(app, index, 0, shared, SharedCounter(load))
     scp.start_detached()
     SharedCounter(ready).add()
@@ -160,7 +160,7 @@ class GatewayProcesses:
         self._workers: list[_Worker] = []
         self._rotation = itertools.count()
         self._local_load = SharedCounter()
-        self._index = InstanceIndex(app)
+        self._index = ObjectWriter(app)
         handoff = self._handoff if self.count > 1 else None
         self.scp = _scp(app, self._index, port, self._shared, self._local_load if handoff else None, handoff)
 

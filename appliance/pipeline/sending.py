@@ -11,13 +11,14 @@ import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from appliance.admin.peers import get_destination
 from appliance.context import Appliance
-from appliance.db.tables import Destination, Instance, Job, JobKind, JobState, utcnow
+from appliance.db.tables import Destination, Instance, Job
 from appliance.errors import ApplianceError, NotFound
+from appliance.jobs.payloads import SendInstances
+from appliance.jobs.queue import ClaimedJob, JobQueue
 from appliance.runtime.periodic import Periodic
 from appliance.security.keys import WrappedKey
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
@@ -26,16 +27,19 @@ from dicom_gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 
+# A send attempt is one association: far shorter than this, unless its claimer died.
+_LEASE = timedelta(minutes=15)
+
+
+def send_queue(app: Appliance) -> JobQueue[SendInstances]:
+    return JobQueue(app, SendInstances)
+
 
 def enqueue(app: Appliance, destination: str, instance_pks: list[int]) -> Job:
     get_destination(app, destination)
-    job = Job(
-        kind=JobKind.SEND,
-        payload={"destination": destination, "instances": instance_pks},
-        max_attempts=app.settings.send.max_attempts,
-    )
+    payload = SendInstances(destination=destination, instances=instance_pks)
     with app.session() as session:
-        session.add(job)
+        job = send_queue(app).add(session, payload, app.settings.send.max_attempts)
         session.commit()
     return job
 
@@ -52,8 +56,9 @@ def remote_of(app: Appliance, destination: Destination) -> scu.RemoteAE:
     return scu.RemoteAE(destination.ae_title, destination.host, destination.port, context)
 
 
-def _outgoing(app: Appliance, session: Session, instance_pks: list[int]) -> list[scu.OutgoingInstance]:
-    rows = session.exec(select(Instance).where(Instance.id.in_(instance_pks))).all()
+def _outgoing(app: Appliance, instance_pks: list[int]) -> list[scu.OutgoingInstance]:
+    with app.session() as session:
+        rows = session.exec(select(Instance).where(Instance.id.in_(instance_pks))).all()  # type: ignore[union-attr]
     if len(rows) != len(set(instance_pks)):
         raise NotFound(f"{len(set(instance_pks)) - len(rows)} instance(s) of the job no longer exist")
     return [
@@ -73,49 +78,28 @@ def backoff(app: Appliance, attempts: int) -> timedelta:
     return timedelta(seconds=min(seconds, settings.backoff_max_seconds))
 
 
-def _claim(app: Appliance, job_id: int) -> bool:
-    with app.session() as session:
-        claimed = session.exec(  # type: ignore[call-overload]
-            update(Job)
-            .where(Job.id == job_id, Job.state == JobState.PENDING)
-            .values(state=JobState.RUNNING, updated_at=utcnow())
-        )
-        session.commit()
-        return claimed.rowcount == 1
-
-
 def attempt(app: Appliance, job_id: int) -> Job:
     """Claim and run one attempt of a pending send job; return the job as it then stands."""
-    if not _claim(app, job_id):
+    queue = send_queue(app)
+    claimed = queue.claim(_LEASE, job_id=job_id)
+    if claimed is None:
         raise NotFound(f"send job {job_id} is not pending (already running, done or failed)")
-    with app.session() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        destination_name = job.payload["destination"]
-        error: str | None = None
-        count = len(job.payload["instances"])
-        try:
-            destination = get_destination(app, destination_name)
-            scu.store(
-                remote_of(app, destination),
-                app.settings.send.ae_title,
-                _outgoing(app, session, job.payload["instances"]),
-            )
-        except (GatewayError, ApplianceError, OSError) as exc:
-            error = str(exc)
-        job.attempts += 1
-        job.updated_at = utcnow()
-        job.last_error = error
-        if error is None:
-            job.state = JobState.DONE
-        elif job.attempts >= job.max_attempts:
-            job.state = JobState.FAILED
-        else:
-            job.state = JobState.PENDING
-            job.next_attempt_at = utcnow() + backoff(app, job.attempts)
-        session.add(job)
-        session.commit()
-    log.info("send job %s to %s: attempt %s %s", job_id, destination_name, job.attempts, job.state.value)
+    return _run(app, queue, claimed)
+
+
+def _run(app: Appliance, queue: JobQueue[SendInstances], claimed: ClaimedJob[SendInstances]) -> Job:
+    job_id, payload = claimed.id, claimed.payload
+    error: str | None = None
+    try:
+        destination = get_destination(app, payload.destination)
+        scu.store(remote_of(app, destination), app.settings.send.ae_title, _outgoing(app, payload.instances))
+    except (GatewayError, ApplianceError, OSError) as exc:
+        error = str(exc)
+    if error is None:
+        job = queue.finish(job_id)
+    else:
+        job = queue.fail(job_id, error, lambda attempts: backoff(app, attempts))
+    log.info("send job %s to %s: attempt %s %s", job_id, payload.destination, job.attempts, job.state.value)
     app.audit.emit(
         AuditEvent(
             event_id=EventID.INSTANCES_TRANSFERRED,
@@ -123,10 +107,10 @@ def attempt(app: Appliance, job_id: int) -> Job:
             outcome=Outcome.SUCCESS if error is None else Outcome.MINOR_FAILURE,
             participants=(
                 Participant(app.settings.send.ae_title, is_requestor=True, role="Source"),
-                Participant(destination_name, role="Destination"),
+                Participant(payload.destination, role="Destination"),
             ),
             objects=(ParticipantObject("send-job", str(job_id)),),
-            description=f"instances={count}" + (f"; {error}" if error else ""),
+            description=f"instances={len(payload.instances)}" + (f"; {error}" if error else ""),
         )
     )
     return job
@@ -134,44 +118,17 @@ def attempt(app: Appliance, job_id: int) -> Job:
 
 def retry(app: Appliance, job_id: int) -> Job:
     """Make a failed job pending again with a fresh set of attempts."""
-    with app.session() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.kind != JobKind.SEND:
-            raise NotFound(f"no send job {job_id}")
-        if job.state not in (JobState.FAILED, JobState.PENDING):
-            raise NotFound(f"send job {job_id} is {job.state.value}; only failed or pending jobs are retried")
-        job.state, job.attempts, job.next_attempt_at = JobState.PENDING, 0, utcnow()
-        session.add(job)
-        session.commit()
-        return job
+    return send_queue(app).retry(job_id)
 
 
 def list_jobs(app: Appliance) -> list[Job]:
-    with app.session() as session:
-        return list(session.exec(select(Job).where(Job.kind == JobKind.SEND).order_by(Job.id)).all())
-
-
-def _due(app: Appliance) -> list[int]:
-    with app.session() as session:
-        return list(
-            session.exec(
-                select(Job.id)
-                .where(Job.kind == JobKind.SEND, Job.state == JobState.PENDING)
-                .where(Job.next_attempt_at <= utcnow())
-                .order_by(Job.next_attempt_at)
-                .limit(16)
-            ).all()
-        )
+    return send_queue(app).all()
 
 
 def _send_due(app: Appliance, stop: threading.Event) -> None:
-    for job_id in _due(app):
-        if stop.is_set():
-            return
-        try:
-            attempt(app, job_id)
-        except NotFound:
-            continue  # claimed elsewhere (the CLI's first attempt)
+    queue = send_queue(app)
+    while not stop.is_set() and (claimed := queue.claim(_LEASE)) is not None:
+        _run(app, queue, claimed)
 
 
 def send_worker(app: Appliance) -> Periodic:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from appliance.pipeline.inference import process
+from appliance.pipeline.inference.messages import Failed, SeriesRequest
 
 _PROBE = """
 import ctypes, json, resource, sys
@@ -70,10 +71,10 @@ def test_the_worker_returns_freed_memory_only_when_idle(monkeypatch: pytest.Monk
     monkeypatch.setattr(process, "return_freed_memory", lambda: returned.append(True))
     ready: queue.Queue = queue.Queue()
     ready.put("busy")
-    assert process._next(ready, 0.05) == "busy"
+    assert process.next_prepared(ready, 0.05) == "busy"
     assert returned == []  # work waiting: the memory stays for it
     threading.Timer(0.3, ready.put, args=("later",)).start()
-    assert process._next(ready, 0.05) == "later"
+    assert process.next_prepared(ready, 0.05) == "later"
     assert returned == [True]  # idle past the limit: returned once, then waits on
 
 
@@ -88,12 +89,12 @@ def test_each_series_is_prepared_after_the_last_ones_free_memory_is_returned(hom
             events.append("read")
             self.headers = []
 
-    monkeypatch.setattr(process, "_StoredSeries", Series)
+    monkeypatch.setattr(process, "StoredSeries", Series)
     app = open_appliance(home)
     try:
-        handler = process._Handler(app, "cpu")
-        reply = handler.prepare({"job": 7, "objects": []})
+        handler = process.SeriesHandler(app, "cpu")
+        reply = handler.prepare(SeriesRequest(7, ()))
     finally:
         app.close()
     assert events == ["returned", "read"]
-    assert reply["kind"] == "failed" and "no stored instances" in reply["reason"]
+    assert isinstance(reply, Failed) and reply.permanent and "no stored instances" in reply.reason

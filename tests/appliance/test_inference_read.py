@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from appliance.context import open_appliance
-from appliance.pipeline.inference.process import _StoredSeries
+from appliance.pipeline.inference.messages import StoredObject
+from appliance.pipeline.inference.process import StoredSeries
 from appliance.storage.store import new_object_id
 from models.phantom import make_phantom
 from models.volume import build_volume
@@ -26,8 +27,8 @@ def test_headers_first_then_each_whole_object_once_for_the_volume(home):
         for dataset in datasets:
             object_id = new_object_id()
             wrapped = app.store.put(object_id, encoded(dataset))
-            objects.append([object_id, wrapped.kek_id, wrapped.blob])
-        series = _StoredSeries(app, objects)
+            objects.append(StoredObject(object_id, wrapped.kek_id, wrapped.blob))
+        series = StoredSeries(app, tuple(objects))
         # pydicom keeps the buffer it parsed (the whole decrypted object) unless it is let go
         assert [header.buffer for header in series.headers] == [None] * 6
         assert not any("PixelData" in header for header in series.headers)

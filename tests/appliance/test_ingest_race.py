@@ -8,7 +8,7 @@ from sqlmodel import func, select
 
 from appliance.context import open_appliance
 from appliance.db.tables import Instance, Patient, Series, Study
-from appliance.pipeline.ingest import InstanceIndex
+from appliance.storage.writer import ObjectWriter
 from dicom_gateway.received import instance_from_part10
 from tests.support.synthetic import ct_series, write_series
 
@@ -16,7 +16,7 @@ from tests.support.synthetic import ct_series, write_series
 def test_both_stores_succeed_when_their_lookups_cross(home, tmp_path):
     both_looked = threading.Barrier(2)
 
-    class CrossingLookups(InstanceIndex):
+    class CrossingLookups(ObjectWriter):
         """Inserts a new patient only once the other committer has looked for it too: both
         lookups miss, both insert, and the second insert meets the first one's row."""
 

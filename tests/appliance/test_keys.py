@@ -12,9 +12,9 @@ from appliance.context import open_appliance
 from appliance.db.tables import Instance
 from appliance.errors import KeyMaterialError
 from appliance.home import init_home
-from appliance.pipeline.ingest import InstanceIndex
 from appliance.security import crypto, rotation
 from appliance.security.keys import DirectoryKeySource, EnvKeySource, WrappedKey
+from appliance.storage.writer import ObjectWriter
 from dicom_gateway.received import instance_from_part10
 from tests.support.inspect import audit_events
 from tests.support.synthetic import ct_series, write_series
@@ -55,7 +55,7 @@ def test_env_key_source(monkeypatch):
 
 
 def _ingest(app, tmp_path, count):
-    index = InstanceIndex(app)
+    index = ObjectWriter(app)
     try:
         for path in write_series(tmp_path / "in", ct_series(count)):
             index.store(instance_from_part10(path.read_bytes(), "SCU", "APPLIANCE"))

@@ -13,6 +13,7 @@ import pytest
 import appliance.pipeline.inference.runner as inference
 from appliance.context import open_appliance
 from appliance.db.tables import Patient, Series, SeriesState, Study
+from appliance.pipeline.inference.messages import SeriesOffer
 
 
 class Offers:
@@ -21,9 +22,9 @@ class Offers:
     def __init__(self) -> None:
         self.series: list[int] = []
 
-    def offer(self, series_pk: int, request: dict) -> None:
-        assert "objects" in request
-        self.series.append(series_pk)
+    def offer(self, offer: SeriesOffer) -> None:
+        assert len(offer.objects) == 0  # the test's series has no instances stored
+        self.series.append(offer.series_pk)
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_a_series_is_offered_once_per_pause_and_at_doubling_pauses_while_it_keep
     def at(seconds_quiet: float, since: datetime) -> list[int]:
         nonlocal now, next_pass
         now = since + timedelta(seconds=seconds_quiet)
-        next_pass = runner._offer(None).seconds  # type: ignore[arg-type]
+        next_pass = runner.offer_quiet_series(None).seconds  # type: ignore[arg-type]
         return list(offers.series)
 
     next_pass = 0.0
@@ -86,4 +87,4 @@ def test_a_series_is_offered_once_per_pause_and_at_doubling_pauses_while_it_keep
     assert at(3.9, third) == [pk, pk]
     assert at(4.0, third) == [pk, pk, pk]
     arrives(third, SeriesState.COMPLETE)
-    assert at(10.0, third) == [pk, pk, pk] and runner._offered == {}  # complete: forgotten
+    assert at(10.0, third) == [pk, pk, pk] and runner.offered == {}  # complete: forgotten

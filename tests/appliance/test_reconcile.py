@@ -7,9 +7,9 @@ from sqlmodel import select
 from appliance.context import open_appliance
 from appliance.db.tables import Instance, Series
 from appliance.home import init_home
-from appliance.pipeline.ingest import InstanceIndex
 from appliance.storage.reconcile import reconcile
 from appliance.storage.store import new_object_id
+from appliance.storage.writer import ObjectWriter
 from dicom_gateway.received import instance_from_part10
 from tests.support.inspect import audit_events
 from tests.support.synthetic import ct_series, write_series
@@ -19,7 +19,7 @@ def test_reconcile_reports_and_repairs(tmp_path):
     home = tmp_path / "home"
     init_home(home)
     app = open_appliance(home)
-    index = InstanceIndex(app)
+    index = ObjectWriter(app)
     try:
         for path in write_series(tmp_path / "in", ct_series(3)):
             index.store(instance_from_part10(path.read_bytes(), "SCU", "APPLIANCE"))

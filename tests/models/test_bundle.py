@@ -15,7 +15,7 @@ from models.bundle import BundleError, Predictor
 from models.errors import BundleRejected
 from models.manifest import sign_bundle
 from models.phantom import make_phantom
-from models.results import ModelIdentity, write_results
+from models.results import write_results
 from models.volume import build_volume
 from tests.models.test_volume import read_back
 from tests.support.bundles import PUBLISHER, SHARED_BUNDLES, demo_predictor, seeded_bundle
@@ -50,7 +50,7 @@ def test_model_zoo_bundle_runs_to_a_valid_seg_and_sr(tmp_path, series, name, seg
     assert labels.shape == volume.array.shape  # inverted back onto the source grid
     assert labels.max() <= segments
     results = write_results(
-        volume, labels, predictor.segments, ModelIdentity(predictor.name, predictor.version)
+        volume, labels, predictor.segments, predictor.identity
     )
 
     seg = dcmread(BytesIO(encoded(results.segmentation)))

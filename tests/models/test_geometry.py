@@ -17,7 +17,7 @@ from pydicom import dcmread
 
 from models.bundle import Predictor
 from models.phantom import make_phantom
-from models.results import ModelIdentity, write_results
+from models.results import write_results
 from models.two_class import two_class_postprocessing
 from models.volume import build_volume
 from tests.models.test_bundle import encoded
@@ -44,7 +44,7 @@ def segment(predictor, datasets, orientation="axial"):
     volume = build_volume(read_back(datasets))
     labels = predictor.predict(volume)
     results = write_results(
-        volume, labels, predictor.segments, ModelIdentity(predictor.name, predictor.version)
+        volume, labels, predictor.segments, predictor.identity
     )
     seg = dcmread(BytesIO(encoded(results.segmentation)))
     sr = dcmread(BytesIO(encoded(results.report)))

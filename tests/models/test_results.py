@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.bundle import Segment
+from models.bundle import ModelIdentity, Segment
 from models.codes import code_for
 from models.phantom import make_phantom
-from models.results import ModelIdentity, _renumbered, write_results
+from models.results import _renumbered, write_results
 from models.volume import build_volume
 from tests.models.test_volume import read_back
 from tests.support.synthetic import phantom_series
@@ -27,7 +27,7 @@ def test_each_segments_volume_is_its_voxels_in_frames_with_and_without_it(orient
     frames[3, 0:2, 0:2] = 1  # 4
     frames[3, 5, 5] = 2  # 1, in a frame that has segment 1 too
     frames[-1, 1:4, 1:3] = 2  # 6, in the last frame; every other frame is empty
-    results = write_results(volume, labels, SEGMENTS, ModelIdentity("test", "1"))
+    results = write_results(volume, labels, SEGMENTS, ModelIdentity("test", "1", ""))
     voxel = volume.voxel_volume_ml
     assert results.volumes_ml == pytest.approx({"spleen": 19 * voxel, "liver": 7 * voxel})
     assert len(results.segmentation.PerFrameFunctionalGroupsSequence) == 4  # 3 frames, one with both
@@ -42,7 +42,7 @@ def test_labels_of_no_segment_count_nowhere_and_leave_their_frames_out_of_the_se
     frames[1, 0:3, 0:3] = 7  # 9 voxels of the second segment
     frames[4, 2:4, 2:4] = 3  # 4 of the first
     frames[6, :, :] = 5  # a label the bundle names no segment for
-    results = write_results(volume, labels, segments, ModelIdentity("test", "1"))
+    results = write_results(volume, labels, segments, ModelIdentity("test", "1", ""))
     voxel = volume.voxel_volume_ml
     assert results.volumes_ml == pytest.approx({"spleen": 4 * voxel, "liver": 9 * voxel})
     assert len(results.segmentation.PerFrameFunctionalGroupsSequence) == 2
@@ -73,6 +73,6 @@ def test_many_segments_are_counted_as_exactly():
     frames = volume.frame_images(labels)
     for n in range(1, 21):
         frames[n % 4, n - 1, :n] = n  # n voxels of segment n, four frames shared among them
-    results = write_results(volume, labels, segments, ModelIdentity("test", "1"))
+    results = write_results(volume, labels, segments, ModelIdentity("test", "1", ""))
     voxel = volume.voxel_volume_ml
     assert results.volumes_ml == pytest.approx({f"organ {n}": n * voxel for n in range(1, 21)})

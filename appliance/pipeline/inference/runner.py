@@ -21,36 +21,44 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlmodel import select
 
 from appliance.context import Appliance
-from appliance.db.tables import (
-    Destination,
-    Instance,
-    Job,
-    JobKind,
-    JobState,
-    Series,
-    SeriesState,
-    utcnow,
-)
+from appliance.db.tables import Destination, Instance, utcnow
+from appliance.jobs.payloads import SeriesComplete
+from appliance.jobs.queue import ClaimedJob, JobQueue
 from appliance.pipeline.assembly import receiving_series
+from appliance.pipeline.inference.messages import (
+    Done,
+    Failed,
+    Reply,
+    Routed,
+    SeriesOffer,
+    SeriesRequest,
+    StoredObject,
+    Unrouted,
+)
 from appliance.pipeline.inference.process import worker_main
 from appliance.pipeline.sending import enqueue
 from appliance.runtime.periodic import NextPassIn, Periodic
-from appliance.storage.store import new_object_id
+from appliance.storage.writer import ObjectWriter
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
-from dicom_gateway.received import instance_from_part10
 
 log = logging.getLogger(__name__)
 
 _ROUTING_SECONDS = 300.0  # reading and preprocessing a series, before the rule's own timeout applies
 _IN_FLIGHT = 2  # per process: one in the network, the next one being prepared
+
+
+def _lease(app: Appliance) -> timedelta:
+    """How long a claimed job may stay running before another claimer may take it: the job and
+    the one ahead of it in its process, each read, prepared and run to its longest timeout."""
+    inference = app.settings.inference
+    longest = max([inference.timeout_seconds, *(rule.timeout_seconds or 0 for rule in inference.rules)])
+    return timedelta(seconds=_IN_FLIGHT * (_ROUTING_SECONDS + longest) + 60)
 
 
 class JobTimeout(Exception):
@@ -92,7 +100,7 @@ class InferenceProcess:
         child.close()
         self._connection = parent
 
-    def _receive(self, job_id: int, deadline: float) -> dict:
+    def _receive(self, job_id: int, deadline: float) -> Reply:
         connection = self._connection  # stop() may close it from another thread meanwhile
         try:
             if connection is None or not connection.poll(max(deadline - time.monotonic(), 0)):
@@ -102,39 +110,42 @@ class InferenceProcess:
         except (EOFError, OSError) as exc:
             self.stop()
             raise JobTimeout("the inference process ended or was stopped") from exc
-        if reply.get("job") != job_id:  # replies come in request order; anything else is a bug
+        if not isinstance(reply, Reply) or reply.job != job_id:  # replies come in request order
             self.stop()
-            raise JobTimeout(f"the inference process answered for job {reply.get('job')}, not {job_id}")
+            raise JobTimeout(f"the inference process answered {reply!r:.80}, not for job {job_id}")
         return reply
 
-    def submit(self, job_id: int, request: dict) -> None:
+    def submit(self, request: SeriesRequest) -> None:
         """Hand a series to the process; it prepares it while the network runs on the one before."""
         with self._sending:
             if self._process is None or not self._process.is_alive():
                 self.start()
-            self._connection.send({"job": job_id, **request})
+            self._connection.send(request)
 
-    def offer(self, series_pk: int, request: dict) -> None:
+    def offer(self, offer: SeriesOffer) -> None:
         """Let a running process prepare a quiet series ahead of its job; no answer comes back."""
         with self._sending:
             connection = self._connection
             if connection is None or self._process is None or not self._process.is_alive():
                 return  # the job will start a process and prepare the series then
             try:
-                connection.send({"ahead": series_pk, **request})
+                connection.send(offer)
             except OSError:
                 pass  # stopped meanwhile: the same
 
-    def result(self, job_id: int) -> dict:
+    def result(self, job_id: int) -> Done | Unrouted | Failed:
         """The answer for the oldest submitted job; the process is stopped if it takes too long."""
         reply = self._receive(job_id, time.monotonic() + _ROUTING_SECONDS)
-        if reply["kind"] != "routed":
+        if not isinstance(reply, Routed):
             return reply
-        limit = float(reply["timeout"])
         try:
-            return self._receive(job_id, time.monotonic() + limit)
+            answer = self._receive(job_id, time.monotonic() + reply.timeout)
         except JobTimeout as exc:
-            raise JobTimeout(f"inference exceeded its {limit:g} s timeout and was stopped") from exc
+            raise JobTimeout(f"inference exceeded its {reply.timeout:g} s timeout and was stopped") from exc
+        if isinstance(answer, Routed):
+            self.stop()
+            raise JobTimeout(f"the inference process announced job {job_id} twice")
+        return answer
 
     def stop(self) -> None:
         if self._process is not None:
@@ -145,46 +156,6 @@ class InferenceProcess:
         self._process = self._connection = None
 
 
-@dataclass(frozen=True)
-class _Stored:
-    pk: int
-    sop_instance_uid: str
-
-
-def _store_result(app: Appliance, study_pk: int, data: bytes) -> _Stored:
-    """Encrypt and index one result object as its own complete series of the study."""
-    own_ae = app.settings.dicom.ae_title
-    instance = instance_from_part10(data, own_ae, own_ae)
-    object_id = new_object_id()
-    wrapped = app.store.put(object_id, data)
-    with app.session() as session:
-        series = Series(
-            study_pk=study_pk,
-            series_uid=instance.series_uid,
-            called_ae=own_ae,
-            modality=instance.modality,
-            state=SeriesState.COMPLETE,
-            instance_count=1,
-            completed_at=utcnow(),
-        )
-        session.add(series)
-        session.flush()
-        row = Instance(
-            sop_instance_uid=instance.sop_instance_uid,
-            sop_class_uid=instance.sop_class_uid,
-            transfer_syntax_uid=instance.transfer_syntax_uid,
-            series_pk=series.id,  # type: ignore[arg-type]
-            source_ae=own_ae,
-            size=len(data),
-            object_id=object_id,
-            kek_id=wrapped.kek_id,
-            wrapped_key=wrapped.blob,
-        )
-        session.add(row)
-        session.commit()
-        return _Stored(row.id, instance.sop_instance_uid)  # type: ignore[arg-type]
-
-
 def _destinations(app: Appliance) -> list[str]:
     configured = app.settings.inference.destinations
     if configured:
@@ -193,38 +164,19 @@ def _destinations(app: Appliance) -> list[str]:
         return list(session.exec(select(Destination.name).order_by(Destination.name)).all())
 
 
-def _claim(app: Appliance) -> Job | None:
-    with app.session() as session:
-        candidates = session.exec(
-            select(Job.id)
-            .where(Job.kind == JobKind.SERIES_COMPLETE, Job.state == JobState.PENDING)
-            .where(Job.next_attempt_at <= utcnow())
-            .order_by(Job.next_attempt_at, Job.id)
-            .limit(8)
-        ).all()
-        for job_id in candidates:
-            claimed = session.exec(  # type: ignore[call-overload]
-                update(Job)
-                .where(Job.id == job_id, Job.state == JobState.PENDING)
-                .values(state=JobState.RUNNING, updated_at=utcnow())
-            )
-            session.commit()
-            if claimed.rowcount == 1:
-                return session.get(Job, job_id)
-    return None
-
-
-def _request(app: Appliance, series_pk: int) -> dict:
+def _stored_objects(app: Appliance, series_pk: int) -> tuple[StoredObject, ...]:
     with app.session() as session:
         rows = session.exec(
             select(Instance.object_id, Instance.kek_id, Instance.wrapped_key).where(
                 Instance.series_pk == series_pk
             )
         ).all()
-    return {"objects": [list(row) for row in rows]}
+    return tuple(StoredObject(*row) for row in rows)
 
 
-def _audit(app: Appliance, job: Job, outcome: Outcome, description: str, model: str | None = None) -> None:
+def _audit(
+    app: Appliance, payload: SeriesComplete, outcome: Outcome, description: str, model: str | None = None
+) -> None:
     participants = [Participant(app.settings.dicom.ae_title, role="Application", is_requestor=True)]
     if model:
         participants.append(Participant(model, role="Model"))
@@ -236,77 +188,51 @@ def _audit(app: Appliance, job: Job, outcome: Outcome, description: str, model: 
             type_code="Inference",
             participants=tuple(participants),
             objects=(
-                ParticipantObject("study", job.payload.get("study_uid", "")),
-                ParticipantObject("series", job.payload.get("series_uid", "")),
+                ParticipantObject("study", payload.study_uid),
+                ParticipantObject("series", payload.series_uid),
             ),
             description=description,
         )
     )
 
 
-def _finish(
-    app: Appliance, job_id: int, *, outcome: str | None = None, error: str | None = None, retry: bool = False
-) -> Job:
-    inference = app.settings.inference
-    with app.session() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        job.attempts += 1
-        job.updated_at = utcnow()
-        job.outcome = outcome
-        job.last_error = error
-        if error is None:
-            job.state = JobState.DONE
-        elif retry and job.attempts < job.max_attempts:
-            job.state = JobState.PENDING
-            job.next_attempt_at = utcnow() + timedelta(seconds=inference.retry_seconds)
+class JobRecorder:
+    """Writes a job's answer: results stored and queued for sending, or the reason; audited either way."""
+
+    def __init__(self, app: Appliance, queue: JobQueue[SeriesComplete], writer: ObjectWriter) -> None:
+        self.app, self.queue, self.writer = app, queue, writer
+
+    def _retry_after(self, _attempts: int) -> timedelta:
+        return timedelta(seconds=self.app.settings.inference.retry_seconds)
+
+    def record(self, job: ClaimedJob[SeriesComplete], reply: Done | Unrouted | Failed) -> None:
+        payload = job.payload
+        if isinstance(reply, Unrouted):
+            _audit(self.app, payload, Outcome.SUCCESS, reply.reason)
+            self.queue.finish(job.id, outcome=reply.reason)
+        elif isinstance(reply, Failed):
+            backoff = None if reply.permanent else self._retry_after
+            failed = self.queue.fail(job.id, reply.reason, backoff)
+            _audit(self.app, payload, Outcome.MINOR_FAILURE, f"attempt {failed.attempts}: {reply.reason}")
+            log.warning("inference job %s attempt %s failed: %s", job.id, failed.attempts, reply.reason)
         else:
-            job.state = JobState.FAILED
-        session.add(job)
-        session.commit()
-        session.refresh(job)
-        return job
+            summary = self._store_results(reply)
+            model = f"{reply.model.name} {reply.model.version}"
+            _audit(self.app, payload, Outcome.SUCCESS, summary, model)
+            log.info("inference job %s: %s", job.id, summary)
+            self.queue.finish(job.id, outcome=summary)
 
-
-def _record_results(app: Appliance, job: Job, reply: dict) -> str:
-    with app.session() as session:
-        study_pk = session.exec(select(Series.study_pk).where(Series.id == job.payload["series_pk"])).one()
-    seg = _store_result(app, study_pk, reply["seg"])
-    sr = _store_result(app, study_pk, reply["sr"])
-    for destination in _destinations(app):
-        enqueue(app, destination, [seg.pk, sr.pk])
-    volumes = ", ".join(f"{label} {ml:.1f} mL" for label, ml in reply["volumes_ml"].items())
-    ahead = "; prepared ahead while the series was quiet" if reply.get("prepared_ahead") else ""
-    return (
-        f"{reply['model']} {reply['version']} by {reply['rule']}: "
-        f"SEG {seg.sop_instance_uid}, SR {sr.sop_instance_uid}; {volumes}{ahead}; seconds {reply['timings']}"
-    )
-
-
-def record(app: Appliance, job: Job, reply: dict) -> Job:
-    """Record a job's answer: results stored and queued, or the reason, audited either way."""
-    assert job.id is not None
-    if reply["kind"] == "unrouted":
-        _audit(app, job, Outcome.SUCCESS, reply["reason"])
-        return _finish(app, job.id, outcome=reply["reason"])
-    if reply["kind"] == "failed":
-        finished = _finish(app, job.id, error=reply["reason"], retry=not reply["permanent"])
-        _audit(app, job, Outcome.MINOR_FAILURE, f"attempt {finished.attempts}: {reply['reason']}")
-        log.warning("inference job %s attempt %s failed: %s", job.id, finished.attempts, reply["reason"])
-        return finished
-    summary = _record_results(app, job, reply)
-    _audit(app, job, Outcome.SUCCESS, summary, f"{reply['model']} {reply['version']}")
-    log.info("inference job %s: %s", job.id, summary)
-    return _finish(app, job.id, outcome=summary)
-
-
-def _requeue(app: Appliance, job_id: int) -> None:
-    """A job in flight when its process was stopped for another job's fault: pending, no attempt."""
-    with app.session() as session:
-        session.exec(  # type: ignore[call-overload]
-            update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(state=JobState.PENDING)
+    def _store_results(self, reply: Done) -> str:
+        pks = [self.writer.write(result) for result in reply.results]
+        for destination in _destinations(self.app):
+            enqueue(self.app, destination, pks)
+        seg, sr = (result.sop_instance_uid for result in reply.results)
+        volumes = ", ".join(f"{label} {ml:.1f} mL" for label, ml in reply.volumes_ml.items())
+        ahead = "; prepared ahead while the series was quiet" if reply.prepared_ahead else ""
+        return (
+            f"{reply.model.name} {reply.model.version} by {reply.why}: "
+            f"SEG {seg}, SR {sr}; {volumes}{ahead}; seconds {reply.timings}"
         )
-        session.commit()
 
 
 class InferenceRunner:
@@ -316,19 +242,22 @@ class InferenceRunner:
         self.app = app
         self.on_results = on_results
         self.processes = [InferenceProcess(app, device) for device in devices(app)]
+        self.queue = JobQueue(app, SeriesComplete)
+        self._writer = ObjectWriter(app)
+        self._recorder = JobRecorder(app, self.queue, self._writer)
+        self._lease = _lease(app)
         self._stopping = threading.Event()
         self._threads = [
             Periodic(f"inference-{index}", app.settings.inference.poll_seconds, self._step(process))
             for index, process in enumerate(self.processes)
         ]
         # series -> (its last arrival when it was last offered, how many times it was offered)
-        self._offered: dict[int, tuple[datetime, int]] = {}
+        self.offered: dict[int, tuple[datetime, int]] = {}
         ahead = 0 < app.settings.inference.prepare_ahead_seconds < app.settings.assembly.quiet_seconds
-        self._ahead = (
-            Periodic("prepare-ahead", app.settings.assembly.poll_seconds, self._offer) if ahead else None
-        )
+        poll = app.settings.assembly.poll_seconds
+        self._ahead = Periodic("prepare-ahead", poll, self.offer_quiet_series) if ahead else None
 
-    def _offer(self, _stop: threading.Event) -> NextPassIn:
+    def offer_quiet_series(self, _stop: threading.Event) -> NextPassIn:
         """Offer each newly quiet series to its process (the same one each time for a series).
 
         A series that goes on receiving after an offer must then be quiet twice as long before the
@@ -338,39 +267,40 @@ class InferenceRunner:
         now, first_wait = utcnow(), self.app.settings.inference.prepare_ahead_seconds
         offered, due = {}, [first_wait]
         for series_pk, received_at in receiving_series(self.app).items():
-            last, count = self._offered.get(series_pk, (None, 0))
+            last, count = self.offered.get(series_pk, (None, 0))
             wait = first_wait * 2**count - (now - received_at).total_seconds()
             if last != received_at and wait <= 0:
                 process = self.processes[series_pk % len(self.processes)]
-                process.offer(series_pk, _request(self.app, series_pk))
+                process.offer(SeriesOffer(series_pk, _stored_objects(self.app, series_pk)))
                 last, count = received_at, count + 1
             elif last != received_at:
                 due.append(wait)
             if last is not None:
                 offered[series_pk] = (last, count)
-        self._offered = offered  # series no longer receiving are forgotten
+        self.offered = offered  # series no longer receiving are forgotten
         return NextPassIn(min(due))  # when the next series falls due (a new one: first_wait)
 
     def _step(self, process: InferenceProcess):  # type: ignore[no-untyped-def]
         def step(stop: threading.Event) -> None:
-            in_flight: deque[Job] = deque()
+            in_flight: deque[ClaimedJob[SeriesComplete]] = deque()
             while not self._stopping.is_set():
-                while len(in_flight) < _IN_FLIGHT and (job := _claim(self.app)) is not None:
-                    process.submit(job.id, _request(self.app, int(job.payload["series_pk"])))  # type: ignore[arg-type]
+                while len(in_flight) < _IN_FLIGHT and (job := self.queue.claim(self._lease)) is not None:
+                    process.submit(SeriesRequest(job.id, _stored_objects(self.app, job.payload.series_pk)))
                     in_flight.append(job)
                 if not in_flight:
                     return
                 job = in_flight.popleft()
+                reply: Done | Unrouted | Failed
                 try:
-                    reply = process.result(job.id)  # type: ignore[arg-type]
+                    reply = process.result(job.id)
                 except JobTimeout as exc:
                     if self._stopping.is_set():
                         return  # shutting down: the jobs stay running and are released at the next start
-                    reply = {"kind": "failed", "reason": str(exc), "permanent": False}
+                    reply = Failed(job.id, str(exc), permanent=False)
                     while in_flight:  # the process was stopped under them
-                        _requeue(self.app, in_flight.popleft().id)  # type: ignore[arg-type]
-                record(self.app, job, reply)
-                if reply["kind"] == "done" and self.on_results is not None:
+                        self.queue.requeue(in_flight.popleft().id)
+                self._recorder.record(job, reply)
+                if isinstance(reply, Done) and self.on_results is not None:
                     self.on_results()  # the send queue has them: no need to wait for its next pass
 
         return step
@@ -396,3 +326,4 @@ class InferenceRunner:
             process.stop()
         for thread in self._threads:
             thread.stop(timeout=30)
+        self._writer.close()

@@ -1,8 +1,9 @@
-"""The gateway's instance sink: encrypt, write durably, index with group commit, then return.
+"""The one writer of stored objects and their rows: encrypt, write durably, index, then return.
 
-``store`` returns only after the object file is fsynced and its index row is committed, so the
-gateway's success status always means "durable". Concurrent associations share one committer
-thread that commits every waiting row in one transaction (one fsync for many instances).
+Instances from the network (the gateway's sink, ``store``) and results made here (``write``) go
+through the same path. ``write`` returns only after the object file is fsynced and its index row
+is committed, so the gateway's success status always means "durable". Concurrent writers share one
+committer thread that commits every waiting row in one transaction (one fsync for many instances).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from appliance.storage.store import new_object_id
 from audit.batching import take_batch
 from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance
-from dicom_gateway.received import ReceivedInstance
+from dicom_gateway.received import PatientIdentity, ReceivedInstance
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,41 @@ _COMMIT_WAIT_SECONDS = 120.0
 _PATIENT, _STUDY, _SERIES, _INSTANCE = (t.__table__ for t in (Patient, Study, Series, Instance))  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class NewObject:
+    """An object to store and index: its identity, whose it is, where it came from, its bytes."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    modality: str
+    transfer_syntax_uid: str
+    patient: PatientIdentity
+    source_ae: str
+    called_ae: str
+    part10: bytes
+    complete_series: bool = False  # results: their series is complete as written (no assembly, no job)
+
+    @classmethod
+    def received(cls, instance: ReceivedInstance) -> NewObject:
+        return cls(
+            sop_class_uid=instance.sop_class_uid,
+            sop_instance_uid=instance.sop_instance_uid,
+            study_uid=instance.study_uid,
+            series_uid=instance.series_uid,
+            modality=instance.modality,
+            transfer_syntax_uid=instance.transfer_syntax_uid,
+            patient=instance.patient,
+            source_ae=instance.calling_ae,
+            called_ae=instance.called_ae,
+            part10=instance.part10(),
+        )
+
+
 @dataclass
 class _Pending:
-    instance: ReceivedInstance
+    instance: NewObject
     object_id: str
     size: int
     wrapped: WrappedKey
@@ -46,8 +79,8 @@ class _Pending:
     duplicate: bool = False
 
 
-class InstanceIndex:
-    """Implements the gateway's InstanceSink on the appliance's store and database."""
+class ObjectWriter:
+    """Stores objects durably and indexes them; also the gateway's InstanceSink."""
 
     def __init__(self, app: Appliance) -> None:
         self.app = app
@@ -62,6 +95,10 @@ class InstanceIndex:
         self._thread.join(timeout=30)
 
     def store(self, instance: ReceivedInstance) -> int:
+        """The gateway's sink: a received instance, written as any other object."""
+        return self.write(NewObject.received(instance))
+
+    def write(self, instance: NewObject) -> int:
         """Store and index ``instance`` (or find it stored already); return its row id.
 
         Every write goes to a new random object id, so a resend never touches the stored copy:
@@ -70,9 +107,8 @@ class InstanceIndex:
         resends are rare, and the hot path stays one insert.
         """
         object_id = new_object_id()
-        data = instance.part10()
-        wrapped = self.app.store.put(object_id, data)
-        pending = _Pending(instance, object_id, len(data), wrapped)
+        wrapped = self.app.store.put(object_id, instance.part10)
+        pending = _Pending(instance, object_id, len(instance.part10), wrapped)
         self._queue.put(pending)
         if not pending.done.wait(_COMMIT_WAIT_SECONDS):
             # The row may still commit, so the file stays; if it never does, start-up
@@ -106,17 +142,19 @@ class InstanceIndex:
         created: dict[tuple[str, str], int] = {}
         try:
             with self.app.engine.begin() as connection:
-                grown: Counter[int] = Counter()
+                grown: Counter[tuple[int, bool]] = Counter()
                 for pending in batch:
                     series_pk = self._series_pk(connection, pending.instance, created)
-                    grown[series_pk] += 1
+                    grown[series_pk, pending.instance.complete_series] += 1
                     pending.pk = self._insert_instance(connection, pending, series_pk)
                 now = utcnow()
-                for series_pk, count in grown.items():
+                for (series_pk, complete), count in grown.items():
+                    state = SeriesState.COMPLETE if complete else SeriesState.RECEIVING
                     connection.execute(
                         _GROW_SERIES,
-                        {"pk": series_pk, "count": count, "now": now, "state": SeriesState.RECEIVING},
-                    )
+                        {"pk": series_pk, "count": count, "now": now, "state": state,
+                         "completed_at": now if complete else None},
+                    )  # fmt: skip
         except Exception as exc:
             if len(batch) == 1:
                 if isinstance(exc, IntegrityError) and self._mark_duplicate(batch[0]):
@@ -165,7 +203,7 @@ class InstanceIndex:
         return pk
 
     def _series_pk(
-        self, connection: Connection, instance: ReceivedInstance, created: dict[tuple[str, str], int]
+        self, connection: Connection, instance: NewObject, created: dict[tuple[str, str], int]
     ) -> int:
         fields = self.app.fields
         identity = instance.patient
@@ -214,7 +252,7 @@ class InstanceIndex:
             "sop_class_uid": instance.sop_class_uid,
             "transfer_syntax_uid": instance.transfer_syntax_uid,
             "series_pk": series_pk,
-            "source_ae": instance.calling_ae,
+            "source_ae": instance.source_ae,
             "size": pending.size,
             "object_id": pending.object_id,
             "kek_id": pending.wrapped.kek_id,
@@ -248,6 +286,6 @@ _GROW_SERIES = (
         instance_count=_SERIES.c.instance_count + bindparam("count"),
         last_received_at=bindparam("now"),
         state=bindparam("state"),
-        completed_at=None,
+        completed_at=bindparam("completed_at"),
     )
 )
