@@ -11,8 +11,7 @@ from appliance.pipeline.inference.process import StoredSeries
 from appliance.storage.store import new_object_id
 from models.phantom import make_phantom
 from models.volume import build_volume
-from tests.models.test_bundle import encoded
-from tests.models.test_volume import read_back
+from tests.support.datasets import encoded, read_back
 from tests.support.synthetic import phantom_series
 
 SPACING = (1.0, 1.0, 2.0)

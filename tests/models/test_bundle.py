@@ -17,8 +17,8 @@ from models.manifest import sign_bundle
 from models.phantom import make_phantom
 from models.results import write_results
 from models.volume import build_volume
-from tests.models.test_volume import read_back
 from tests.support.bundles import PUBLISHER, SHARED_BUNDLES, demo_predictor, seeded_bundle
+from tests.support.datasets import encoded, read_back
 from tests.support.synthetic import phantom_series
 
 KEY = Ed25519PrivateKey.generate()
@@ -30,12 +30,6 @@ SPACING = (2.0, 2.0, 3.0)
 def series():
     phantom = make_phantom((48, 40, 16), SPACING, seed=11)
     return read_back(phantom_series(phantom.hu, SPACING))
-
-
-def encoded(ds) -> bytes:
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,8 @@ from models.phantom import make_phantom
 from models.results import write_results
 from models.two_class import two_class_postprocessing
 from models.volume import build_volume
-from tests.models.test_bundle import encoded
-from tests.models.test_volume import read_back
 from tests.support.bundles import demo_predictor
+from tests.support.datasets import encoded, read_back
 from tests.support.seg import dice, seg_mask, sr_volumes_ml
 from tests.support.synthetic import phantom_series
 

@@ -13,8 +13,8 @@ import torch
 
 from models.phantom import make_phantom
 from models.volume import build_volume
-from tests.models.test_volume import read_back
 from tests.support.bundles import demo_predictor
+from tests.support.datasets import read_back
 from tests.support.seg import dice
 from tests.support.synthetic import phantom_series
 

@@ -10,7 +10,7 @@ from models.codes import code_for
 from models.phantom import make_phantom
 from models.results import _renumbered, write_results
 from models.volume import build_volume
-from tests.models.test_volume import read_back
+from tests.support.datasets import read_back
 from tests.support.synthetic import phantom_series
 
 SPACING = (2.0, 2.0, 3.0)

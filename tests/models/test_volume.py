@@ -3,46 +3,17 @@
 from __future__ import annotations
 
 import random
-from io import BytesIO
 
 import numpy as np
 import pytest
-from pydicom import dcmread
-from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from models.phantom import make_phantom
 from models.volume import InconsistentSeries, build_volume
+from tests.support.datasets import HeadersFirst, read_back
 from tests.support.synthetic import enhanced_ct, phantom_series
 
 SPACING = (1.25, 1.0, 2.5)
-
-
-def read_back(datasets: list[Dataset]) -> list[Dataset]:
-    """Encode and decode, as the appliance reads what it stored."""
-    out = []
-    for ds in datasets:
-        buffer = BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        out.append(dcmread(BytesIO(buffer.getvalue())))
-    return out
-
-
-class HeadersFirst:
-    """The datasets as headers only, with the whole objects to load by header, counting loads."""
-
-    def __init__(self, datasets: list[Dataset]) -> None:
-        self.encoded = {}
-        for ds in datasets:
-            buffer = BytesIO()
-            ds.save_as(buffer, enforce_file_format=True)
-            self.encoded[ds.SOPInstanceUID] = buffer.getvalue()
-        self.headers = [dcmread(BytesIO(data), stop_before_pixels=True) for data in self.encoded.values()]
-        self.loads: list[str] = []
-
-    def whole(self, header: Dataset) -> Dataset:
-        self.loads.append(header.SOPInstanceUID)
-        return dcmread(BytesIO(self.encoded[header.SOPInstanceUID]))
 
 
 @pytest.fixture(scope="module")
