@@ -44,6 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.admin.model_registry import DEMO_DIRECTORY, DEMO_MODEL  # noqa: E402
+from models import fast_paths  # noqa: E402
 from models.phantom import make_phantom  # noqa: E402
 from models.two_class import LogitDifference  # noqa: E402
 from models.volume import Volume  # noqa: E402
@@ -230,6 +231,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--series", type=int, default=3, help="series sent one after another")
     args = parser.parse_args()
+    fast_paths.install()  # as the inference process does at its start
     spacing = (0.7, 0.7, 1.5)
     shape = (args.size, args.size, args.slices)
     phantom = make_phantom(shape, spacing, seed=31337, lesion_count=3)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from models import fast_paths
 from models.codes import SegmentCode, code_for
 from models.errors import ModelError
 from models.manifest import MANIFEST, METADATA, Manifest, verify_bundle
@@ -180,11 +181,7 @@ class Predictor:
         self.segments = _segments(metadata)
         from monai.bundle import ConfigParser  # heavy import: only once a bundle is verified
 
-        from models import intensity, resampling
-
-        resampling.install()  # axis-aligned resampling without torch.affine_grid's base grid
-        intensity.install()  # CT windowing in one new tensor
-
+        self.fast = fast_paths.active("monai")  # else the bundle's own steps throughout
         config = json.loads((bundle / INFERENCE_CONFIG).read_text())
         _strip(config, "preprocessing", lambda name: name in _LOADERS)
         _strip(config, "postprocessing", lambda name: name.startswith("Save"))
@@ -199,14 +196,17 @@ class Predictor:
         self.amp = bool(evaluator.get("amp", False)) if isinstance(evaluator, dict) else False
         try:
             self.network = self._network(parser, _weights(bundle))
-            self.windows = PairedWindows(self.network, self.device)  # what the inferer runs
+            # what the inferer runs
+            self.windows = PairedWindows(self.network, self.device) if self.fast else self.network
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
             self.postprocessing = parser.get_parsed_content("postprocessing")
-            _faster_discretisation(self.postprocessing)
-            self.two_class_postprocessing = two_class_postprocessing(
-                self.postprocessing, image_key=self.image_key
-            )
+            self.two_class_postprocessing = None
+            if self.fast:
+                _faster_discretisation(self.postprocessing)
+                self.two_class_postprocessing = two_class_postprocessing(
+                    self.postprocessing, image_key=self.image_key
+                )
         except BundleError:
             raise
         except Exception as exc:  # a bundle's config can raise anything while it is built
@@ -239,7 +239,8 @@ class Predictor:
             return
         batch = max(int(getattr(self.inferer, "sw_batch_size", 1)), 1)
         with torch.inference_mode(), self._autocast():
-            for size in sorted({self.windows.runs_as(batch), self.windows.runs_as(1)}, reverse=True):
+            runs_as = self.windows.runs_as if isinstance(self.windows, PairedWindows) else int
+            for size in sorted({runs_as(batch), runs_as(1)}, reverse=True):
                 self.network(torch.zeros((size, self._in_channels, *roi), device=self.device))
 
     def _autocast(self) -> Any:
@@ -269,6 +270,10 @@ class Predictor:
     def preprocess(self, inputs: dict) -> dict:
         """Run the bundle's preprocessing, taking the items out of ``inputs`` (see :func:`run_taking`)."""
         with torch.no_grad():
+            if not self.fast:
+                data = dict(inputs)
+                inputs.clear()
+                return self.preprocessing(data)
             return run_taking(self.preprocessing, inputs)
 
     def prepare(self, volume: Volume) -> dict:

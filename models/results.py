@@ -16,7 +16,6 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from models import standard_tables
 from models.bundle import ModelIdentity, Segment
 from models.codes import Concept
 from models.errors import ModelError
@@ -28,8 +27,6 @@ SEG_SERIES_NUMBER = 9001
 SR_SERIES_NUMBER = 9002
 _PROCEDURES = {"CT": codes.LN.CTUnspecifiedBodyRegion, "MR": codes.LN.MRIUnspecifiedBodyRegion}
 
-
-standard_tables.install()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from appliance.admin.peers import add_source
 from appliance.cli.common import actor
 from appliance.context import open_appliance
 from appliance.home import init_home
+from models import fast_paths
 from tests.support.processes import ApplianceProcess
 from tests.support.synthetic import FakePatient
 
@@ -31,6 +32,12 @@ INFERENCE = {
     "APPLIANCE_INFERENCE__POLL_SECONDS": "0.2",
     "APPLIANCE_INFERENCE__RETRY_SECONDS": "0.5",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test process starts as the inference process does: the library fast paths installed.
+    ``models/test_fast_paths.py`` runs the library's own code in processes of its own."""
+    fast_paths.install()
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ from appliance.runtime.heap import keep_freed_memory, return_freed_memory
 from appliance.security.keys import WrappedKey
 from appliance.storage.writer import NewObject
 from dicom_gateway.received import PatientIdentity
-from models import pipeline
+from models import fast_paths, pipeline
 from models.bundle import Predictor
 from models.errors import ModelError
 from models.results import warm_up as warm_up_results
@@ -267,6 +267,7 @@ def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     keep_freed_memory()  # before any thread starts
+    fast_paths.install()  # before any bundle is built
     app = open_appliance(Path(home), migrate_schema=False)  # the main process migrated it
     logs.configure(app.settings.log_path, app.settings.log_level)
     handler = SeriesHandler(app, device)

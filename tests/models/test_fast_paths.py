@@ -1,0 +1,97 @@
+"""The library fast paths' one door: nothing patched on import; installed only for the releases
+they were written for (else the library's own code, and one warning); the demo model's labels and
+volumes the same with and without them. Processes of their own: a process that installed them
+cannot go back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models import fast_paths
+from models.phantom import make_phantom
+from tests.support.synthetic import phantom_series
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=240, check=True
+    )
+
+
+def test_importing_the_models_package_patches_nothing():
+    probe = (
+        "import json, monai.transforms.spatial.functional as f, monai.transforms as t\n"
+        "import highdicom, highdicom._standard_utils\n"
+        "import models.bundle, models.results, models.pipeline\n"
+        "from models import fast_paths\n"
+        "print(json.dumps([f.AffineTransform.__module__, t.ScaleIntensityRange.__call__.__module__,\n"
+        "                  getattr(highdicom._standard_utils.get_module_attribute_map, 'compact', False),\n"
+        "                  fast_paths.active('monai'), fast_paths.active('highdicom')]))\n"
+    )
+    found = json.loads(_python(probe).stdout)
+    assert found[0].startswith("monai.") and found[1].startswith("monai.")
+    assert found[2] is False  # highdicom's own table
+    assert found[3:] == [False, False]
+
+
+def test_another_release_keeps_the_librarys_own_code_and_warns_once():
+    probe = (
+        "import json, logging, monai.transforms.spatial.functional as f\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "from models import fast_paths\n"
+        "first = fast_paths.install({'monai': '9.9', 'highdicom': '0.28.2'})\n"
+        "again = fast_paths.install({'monai': '9.9', 'highdicom': '0.28.2'})\n"
+        "print(json.dumps([sorted(first), sorted(again), f.AffineTransform.__module__]))\n"
+    )
+    result = _python(probe)
+    first, again, transform = json.loads(result.stdout)
+    assert first == again == ["highdicom"]
+    assert transform.startswith("monai.")  # MONAI's own resampling
+    assert result.stderr.count("monai 9.9 is installed") == 1
+
+
+def test_the_installed_releases_get_every_fast_path():
+    assert fast_paths.active("monai") and fast_paths.active("highdicom")  # tests/conftest.py installed them
+
+
+def test_the_demo_model_gives_the_same_results_with_and_without_the_fast_paths(tmp_path):
+    spacing = (1.2, 1.2, 2.5)
+    phantom = make_phantom((96, 80, 24), spacing, seed=17, lesion_count=2)
+    for index, dataset in enumerate(phantom_series(phantom.hu, spacing)):
+        dataset.save_as(tmp_path / f"{index:03}.dcm", enforce_file_format=True)
+    run = (
+        "import json, sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from pydicom import dcmread\n"
+        "from models import fast_paths\n"
+        "if sys.argv[1] == 'fast':\n"
+        "    fast_paths.install()\n"
+        "from models.volume import build_volume\n"
+        "from models.results import write_results\n"
+        "from tests.support.bundles import demo_predictor\n"
+        "predictor = demo_predictor('cpu')\n"
+        "assert predictor.fast == (sys.argv[1] == 'fast')\n"
+        "volume = build_volume([dcmread(p) for p in sorted(Path(sys.argv[2]).glob('*.dcm'))])\n"
+        "labels = predictor.predict(volume)\n"
+        "np.save(sys.argv[3], labels)\n"
+        "results = write_results(volume, labels, predictor.segments, predictor.identity)\n"
+        "print(json.dumps(results.volumes_ml))\n"
+    )
+    volumes = {}
+    for way in ("fast", "own"):
+        result = subprocess.run(
+            [sys.executable, "-c", run, way, str(tmp_path), str(tmp_path / f"{way}.npy")],
+            cwd=ROOT, capture_output=True, text=True, timeout=240, check=True,
+        )  # fmt: skip
+        volumes[way] = json.loads(result.stdout)
+    fast, own = np.load(tmp_path / "fast.npy"), np.load(tmp_path / "own.npy")
+    assert fast.any()
+    assert np.array_equal(fast, own)
+    assert volumes["fast"] == volumes["own"]
