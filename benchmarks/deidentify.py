@@ -1,7 +1,7 @@
 """De-identification: dicognito, deid and this appliance on the same generated CT instances.
 
 Generates N 512x512 CT instances (10 patients) with PHI planted in the header, private tags, nested
-sequences and free-text comments (tests/support/planted.py), then runs, one after the other, on the
+sequences and free-text comments (testbed/planted.py), then runs, one after the other, on the
 same files from disk to disk:
 
 - dicognito 0.19 (``Anonymizer().anonymize`` per dataset, default settings),
@@ -32,7 +32,7 @@ from pydicom import dcmread  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
 from anonymizer.batch import default_workers  # noqa: E402
-from tests.support.planted import patients, planted_ct  # noqa: E402
+from testbed.planted import patients, planted_ct  # noqa: E402
 
 PATIENTS = 10
 

@@ -45,13 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.admin.model_registry import DEMO_DIRECTORY, DEMO_MODEL  # noqa: E402
 from models import fast_paths  # noqa: E402
-from models.phantom import make_phantom  # noqa: E402
 from models.two_class import LogitDifference  # noqa: E402
 from models.volume import Volume  # noqa: E402
-from tests.support.bundles import demo_predictor  # noqa: E402
-from tests.support.dcmtk import storescu  # noqa: E402
-from tests.support.processes import ApplianceProcess, OrthancProcess, run_cli, wait_for  # noqa: E402
-from tests.support.synthetic import phantom_series, write_series  # noqa: E402
+from testbed.bundles import demo_predictor  # noqa: E402
+from testbed.dcmtk import storescu  # noqa: E402
+from testbed.phantom import make_phantom  # noqa: E402
+from testbed.processes import ApplianceProcess, OrthancProcess, run_cli, wait_for  # noqa: E402
+from testbed.synthetic import phantom_series, write_series  # noqa: E402
 
 
 class ChildRss:

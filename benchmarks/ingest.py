@@ -25,9 +25,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.dcmtk import dcmtk  # noqa: E402
-from tests.support.processes import ApplianceProcess, OrthancProcess, free_port, run_cli, wait_for  # noqa: E402
-from tests.support.synthetic import ct_series, write_series  # noqa: E402
+from testbed.dcmtk import dcmtk  # noqa: E402
+from testbed.processes import ApplianceProcess, OrthancProcess, free_port, run_cli, wait_for  # noqa: E402
+from testbed.synthetic import ct_series, write_series  # noqa: E402
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 

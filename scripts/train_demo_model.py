@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.bundle import Predictor  # noqa: E402
 from models.manifest import sign_bundle  # noqa: E402
-from models.phantom import make_phantom  # noqa: E402
 from models.volume import Volume  # noqa: E402
+from testbed.phantom import make_phantom  # noqa: E402
 
 NAME = "lesion_ct_segmentation"
 PUBLISHER = "demo-publisher"

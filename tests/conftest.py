@@ -13,25 +13,9 @@ from appliance.cli.common import actor
 from appliance.context import open_appliance
 from appliance.home import init_home
 from models import fast_paths
-from tests.support.processes import ApplianceProcess
-from tests.support.synthetic import FakePatient
-
-# Short timings so assembly, retries and polling finish within a test.
-FAST = {
-    "APPLIANCE_ASSEMBLY__QUIET_SECONDS": "1",
-    "APPLIANCE_ASSEMBLY__POLL_SECONDS": "0.2",
-    "APPLIANCE_DICOM__MIN_FREE_BYTES": str(1024 * 1024),
-    "APPLIANCE_SEND__BACKOFF_INITIAL_SECONDS": "0.5",
-    "APPLIANCE_SEND__BACKOFF_MAX_SECONDS": "2",
-    "APPLIANCE_SEND__POLL_SECONDS": "0.2",
-    "APPLIANCE_INFERENCE__ENABLED": "false",  # the inference tests turn it on (see INFERENCE)
-}
-INFERENCE = {
-    **FAST,
-    "APPLIANCE_INFERENCE__ENABLED": "true",
-    "APPLIANCE_INFERENCE__POLL_SECONDS": "0.2",
-    "APPLIANCE_INFERENCE__RETRY_SECONDS": "0.5",
-}
+from testbed.processes import ApplianceProcess
+from testbed.synthetic import FakePatient
+from tests.support.environments import FAST
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -6,7 +6,7 @@ import subprocess
 
 import yaml
 
-from tests.support.processes import REPO
+from testbed.processes import REPO
 
 
 def test_compose_config_is_valid_and_wired():

@@ -7,10 +7,8 @@ import pytest
 from anonymizer.engine import Deidentifier
 from anonymizer.profile import named_profile
 from anonymizer.table import ProfileTable, load_table
-from tests.support.planted import PlantedPatient
-
-SECRET = bytes(range(32))
-OTHER_SECRET = bytes(range(100, 132))
+from testbed.planted import PlantedPatient
+from tests.support.secrets import SECRET
 
 
 @pytest.fixture(scope="session")

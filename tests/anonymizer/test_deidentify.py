@@ -18,8 +18,7 @@ from anonymizer.identity import identity_of
 from anonymizer.pixels import find_text
 from anonymizer.profile import Option, Profile, SafePrivate, named_profile
 from anonymizer.table import ProfileTable
-from tests.anonymizer.conftest import SECRET
-from tests.support.planted import (
+from testbed.planted import (
     PlantedPatient,
     planted_ct,
     planted_pdf,
@@ -27,6 +26,7 @@ from tests.support.planted import (
     planted_sr,
     text_image,
 )
+from tests.support.secrets import SECRET
 
 
 def byte_leaks(encoded: bytes, values: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.planted import PlantedPatient, planted_ct, planted_secondary_capture, planted_sr
+from testbed.planted import PlantedPatient, planted_ct, planted_secondary_capture, planted_sr
 
 GUARD = """
 import socket, sys

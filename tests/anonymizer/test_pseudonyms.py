@@ -13,8 +13,8 @@ from anonymizer.engine import Deidentifier
 from anonymizer.profile import named_profile
 from anonymizer.pseudonyms import Pseudonymizer, shift_da, shift_dt
 from anonymizer.table import ProfileTable
-from tests.anonymizer.conftest import OTHER_SECRET, SECRET
-from tests.support.planted import UID_ROOT, PlantedPatient, planted_ct
+from testbed.planted import UID_ROOT, PlantedPatient, planted_ct
+from tests.support.secrets import OTHER_SECRET, SECRET
 
 
 def _days(a: str, b: str) -> int:

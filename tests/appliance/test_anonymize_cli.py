@@ -11,9 +11,9 @@ from pydicom import dcmread
 
 from appliance.context import open_appliance
 from appliance.security.pseudonym_map import PseudonymMap
+from testbed.planted import PlantedPatient, patients, planted_ct, planted_sr
+from testbed.processes import APPLIANCE, REPO, run_cli
 from tests.support.inspect import audit_events
-from tests.support.planted import PlantedPatient, patients, planted_ct, planted_sr
-from tests.support.processes import APPLIANCE, REPO, run_cli
 
 
 def _inputs(folder: Path) -> list[PlantedPatient]:

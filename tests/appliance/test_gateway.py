@@ -10,9 +10,9 @@ from appliance.admin import peers
 from appliance.context import open_appliance
 from appliance.home import init_home
 from appliance.pipeline.gateway import GatewayProcesses
+from testbed.processes import wait_for
+from testbed.synthetic import ct_series
 from tests.support.inspect import stored_datasets
-from tests.support.processes import wait_for
-from tests.support.synthetic import ct_series
 
 pytestmark = pytest.mark.slow
 

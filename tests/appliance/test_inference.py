@@ -19,14 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydicom import dcmread
 from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage
 
-from models.phantom import make_phantom
-from tests.conftest import INFERENCE
-from tests.support.bundles import PUBLISHER, SHARED_BUNDLES, seeded_bundle, write_public_key
-from tests.support.dcmtk import storescu
+from testbed.bundles import PUBLISHER, SHARED_BUNDLES, seeded_bundle, write_public_key
+from testbed.dcmtk import storescu
+from testbed.phantom import make_phantom
+from testbed.processes import ApplianceProcess, OrthancProcess, run_cli, wait_for
+from testbed.synthetic import FakePatient, phantom_series, write_series
+from tests.support.environments import INFERENCE
 from tests.support.inspect import audit_events, phi_needles, plaintext_hits
-from tests.support.processes import ApplianceProcess, OrthancProcess, run_cli, wait_for
 from tests.support.seg import dice, seg_mask, sr_volumes_ml
-from tests.support.synthetic import FakePatient, phantom_series, write_series
 
 pytestmark = pytest.mark.slow
 

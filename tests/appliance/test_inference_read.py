@@ -9,10 +9,10 @@ from appliance.context import open_appliance
 from appliance.pipeline.inference.messages import StoredObject
 from appliance.pipeline.inference.process import StoredSeries
 from appliance.storage.store import new_object_id
-from models.phantom import make_phantom
 from models.volume import build_volume
+from testbed.phantom import make_phantom
+from testbed.synthetic import phantom_series
 from tests.support.datasets import encoded, read_back
-from tests.support.synthetic import phantom_series
 
 SPACING = (1.0, 1.0, 2.0)
 

@@ -10,7 +10,7 @@ from appliance.context import open_appliance
 from appliance.db.tables import Instance, Patient, Series, Study
 from appliance.storage.writer import ObjectWriter
 from dicom_gateway.received import instance_from_part10
-from tests.support.synthetic import ct_series, write_series
+from testbed.synthetic import ct_series, write_series
 
 
 def test_both_stores_succeed_when_their_lookups_cross(home, tmp_path):

@@ -15,7 +15,7 @@ from appliance.context import open_appliance
 from appliance.db.tables import Job, JobState
 from appliance.jobs.payloads import SendInstances, SeriesComplete
 from appliance.jobs.queue import JobQueue
-from tests.support.processes import PostgresProcess
+from testbed.processes import PostgresProcess
 
 LEASE = timedelta(minutes=5)
 

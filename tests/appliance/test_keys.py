@@ -16,8 +16,8 @@ from appliance.security import crypto, rotation
 from appliance.security.keys import DirectoryKeySource, EnvKeySource, WrappedKey
 from appliance.storage.writer import ObjectWriter
 from dicom_gateway.received import instance_from_part10
+from testbed.synthetic import ct_series, write_series
 from tests.support.inspect import audit_events
-from tests.support.synthetic import ct_series, write_series
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.dcmtk import storescu
+from testbed.dcmtk import storescu
+from testbed.processes import run_cli
+from testbed.synthetic import ct_series, write_series
 from tests.support.inspect import dataset_bytes_of_file, stored_datasets
-from tests.support.processes import run_cli
-from tests.support.synthetic import ct_series, write_series
 
 pytestmark = pytest.mark.slow
 

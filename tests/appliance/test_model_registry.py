@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from appliance.config import load_settings
 from models.manifest import sign_bundle
+from testbed.processes import run_cli
 from tests.support.inspect import audit_events
-from tests.support.processes import run_cli
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "monai-bundles"
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from tests.conftest import FAST
-from tests.support.dcmtk import storescu
+from testbed.dcmtk import storescu
+from testbed.processes import ApplianceProcess, PostgresProcess, run_cli, wait_for
+from testbed.synthetic import ct_series, write_series
+from tests.support.environments import FAST
 from tests.support.inspect import dataset_bytes_of_file, stored_datasets
-from tests.support.processes import ApplianceProcess, PostgresProcess, run_cli, wait_for
-from tests.support.synthetic import ct_series, write_series
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from appliance.storage.reconcile import reconcile
 from appliance.storage.store import new_object_id
 from appliance.storage.writer import ObjectWriter
 from dicom_gateway.received import instance_from_part10
+from testbed.synthetic import ct_series, write_series
 from tests.support.inspect import audit_events
-from tests.support.synthetic import ct_series, write_series
 
 
 def test_reconcile_reports_and_repairs(tmp_path):

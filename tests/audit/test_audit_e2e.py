@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from audit import checkpoint, merkle
-from tests.support.dcmtk import storescu
-from tests.support.processes import run_cli, wait_for
-from tests.support.synthetic import ct_series, write_series
+from testbed.dcmtk import storescu
+from testbed.processes import run_cli, wait_for
+from testbed.synthetic import ct_series, write_series
 
 pytestmark = pytest.mark.slow
 

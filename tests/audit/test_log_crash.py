@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from audit.log import AuditLog
 from audit.reader import read_entries
 from audit.verify import verify_log
-from tests.support.processes import REPO
+from testbed.processes import REPO
 
 KEY = bytes(range(32))
 

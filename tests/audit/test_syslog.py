@@ -11,11 +11,11 @@ from audit.events import Action, AuditEvent, EventID, Outcome, Participant, Part
 from audit.log import AuditLog
 from audit.syslog import Receiver, SyslogForwarder
 from dicom_gateway.tls import client_context
-from tests.conftest import FAST
+from testbed.dcmtk import storescu
+from testbed.processes import ApplianceProcess, RsyslogProcess, wait_for
+from testbed.synthetic import ct_series, write_series
 from tests.support.certs import CertificateAuthority
-from tests.support.dcmtk import storescu
-from tests.support.processes import ApplianceProcess, RsyslogProcess, wait_for
-from tests.support.synthetic import ct_series, write_series
+from tests.support.environments import FAST
 
 pytestmark = pytest.mark.slow
 KEY = bytes(range(32))

@@ -7,11 +7,11 @@ import re
 import pytest
 from pydicom import dcmread
 
-from tests.conftest import FAST
-from tests.support.dcmtk import storescu_verbose
+from testbed.dcmtk import storescu_verbose
+from testbed.processes import ApplianceProcess
+from testbed.synthetic import ct_series, write_series
+from tests.support.environments import FAST
 from tests.support.inspect import dataset_bytes_of_file, stored_datasets
-from tests.support.processes import ApplianceProcess
-from tests.support.synthetic import ct_series, write_series
 
 pytestmark = pytest.mark.slow
 

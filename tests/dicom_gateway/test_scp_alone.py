@@ -17,8 +17,8 @@ from dicom_gateway.errors import RejectedInstance
 from dicom_gateway.policy import AssociationRequest, RejectReason
 from dicom_gateway.received import ReceivedInstance
 from dicom_gateway.scp import GatewayConfig, StorageSCP
+from testbed.synthetic import ct_series
 from tests.support.certs import CertificateAuthority
-from tests.support.synthetic import ct_series
 
 
 class AllowSCU:

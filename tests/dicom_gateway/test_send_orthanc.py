@@ -8,8 +8,8 @@ import httpx
 import pytest
 from pydicom import dcmread
 
-from tests.support.processes import OrthancProcess, run_cli, wait_for
-from tests.support.synthetic import ct_series, write_series
+from testbed.processes import OrthancProcess, run_cli, wait_for
+from testbed.synthetic import ct_series, write_series
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,11 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, 
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from tests.conftest import FAST
-from tests.support.dcmtk import echoscu, storescu
+from testbed.dcmtk import echoscu, storescu
+from testbed.processes import ApplianceProcess, run_cli, wait_for
+from testbed.synthetic import ct_series, write_series
 from tests.support.dimse import store_bytes
+from tests.support.environments import FAST
 from tests.support.inspect import (
     audit_events,
     dataset_bytes_of_file,
@@ -20,8 +22,6 @@ from tests.support.inspect import (
     store_files,
     stored_datasets,
 )
-from tests.support.processes import ApplianceProcess, run_cli, wait_for
-from tests.support.synthetic import ct_series, write_series
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST
+from testbed.dcmtk import echoscu, storescu
+from testbed.processes import ApplianceProcess, run_cli
+from testbed.synthetic import ct_series, write_series
 from tests.support.certs import CertificateAuthority
-from tests.support.dcmtk import echoscu, storescu
+from tests.support.environments import FAST
 from tests.support.inspect import audit_events
-from tests.support.processes import ApplianceProcess, run_cli
-from tests.support.synthetic import ct_series, write_series
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from tests.support.dcmtk import storescu
+from testbed.dcmtk import storescu
 from tests.support.inspect import stored_files
 
 pytestmark = pytest.mark.slow

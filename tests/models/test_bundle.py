@@ -14,12 +14,12 @@ from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage
 from models.bundle import BundleError, Predictor
 from models.errors import BundleRejected
 from models.manifest import sign_bundle
-from models.phantom import make_phantom
 from models.results import write_results
 from models.volume import build_volume
-from tests.support.bundles import PUBLISHER, SHARED_BUNDLES, demo_predictor, seeded_bundle
+from testbed.bundles import PUBLISHER, SHARED_BUNDLES, demo_predictor, seeded_bundle
+from testbed.phantom import make_phantom
+from testbed.synthetic import phantom_series
 from tests.support.datasets import encoded, read_back
-from tests.support.synthetic import phantom_series
 
 KEY = Ed25519PrivateKey.generate()
 TRUSTED = {PUBLISHER: KEY.public_key()}

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from models import fast_paths
-from models.phantom import make_phantom
-from tests.support.synthetic import phantom_series
+from testbed.phantom import make_phantom
+from testbed.synthetic import phantom_series
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ def test_the_demo_model_gives_the_same_results_with_and_without_the_fast_paths(t
         "    fast_paths.install()\n"
         "from models.volume import build_volume\n"
         "from models.results import write_results\n"
-        "from tests.support.bundles import demo_predictor\n"
+        "from testbed.bundles import demo_predictor\n"
         "predictor = demo_predictor('cpu')\n"
         "assert predictor.fast == (sys.argv[1] == 'fast')\n"
         "volume = build_volume([dcmread(p) for p in sorted(Path(sys.argv[2]).glob('*.dcm'))])\n"

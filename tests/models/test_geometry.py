@@ -16,14 +16,14 @@ import torch
 from pydicom import dcmread
 
 from models.bundle import Predictor
-from models.phantom import make_phantom
 from models.results import write_results
 from models.two_class import two_class_postprocessing
 from models.volume import build_volume
-from tests.support.bundles import demo_predictor
+from testbed.bundles import demo_predictor
+from testbed.phantom import make_phantom
+from testbed.synthetic import phantom_series
 from tests.support.datasets import encoded, read_back
 from tests.support.seg import dice, seg_mask, sr_volumes_ml
-from tests.support.synthetic import phantom_series
 
 SPACING = (1.25, 1.25, 2.5)
 SHAPE = (192, 160, 32)

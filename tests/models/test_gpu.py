@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import torch
 
-from models.phantom import make_phantom
 from models.volume import build_volume
-from tests.support.bundles import demo_predictor
+from testbed.bundles import demo_predictor
+from testbed.phantom import make_phantom
+from testbed.synthetic import phantom_series
 from tests.support.datasets import read_back
 from tests.support.seg import dice
-from tests.support.synthetic import phantom_series
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 

@@ -8,11 +8,11 @@ from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage
 
 from models import pipeline
 from models.errors import ModelError
-from models.phantom import make_phantom
 from models.routing import RoutingRule
-from tests.support.bundles import demo_predictor
+from testbed.bundles import demo_predictor
+from testbed.phantom import make_phantom
+from testbed.synthetic import phantom_series
 from tests.support.datasets import HeadersFirst, read_back
-from tests.support.synthetic import phantom_series
 
 SPACING = (1.5, 1.5, 3.0)
 

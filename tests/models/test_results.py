@@ -7,11 +7,11 @@ import pytest
 
 from models.bundle import ModelIdentity, Segment
 from models.codes import code_for
-from models.phantom import make_phantom
 from models.results import _renumbered, write_results
 from models.volume import build_volume
+from testbed.phantom import make_phantom
+from testbed.synthetic import phantom_series
 from tests.support.datasets import read_back
-from tests.support.synthetic import phantom_series
 
 SPACING = (2.0, 2.0, 3.0)
 SEGMENTS = (Segment(1, "spleen", code_for("spleen")), Segment(2, "liver", code_for("liver")))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-from models.phantom import make_phantom
 from models.volume import InconsistentSeries, build_volume
+from testbed.phantom import make_phantom
+from testbed.synthetic import enhanced_ct, phantom_series
 from tests.support.datasets import HeadersFirst, read_back
-from tests.support.synthetic import enhanced_ct, phantom_series
 
 SPACING = (1.25, 1.0, 2.5)
 

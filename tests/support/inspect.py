@@ -11,7 +11,7 @@ from appliance.db.tables import Instance
 from appliance.security.keys import WrappedKey
 from audit.reader import read_entries
 from dicom_gateway.received import split_part10
-from tests.support.synthetic import FakePatient
+from testbed.synthetic import FakePatient
 
 
 def stored_files(home: Path) -> dict[str, bytes]:

@@ -15,7 +15,7 @@ from appliance.admin.model_registry import DEMO_DIRECTORY, DEMO_MODEL, DEMO_PUBL
 from models.bundle import INFERENCE_CONFIG, Predictor, network_definition
 from models.manifest import sign_bundle
 
-SHARED_BUNDLES = Path(__file__).resolve().parents[2].parent / "shared" / "monai-bundles"
+SHARED_BUNDLES = Path(__file__).resolve().parents[1].parent / "shared" / "monai-bundles"
 PUBLISHER = "test-publisher"
 
 
