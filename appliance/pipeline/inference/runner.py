@@ -112,7 +112,9 @@ class InferenceProcess:
             raise JobTimeout("the inference process ended or was stopped") from exc
         if not isinstance(reply, Reply) or reply.job != job_id:  # replies come in request order
             self.stop()
-            raise JobTimeout(f"the inference process answered {reply!r:.80}, not for job {job_id}")
+            # the type and job only: a reply's repr holds the results, patient identity included
+            answered = f"{type(reply).__name__} for job {getattr(reply, 'job', None)}"
+            raise JobTimeout(f"the inference process answered {answered}, not for job {job_id}")
         return reply
 
     def submit(self, request: SeriesRequest) -> None:
