@@ -35,9 +35,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from audit import checkpoint, merkle
-from audit.batching import take_batch
 from audit.errors import AuditError, AuditIntegrityError
 from audit.events import AuditEvent
+from durable import take_batch, write_durably
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +46,6 @@ CHECKPOINTS = "checkpoints"
 _HEADER = struct.Struct("<I32s")
 GENESIS = bytes(32)  # the chain value before the first entry
 NONCE_BYTES = 12
-
-
-def write_durably(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a crash leaves the old or the new file, whole."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def entry_aad(index: int) -> bytes:
@@ -244,7 +229,7 @@ class AuditLog:
         if path.exists():  # another process of the appliance signed and witnessed this size
             return
         note = checkpoint.sign(checkpoint.Checkpoint(self.origin, size, self._tree.root()), self._signing_key)
-        write_durably(path, note)
+        write_durably(path, note.encode())
         with open(self.witness, "a") as witness:
             witness.write(json.dumps({"note": note}) + "\n")
             witness.flush()

@@ -23,8 +23,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from audit.atna import to_xml
-from audit.log import ENTRIES, read_records, write_durably
+from audit.log import ENTRIES, read_records
 from audit.reader import decrypt
+from durable import write_durably
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class SyslogForwarder:
         return {"index": 0, "offset": 0, "checkpoints": 0, **saved}
 
     def _save(self, position: dict[str, int]) -> None:
-        write_durably(self.cursor, json.dumps(position))
+        write_durably(self.cursor, json.dumps(position).encode())
 
     def _connect(self) -> ssl.SSLSocket:
         if self._connection is None:

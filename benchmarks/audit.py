@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from audit.batching import take_batch  # noqa: E402
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject  # noqa: E402
 from audit.log import AuditLog  # noqa: E402
 from audit.verify import verify_log  # noqa: E402
+from durable import take_batch  # noqa: E402
 
 PRODUCERS = 4
 

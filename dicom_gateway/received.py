@@ -34,6 +34,16 @@ class PatientIdentity:
     birth_date: str
     issuer: str
 
+    @classmethod
+    def of(cls, dataset: Dataset) -> PatientIdentity:
+        """The identifying values as ``dataset`` holds them (empty where absent or unreadable)."""
+        return cls(
+            patient_id=_text(dataset, "PatientID"),
+            name=_text(dataset, "PatientName"),
+            birth_date=_text(dataset, "PatientBirthDate"),
+            issuer=_text(dataset, "IssuerOfPatientID"),
+        )
+
 
 @dataclass(frozen=True)
 class ReceivedInstance:
@@ -180,12 +190,7 @@ def parse_instance(
         series_uid=_uid(dataset, "SeriesInstanceUID"),
         modality=_text(dataset, "Modality")[:16],
         transfer_syntax_uid=str(transfer_syntax),
-        patient=PatientIdentity(
-            patient_id=_text(dataset, "PatientID"),
-            name=_text(dataset, "PatientName"),
-            birth_date=_text(dataset, "PatientBirthDate"),
-            issuer=_text(dataset, "IssuerOfPatientID"),
-        ),
+        patient=PatientIdentity.of(dataset),
         calling_ae=calling_ae,
         called_ae=called_ae,
         dataset_bytes=raw,

@@ -41,9 +41,8 @@ _REMOVED_ARGUMENTS = {"SwinUNETR": {"img_size"}}
 def _channel_indices(tensor: torch.Tensor) -> torch.Tensor:
     """The index of each voxel's largest channel (first on ties), in a small integer type.
 
-    ``torch.argmax`` over the channel dimension of a full-size volume is an order of magnitude
-    slower on the CPU than ``torch.max``'s indices (measured: 7 s against 0.6 s for
-    2 x 512 x 512 x 200); taking them a slab at a time keeps the int64 indices small too.
+    ``torch.argmax`` over the channel dimension of a full-size volume is much slower on the CPU
+    than ``torch.max``'s indices; taking them a slab at a time keeps the int64 indices small too.
     """
     compact = torch.uint8 if tensor.shape[0] <= 256 else torch.int32
     indices = torch.empty(tensor.shape[1:], dtype=compact, device=tensor.device)
@@ -87,9 +86,9 @@ def run_taking(compose: Any, inputs: dict) -> dict:
     """``compose(inputs)``, with the items taken out of ``inputs`` and each step's input let go
     once the next step has its output.
 
-    MONAI's ``Compose`` keeps its input for the whole run, so a CT's float32 volume (200 MiB for
-    512x512x200) stayed until the last step although the resampling is the last to read it; the
-    steps after it (the intensity window, a new 45 MiB tensor) then needed memory of their own.
+    MONAI's ``Compose`` keeps its input for the whole run, so a CT's float32 volume stayed until
+    the last step although the resampling is the last to read it, and the steps after it needed
+    memory of their own beside it.
     A caller that hands over its only reference to the voxels (in ``inputs``) has them freed as
     soon as no step holds them. Lazy pipelines run through ``compose`` itself.
     """
@@ -181,7 +180,9 @@ class Predictor:
         self.segments = _segments(metadata)
         from monai.bundle import ConfigParser  # heavy import: only once a bundle is verified
 
-        self.fast = fast_paths.active("monai")  # else the bundle's own steps throughout
+        # each fast path active when the predictor is built, else the bundle's own step
+        self.fast = frozenset(name for name in ("argmax", "run_taking", "paired_windows", "two_class")
+                              if fast_paths.active(name))  # fmt: skip
         config = json.loads((bundle / INFERENCE_CONFIG).read_text())
         _strip(config, "preprocessing", lambda name: name in _LOADERS)
         _strip(config, "postprocessing", lambda name: name.startswith("Save"))
@@ -196,14 +197,17 @@ class Predictor:
         self.amp = bool(evaluator.get("amp", False)) if isinstance(evaluator, dict) else False
         try:
             self.network = self._network(parser, _weights(bundle))
-            # what the inferer runs
-            self.windows = PairedWindows(self.network, self.device) if self.fast else self.network
+            paired = "paired_windows" in self.fast
+            self.windows = (
+                PairedWindows(self.network, self.device) if paired else self.network
+            )  # what the inferer runs
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
             self.postprocessing = parser.get_parsed_content("postprocessing")
             self.two_class_postprocessing = None
-            if self.fast:
+            if "argmax" in self.fast:
                 _faster_discretisation(self.postprocessing)
+            if "two_class" in self.fast:
                 self.two_class_postprocessing = two_class_postprocessing(
                     self.postprocessing, image_key=self.image_key
                 )
@@ -230,8 +234,8 @@ class Predictor:
         """Run the network once on blank windows of the inferer's size, for each batch size it will
         see: a full batch and a last batch of one window (which runs as two on the CPU).
 
-        The backend does first-use work per input shape (oneDNN builds its convolution kernels;
-        about 0.3 s for the demo model on the CPU) that the first series would otherwise wait for.
+        The backend does first-use work per input shape (oneDNN builds its convolution kernels)
+        that the first series would otherwise wait for.
         Done only when the window size and the input channels are known from the config.
         """
         roi = getattr(self.inferer, "roi_size", None)
@@ -270,7 +274,7 @@ class Predictor:
     def preprocess(self, inputs: dict) -> dict:
         """Run the bundle's preprocessing, taking the items out of ``inputs`` (see :func:`run_taking`)."""
         with torch.no_grad():
-            if not self.fast:
+            if "run_taking" not in self.fast:
                 data = dict(inputs)
                 inputs.clear()
                 return self.preprocessing(data)

@@ -2,14 +2,13 @@
 
 The kernel backs a page of such a mapping only when it is first written (a read maps its shared
 zero page), and the whole mapping goes back to the system when the array is freed, whatever else
-the heap holds. Used for the largest block of a series (the float32 volume: 200 MiB for a
-512x512x200 CT), which on the heap needs one free stretch of that size: small blocks that outlive
-a series (caches, the standard's decoded tables) split the stretch the previous volume left, so
-the heap grew by most of a volume again over the next series (measured: +113 MiB by the second).
-The inference process's allocator now gives every block of 32 MiB or more a mapping of its own
-(``appliance.runtime.heap``); the volume's is explicit, so that it does not depend on how the allocator
-of the process that builds it is set. And for the sign-only resampling's output, mostly zeros
-never written (see models.resampling).
+the heap holds. Used for the largest block of a series (the float32 volume), which on the heap
+needs one free stretch of that size: small blocks that outlive a series (caches, the standard's
+decoded tables) split the stretch the previous volume left, so the heap grew by most of a volume
+again over the next series. The inference process's allocator now gives every block of 32 MiB or
+more a mapping of its own (``appliance.runtime.heap``); the volume's is explicit, so that it does
+not depend on how the allocator of the process that builds it is set. Also used for the sign-only
+resampling's output, mostly zeros never written (see models.resampling).
 """
 
 from __future__ import annotations

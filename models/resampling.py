@@ -2,8 +2,8 @@
 
 MONAI resamples (``Spacing(d)``, and the ``Invertd`` that undoes it) through ``AffineTransform``:
 ``torch.affine_grid`` multiplies a four-column base grid, one row per output voxel, by the
-transform, then ``grid_sample`` reads eight neighbours per output voxel at the grid's points. For
-a 512x512x200 output the base grid alone is 840 MB. When the transform only scales and shifts
+transform, then ``grid_sample`` reads eight neighbours per output voxel at the grid's points; the
+base grid alone is several times the output's size. When the transform only scales and shifts
 each axis (no rotation or shear: spacing changes and their inverses), each output coordinate
 depends on one output index only, and trilinear interpolation is a product of three 1-D linear
 interpolations: resampling is three passes, each reading two neighbours along one axis, done a
@@ -52,8 +52,8 @@ def sign_only() -> Iterator[None]:
     an output voxel whose every source neighbour is at most zero is itself at most zero. Each slab
     computes only the box of output voxels that read a positive source voxel; a slab that reads
     none is not computed at all. On the CPU the output is a fresh private mapping of zeros
-    (:func:`models.mapped.mapped_tensor`): the part never computed is never written, so it takes no memory
-    (the inverse resampling for a 512x512x200 CT is 200 MiB of float32, mostly such zeros). Use
+    (:func:`models.mapped.mapped_tensor`): the part never computed is never written, so it takes no
+    memory (a CT's inverse resampling is mostly such zeros). Use
     it only where nothing but ``> 0`` is taken from the result and no other interpolation follows
     (which would mix the zeros with computed values).
     """
@@ -313,7 +313,7 @@ def _in_image_precision(resample: Callable[..., Any]) -> Callable[..., Any]:
     """MONAI's ``spatial_resample``, computing in a float32 image's own precision, not float64.
 
     ``Spacing`` asks for float64 by default, which first copies the whole image at twice its size
-    (400 MB more for a 512x512x200 CT) although its output is float32 either way. Two linear
+    although its output is float32 either way. Two linear
     interpolations in float32 differ from float64 by float32 rounding (tested).
     """
     if getattr(resample, "in_image_precision", False):

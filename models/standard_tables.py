@@ -1,12 +1,12 @@
 """highdicom's tables of the DICOM standard: kept small, and each question answered once.
 
-highdicom loads the standard's module -> attributes table (a 22 MB JSON file) whole on first use
-and keeps it: 61 MiB of Python objects for the life of the inference process, although a SEG
-and an SR read a few dozen of its 436 modules. :class:`ModuleAttributes` holds each module's list
-compressed (0.8 MiB in all) and decodes a module when first asked for it. And highdicom asks "is
-this attribute in this IOD?" for every source image while it places a SEG's frames, each answer
-walking those tables (about 1.3 ms: a quarter of a second for a 200-slice CT); the answer depends
-only on the question, so each is remembered.
+highdicom loads the standard's module -> attributes table (a large JSON file) whole on first use
+and keeps it as Python objects for the life of the inference process, although a SEG and an SR
+read a few dozen of its modules. :class:`ModuleAttributes` holds each module's list compressed
+and decodes a module when first asked for it. And highdicom asks "is this attribute in this IOD?"
+for every source image while it places a SEG's frames, each answer walking those tables; the
+answer depends only on the question, so each is remembered. ``docs/fast-paths.md`` gives what
+this saves.
 
 :func:`install` puts both in place of highdicom's own (idempotent).
 """
@@ -29,7 +29,7 @@ class ModuleAttributes(Mapping[str, list]):
 
     def __init__(self, table: bytes) -> None:
         # Everything the parse makes is freed before anything kept is made: kept objects made in
-        # between would hold on to the allocator's pages around them (measured: 63 MiB stayed).
+        # between would hold on to the allocator's pages around them.
         modules = json.loads(table)
         packed, ends = bytearray(), array("q")
         for attributes in modules.values():

@@ -7,7 +7,7 @@ appliance carry one channel from the network to the labels instead:
 - The sliding window's output is a weighted mean of the windows' logits, linear in them, so the
   mean of each window's difference ``l1 - l0`` is the difference of the means (to float rounding):
   :class:`LogitDifference` hands the inferer that one channel, which then accumulates one output
-  channel beside its count map, not two (45 MiB less for a 512x512x200 CT at 1.5 mm).
+  channel beside its count map, not two.
 - The softmax of two logits has ``p1 - p0 = tanh((l1 - l0) / 2)``.
 - Resampling is linear in its input (bilinear or nearest, with zero padding, and the flips and
   crops of the inverse), so the inverse of ``p1 - p0`` equals the difference of the inverted
@@ -45,9 +45,9 @@ _MOVES = {  # records whose inverses only move, crop or zero-pad voxels: the sig
 def _slab_axis(*tensors: torch.Tensor) -> int:
     """A spatial axis (1, 2, ...) that is outermost in memory in none of ``tensors``, if there is one.
 
-    Slabs across it are runs of whole rows in each tensor: for the sliding window's output (x
-    outermost) and a margin laid out slice by slice (z outermost), copying and ``tanh`` took
-    0.065-0.078 s so on a 239x239x200 volume against 0.083-0.108 s on the whole volume at once.
+    Slabs across it are runs of whole rows in each tensor, for the sliding window's output (x
+    outermost) and a margin laid out slice by slice (z outermost) alike, which copy faster than
+    the whole volume at once.
     """
     outermost = {max(range(1, t.dim()), key=lambda d: (t.stride(d), -d)) for t in tensors}
     return next((d for d in range(1, tensors[0].dim()) if d not in outermost), 1)
@@ -96,7 +96,7 @@ def two_class_postprocessing(postprocessing: Any, key: str = "pred", image_key: 
         image under ``image_key`` has its shape, it is written in that image's memory order. With
         ``release_image`` (no bundle step follows the labels), the image is then replaced, in both
         dicts too, by its metadata alone: the inversion reads only its record of applied steps and
-        its metadata, and the voxels (45 MiB for a 512x512x200 CT) need not outlive the margin.
+        its metadata, and the voxels need not outlive the margin.
         """
 
         def __init__(self, keys: Any, release_image: bool) -> None:

@@ -2,10 +2,9 @@
 
 PyTorch sends a 3-D convolution to oneDNN only if its batch has more than one sample or its input is
 large (``N*C*D*H > 20480``); a first convolution on one single-channel window of 96^3 (9,216) takes
-the native path instead, which unfolds the input. Measured on the demo model, CPU, 2 cores: one
-window alone 0.33-0.46 s and 120-180 MiB more memory, two windows together 0.16-0.17 s. The
-inferer's last batch is often a single window (27 windows in batches of two for a 512x512x200 CT),
-so such a batch runs as the window twice and the first answer is kept: the same network on the
+the native path instead, which unfolds the input and is slower and larger than two windows
+together. The inferer's last batch is often a single window (an odd count of windows in batches
+of two), so such a batch runs as the window twice and the first answer is kept: the same network on the
 same window, computed by oneDNN (its values differ from the native path's by float rounding).
 """
 

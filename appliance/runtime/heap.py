@@ -3,23 +3,20 @@
 A series allocates the same blocks again and again (the sliding window's activations for every
 batch of windows). With glibc's defaults each block above its (moving) mmap threshold is a fresh
 mapping, and every thread has its own arena, so memory freed by the preparing thread is not reused
-by the network's: the kernel zero-fills hundreds of megabytes of new pages per series (measured on
-the demo model and a 512x512x200 CT: about 100,000 page faults and half a second of the network
-stage; 0 faults once kept).
+by the network's: the kernel zero-fills hundreds of megabytes of new pages per series, which
+costs the network stage page faults and time.
 
 :func:`keep_freed_memory` makes the process serve every block under 32 MiB from one heap that is
 not trimmed as blocks are freed, and every larger block from a mapping of its own.
 :func:`return_freed_memory` hands the heap's free part back (``malloc_trim``), which the process
 does once it has been idle for a while, and as it starts to prepare each series: the blocks a
 series needs fit the previous series' free memory only in part (small blocks that outlive a series
-split it), so keeping it through the next series held both (measured on the 512x512x200 CT: a peak
-of 776-976 MiB kept, 711-741 returned). The large blocks are a series' volume-sized tensors (the
-float32 volume, the resampled image, the sliding window's output and count map, the margin, the
-labels), made once or twice per stage: in the heap, where each lands depended on the holes the
-last ones left, and a stage's peak on that (the postprocessing's 666-764 MiB over five runs of
-three series); in their own mappings each is returned as it is freed, and the peak is what the
-stage holds (the postprocessing under the network's in five runs). Elsewhere than glibc both do
-nothing.
+split it), so keeping it through the next series held both and raised the peak. The large blocks
+are a series' volume-sized tensors (the float32 volume, the resampled image, the sliding window's
+output and count map, the margin, the labels), made once or twice per stage: in the heap, where
+each lands depends on the holes the last ones left, and a stage's peak on that; in their own
+mappings each is returned as it is freed, and the peak is what the stage holds. Elsewhere than
+glibc both do nothing. ``docs/fast-paths.md`` gives the figures.
 """
 
 from __future__ import annotations

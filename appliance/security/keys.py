@@ -25,8 +25,8 @@ from pathlib import Path
 
 from appliance.config import Settings
 from appliance.errors import IntegrityError, KeyMaterialError
-from appliance.runtime.fsutil import write_durably
 from appliance.security import crypto
+from durable import write_durably
 
 ACTIVE_FILE = "ACTIVE"
 _MIN_DISTINCT_BYTES = 12

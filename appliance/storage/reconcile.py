@@ -16,8 +16,8 @@ from sqlmodel import select
 
 from appliance.context import Appliance
 from appliance.db.tables import Instance, Series
-from appliance.runtime.fsutil import fsync_directory
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from durable import fsync_directory
 
 log = logging.getLogger(__name__)
 

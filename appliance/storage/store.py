@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from appliance.errors import IntegrityError, StoreError
-from appliance.runtime.fsutil import fsync_directory, write_durably
 from appliance.security import crypto
 from appliance.security.keys import Keyring, WrappedKey
+from durable import fsync_directory, write_durably
 
 MAGIC = b"APLOBJ1\x00"
 SUFFIX = ".enc"

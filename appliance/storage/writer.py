@@ -23,10 +23,10 @@ from appliance.context import Appliance
 from appliance.db.tables import Instance, Patient, Series, SeriesState, Study, utcnow
 from appliance.security.keys import WrappedKey
 from appliance.storage.store import new_object_id
-from audit.batching import take_batch
 from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance
 from dicom_gateway.received import PatientIdentity, ReceivedInstance
+from durable import take_batch
 
 log = logging.getLogger(__name__)
 

@@ -133,4 +133,3 @@ def test_tls_refuses_a_plain_connection_and_a_client_without_a_certificate(serve
     responses = _send(port, tls_args=(trusted, "localhost"))
     assert responses is not None and int(responses[0].Status) == 0x0000 and len(sink.instances) == 1
     assert len(audit.events) >= 2  # each refusal is a security event
-

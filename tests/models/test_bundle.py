@@ -43,9 +43,7 @@ def test_model_zoo_bundle_runs_to_a_valid_seg_and_sr(tmp_path, series, name, seg
     labels = predictor.predict(volume)
     assert labels.shape == volume.array.shape  # inverted back onto the source grid
     assert labels.max() <= segments
-    results = write_results(
-        volume, labels, predictor.segments, predictor.identity
-    )
+    results = write_results(volume, labels, predictor.segments, predictor.identity)
 
     seg = dcmread(BytesIO(encoded(results.segmentation)))
     assert seg.SOPClassUID == SegmentationStorage and seg.Modality == "SEG"

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from models import fast_paths
 from testbed.phantom import make_phantom
@@ -27,18 +28,19 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_importing_the_models_package_patches_nothing():
     probe = (
-        "import json, monai.transforms.spatial.functional as f, monai.transforms as t\n"
+        "import json, monai.transforms.spatial.functional as f, monai.transforms.spatial.array as a\n"
         "import highdicom, highdicom._standard_utils\n"
         "import models.bundle, models.results, models.pipeline\n"
         "from models import fast_paths\n"
-        "print(json.dumps([f.AffineTransform.__module__, t.ScaleIntensityRange.__call__.__module__,\n"
+        "print(json.dumps([f.AffineTransform.__module__,\n"
+        "                  getattr(a.spatial_resample, 'in_image_precision', False),\n"
         "                  getattr(highdicom._standard_utils.get_module_attribute_map, 'compact', False),\n"
-        "                  fast_paths.active('monai'), fast_paths.active('highdicom')]))\n"
+        "                  sorted(n for n in fast_paths.FAST_PATHS if fast_paths.active(n))]))\n"
     )
     found = json.loads(_python(probe).stdout)
-    assert found[0].startswith("monai.") and found[1].startswith("monai.")
+    assert found[0].startswith("monai.") and found[1] is False  # MONAI's own resampling
     assert found[2] is False  # highdicom's own table
-    assert found[3:] == [False, False]
+    assert found[3] == []
 
 
 def test_another_release_keeps_the_librarys_own_code_and_warns_once():
@@ -52,13 +54,34 @@ def test_another_release_keeps_the_librarys_own_code_and_warns_once():
     )
     result = _python(probe)
     first, again, transform = json.loads(result.stdout)
-    assert first == again == ["highdicom"]
+    assert first == again == ["standard_tables"]
     assert transform.startswith("monai.")  # MONAI's own resampling
     assert result.stderr.count("monai 9.9 is installed") == 1
 
 
 def test_the_installed_releases_get_every_fast_path():
-    assert fast_paths.active("monai") and fast_paths.active("highdicom")  # tests/conftest.py installed them
+    assert all(fast_paths.active(name) for name in fast_paths.FAST_PATHS)  # tests/conftest.py installed them
+
+
+def test_a_fast_path_left_out_keeps_the_librarys_own_step():
+    probe = (
+        "import json, monai.transforms.spatial.functional as f, monai.transforms.spatial.array as a\n"
+        "from models import fast_paths\n"
+        "from testbed.bundles import demo_predictor\n"
+        "active = fast_paths.install(without=['resampling', 'paired_windows'])\n"
+        "predictor = demo_predictor('cpu')\n"
+        "print(json.dumps([sorted(active), f.AffineTransform.__module__, sorted(predictor.fast),\n"
+        "                  predictor.windows is predictor.network]))\n"
+    )
+    active, transform, predictor_fast, own_windows = json.loads(_python(probe).stdout)
+    assert active == sorted(set(fast_paths.FAST_PATHS) - {"resampling", "paired_windows"})
+    assert transform.startswith("monai.")  # MONAI's own resampling
+    assert predictor_fast == ["argmax", "run_taking", "two_class"] and own_windows
+
+
+def test_an_unknown_fast_path_is_refused_by_name():
+    with pytest.raises(ValueError, match="no fast path named windows"):
+        fast_paths.install(without=["windows"])
 
 
 def test_the_demo_model_gives_the_same_results_with_and_without_the_fast_paths(tmp_path):
@@ -77,7 +100,7 @@ def test_the_demo_model_gives_the_same_results_with_and_without_the_fast_paths(t
         "from models.results import write_results\n"
         "from testbed.bundles import demo_predictor\n"
         "predictor = demo_predictor('cpu')\n"
-        "assert predictor.fast == (sys.argv[1] == 'fast')\n"
+        "assert bool(predictor.fast) == (sys.argv[1] == 'fast')\n"
         "volume = build_volume([dcmread(p) for p in sorted(Path(sys.argv[2]).glob('*.dcm'))])\n"
         "labels = predictor.predict(volume)\n"
         "np.save(sys.argv[3], labels)\n"

@@ -42,9 +42,7 @@ def phantom():
 def segment(predictor, datasets, orientation="axial"):
     volume = build_volume(read_back(datasets))
     labels = predictor.predict(volume)
-    results = write_results(
-        volume, labels, predictor.segments, predictor.identity
-    )
+    results = write_results(volume, labels, predictor.segments, predictor.identity)
     seg = dcmread(BytesIO(encoded(results.segmentation)))
     sr = dcmread(BytesIO(encoded(results.report)))
     return seg_mask(seg, SHAPE, SPACING, orientation), sr, seg

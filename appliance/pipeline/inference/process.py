@@ -91,12 +91,7 @@ def result_object(dataset: Dataset, own_ae: str) -> NewObject:
         series_uid=str(dataset.SeriesInstanceUID),
         modality=str(dataset.get("Modality", ""))[:16],
         transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
-        patient=PatientIdentity(
-            patient_id=str(dataset.get("PatientID", "") or ""),
-            name=str(dataset.get("PatientName", "") or ""),
-            birth_date=str(dataset.get("PatientBirthDate", "") or ""),
-            issuer=str(dataset.get("IssuerOfPatientID", "") or ""),
-        ),
+        patient=PatientIdentity.of(dataset),
         source_ae=own_ae,
         called_ae=own_ae,
         part10=buffer.getvalue(),
