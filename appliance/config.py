@@ -39,6 +39,17 @@ class TlsSettings(BaseModel):
     handshake_timeout_seconds: float = 10.0
 
 
+class AdmissionSettings(BaseModel):
+    """Connections that have not yet sent their whole association request (dicom_gateway.admission)."""
+
+    pending_total: int = Field(64, ge=1, description="such connections at once, from all addresses")
+    pending_per_address: int = Field(8, ge=1, description="such connections at once from one address")
+    request_deadline_seconds: float = Field(10.0, gt=0, description="from accept to the whole request")
+    max_request_bytes: int = Field(65536, ge=1024, description="largest A-ASSOCIATE-RQ accepted")
+    alert_after: int = Field(5, ge=1, description="refusals from one address that raise a Security Alert")
+    alert_window_seconds: float = Field(60.0, gt=0)
+
+
 class DicomSettings(BaseModel):
     ae_title: str = "APPLIANCE"
     host: str = "0.0.0.0"
@@ -49,6 +60,7 @@ class DicomSettings(BaseModel):
     max_instance_bytes: int = 1024**3
     min_free_bytes: int = 1024**3
     network_timeout_seconds: float = 60.0
+    admission: AdmissionSettings = AdmissionSettings()
     tls: TlsSettings = TlsSettings()
 
     @field_validator("ae_title")

@@ -95,7 +95,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     syslog = _syslog_forwarder(app)
     http = uvicorn.Server(
         uvicorn.Config(
-            create_app(app, lambda: gateway.running, lambda: gateway.security.value),
+            create_app(app, lambda: gateway.running, gateway.capacity),
             host=settings.http.host,
             port=http_port if http_port is not None else settings.http.port,
             log_level="warning",

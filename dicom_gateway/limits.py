@@ -7,6 +7,7 @@ handed to worker processes at their start is one counter for the whole appliance
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -45,3 +46,20 @@ class AssociationGate:
 
     def leave(self) -> None:
         self.active.add(-1)
+
+
+@dataclass(frozen=True)
+class GatewayCapacity:
+    """What the gateway can take now: admitted associations against their limit, connections
+    awaiting their association request against their pool, and what has been refused."""
+
+    associations: int
+    association_limit: int
+    awaiting_request: int
+    awaiting_limit: int
+    refused_connections: int
+    security_events: int
+
+    @property
+    def has_room(self) -> bool:
+        return self.associations < self.association_limit and self.awaiting_request < self.awaiting_limit

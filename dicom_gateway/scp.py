@@ -47,6 +47,7 @@ from audit.events import (
 )
 from audit.sink import AuditSink
 from dicom_gateway import status
+from dicom_gateway.admission import Admission, AdmissionLimits
 from dicom_gateway.errors import RejectedInstance
 from dicom_gateway.limits import AssociationGate, SharedCounter
 from dicom_gateway.policy import AssociationRequest, RejectReason, SourcePolicy
@@ -71,6 +72,7 @@ TRANSFER_SYNTAXES = [
     RLELossless,
 ]
 _COMMENT_MAX = 64
+_NEVER_BINDING = 10_000
 
 
 class InstanceSink(Protocol):
@@ -91,6 +93,7 @@ class GatewayConfig:
     max_pdu: int = 0
     tls_context: ssl.SSLContext | None = None
     handshake_timeout: float = 10.0
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
 
 
 @dataclass
@@ -120,6 +123,7 @@ class StorageSCP:
         gate: AssociationGate | None = None,
         connections: SharedCounter | None = None,
         handoff: Handoff | None = None,
+        refused_connections: SharedCounter | None = None,
     ) -> None:
         self.config = config
         self.policy = policy
@@ -131,13 +135,17 @@ class StorageSCP:
         # appliance's dispatcher) adds one; this SCP takes it off when the connection ends.
         self.connections = connections
         self.handoff = handoff
+        self.refused_connections = refused_connections or SharedCounter()
+        self.admission = Admission(config.admission, self._on_connection_refused)
         self._lock = threading.Lock()
         self._tallies: dict[int, _AssociationTally] = {}
         self._admitted: set[int] = set()
         self._server: HandshakeAuditingServer | None = None
 
         ae = AE(ae_title=config.ae_title)
-        ae.maximum_associations = config.max_associations
+        # pynetdicom counts every open connection, screened or not; the gate counts the admitted
+        # ones (its limit) and the admission pool the others, so pynetdicom's own count never binds.
+        ae.maximum_associations = config.max_associations + config.admission.pending_total + _NEVER_BINDING
         ae.maximum_pdu_size = config.max_pdu
         ae.network_timeout = config.network_timeout
         ae.require_called_aet = False  # checked in _on_requested so the rejection is audited
@@ -162,6 +170,7 @@ class StorageSCP:
             tls_context=self.config.tls_context,
             on_refused=self._on_handshake_refused,
             handshake_timeout=self.config.handshake_timeout,
+            admission=self.admission,
             handoff=self.handoff,
         )
 
@@ -182,7 +191,7 @@ class StorageSCP:
     def adopt(self, connection: socket.socket, address: tuple[str, int]) -> None:
         """Serve a connection accepted elsewhere (by the main process)."""
         assert self._server is not None, "start or start_detached first"
-        self._server.process_request(connection, address)
+        self._server.dispatch(connection, address)  # screened by the process that accepted it
 
     @property
     def running(self) -> bool:
@@ -207,6 +216,13 @@ class StorageSCP:
                 description=description,
             )
         )
+
+    def _on_connection_refused(self, host: str, reason: str, repeated: bool) -> None:
+        """A connection refused before its association was negotiated (see dicom_gateway.admission)."""
+        self.refused_connections.add()
+        log.warning("connection from %s refused: %s", host, reason)
+        if repeated:
+            self._security_alert(host, "unknown", f"repeated refused connections: {reason}", "Network Entry")
 
     def _on_handshake_refused(self, address: tuple[str, int], reason: str) -> None:
         if self.connections is not None:

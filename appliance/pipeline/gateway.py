@@ -29,7 +29,8 @@ from appliance.runtime import logs
 from appliance.runtime.child_process import die_with_parent, parent_alive
 from appliance.storage.writer import ObjectWriter
 from dicom_gateway import tls
-from dicom_gateway.limits import AssociationGate, SharedCounter
+from dicom_gateway.admission import AdmissionLimits
+from dicom_gateway.limits import AssociationGate, GatewayCapacity, SharedCounter
 from dicom_gateway.scp import GatewayConfig, StorageSCP
 from dicom_gateway.tls import Handoff
 
@@ -67,6 +68,7 @@ def gateway_config(app: Appliance, port: int) -> GatewayConfig:
         max_pdu=dicom.max_pdu,
         tls_context=context,
         handshake_timeout=dicom.tls.handshake_timeout_seconds,
+        admission=AdmissionLimits(**dicom.admission.model_dump()),
     )
 
 
@@ -87,6 +89,7 @@ def _scp(
         gate=AssociationGate(shared.limit, SharedCounter(shared.active)),
         connections=connections,
         handoff=handoff,
+        refused_connections=SharedCounter(shared.refused),
     )
 
 
@@ -96,6 +99,7 @@ class _Shared:
 
     security: Any
     active: Any
+    refused: Any
     limit: int
 
 
@@ -154,7 +158,10 @@ class GatewayProcesses:
         self.count = worker_count(app)
         self.security = SharedCounter()
         self._shared = _Shared(
-            self.security.shared, SharedCounter().shared, app.settings.dicom.max_associations
+            self.security.shared,
+            SharedCounter().shared,
+            SharedCounter().shared,
+            app.settings.dicom.max_associations,
         )
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
@@ -225,6 +232,17 @@ class GatewayProcesses:
     def loads(self) -> list[int]:
         """Open connections per process, the main process first."""
         return [self._local_load.value, *[w.load.value for w in self._workers]]
+
+    def capacity(self) -> GatewayCapacity:
+        """The whole gateway's (connections await their request only in this, the accepting, process)."""
+        return GatewayCapacity(
+            associations=SharedCounter(self._shared.active).value,
+            association_limit=self._shared.limit,
+            awaiting_request=self.scp.admission.pending,
+            awaiting_limit=self.scp.admission.limits.pending_total,
+            refused_connections=SharedCounter(self._shared.refused).value,
+            security_events=self.security.value,
+        )
 
     @property
     def running(self) -> bool:

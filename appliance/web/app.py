@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import asdict
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from appliance.context import Appliance
+from dicom_gateway.limits import GatewayCapacity
 
 
 def create_app(
-    app: Appliance, gateway_running: Callable[[], bool], security_events: Callable[[], int]
+    app: Appliance, gateway_running: Callable[[], bool], capacity: Callable[[], GatewayCapacity]
 ) -> FastAPI:
     api = FastAPI(title="Imaging appliance", docs_url=None, redoc_url=None)
 
@@ -32,11 +34,14 @@ def create_app(
             checks["database"] = False
         checks["store"] = os.access(app.store.root, os.W_OK)
         checks["dicom"] = gateway_running()
+        gateway = capacity()
+        checks["dicom_capacity"] = gateway.has_room  # a new association would be taken now
         ok = all(checks.values())
         body = {
             "status": "ready" if ok else "not ready",
             "checks": checks,
-            "security_events": security_events(),
+            "dicom": asdict(gateway),
+            "security_events": gateway.security_events,
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
