@@ -16,6 +16,9 @@ class AuditSink(Protocol):
     def emit(self, event: AuditEvent) -> None:
         """Record ``event``. Must not raise into the caller's protocol handler."""
 
+    def flush(self, timeout: float = 30.0) -> None:
+        """Return once every event emitted so far is durable; raise if it cannot be made so."""
+
 
 class MemorySink:
     """Keeps events in a list: for library use without an appliance, and for tests."""
@@ -27,3 +30,6 @@ class MemorySink:
     def emit(self, event: AuditEvent) -> None:
         with self._lock:
             self.events.append(event)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Nothing to wait for: the list holds every event at once."""

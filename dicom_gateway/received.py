@@ -7,6 +7,7 @@ no patient data.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import warnings
 import zlib
@@ -208,6 +209,11 @@ def _meta_group_end(data: bytes) -> int:
             status.CANNOT_UNDERSTAND_UNDECODABLE, "file meta has no group length (0002,0000) first"
         )
     return 144 + int.from_bytes(data[140:144], "little")
+
+
+def content_digest(part10: bytes) -> str:
+    """SHA-256 of a Part 10 file's dataset as encoded (its file meta left out: who sent it, when)."""
+    return hashlib.sha256(memoryview(part10)[_meta_group_end(part10) :]).hexdigest()
 
 
 def split_part10(data: bytes) -> tuple[Dataset, bytes]:

@@ -77,7 +77,12 @@ _NEVER_BINDING = 10_000
 
 class InstanceSink(Protocol):
     def store(self, instance: ReceivedInstance) -> object:
-        """Make ``instance`` durable before returning; raise RejectedInstance to refuse it."""
+        """Make ``instance`` durable before returning (and return its key); raise RejectedInstance
+        to refuse it."""
+
+    def receipts_recorded(self, keys: list[object]) -> None:
+        """The audit record of these stored instances' transfer is durable (keys from ``store``);
+        whatever the sink holds of a receipt not yet so recorded, it may recover after a crash."""
 
 
 @dataclass
@@ -103,6 +108,7 @@ class _AssociationTally:
     outcomes: Counter[bool] = field(default_factory=Counter)
     studies: set[str] = field(default_factory=set)
     patients: set[str] = field(default_factory=set)
+    stored: list[object] = field(default_factory=list)  # the sink's keys of the instances stored
 
 
 def _failure(code: int, comment: str) -> Dataset:
@@ -317,12 +323,25 @@ class StorageSCP:
                     description=f"instances={count}",
                 )
             )
+        if not tally.stored:
+            return
+        try:  # the transfer events are durable: the sink need not recover these receipts at start
+            self.audit.flush()
+            self.sink.receipts_recorded(tally.stored)
+        except Exception as exc:  # left to the sink's recovery at the next start
+            log.error(
+                "could not confirm the audit record of %d receipts (%s)",
+                len(tally.stored),
+                type(exc).__name__,
+            )
 
     # -- services ------------------------------------------------------------------------------
     def _on_echo(self, event: evt.Event) -> int:
         return status.SUCCESS
 
-    def _count(self, event: evt.Event, succeeded: bool, instance: ReceivedInstance | None = None) -> None:
+    def _count(
+        self, event: evt.Event, succeeded: bool, instance: ReceivedInstance | None = None, key: object = None
+    ) -> None:
         with self._lock:
             tally = self._tallies.get(id(event.assoc))
             if tally is not None:
@@ -330,6 +349,7 @@ class StorageSCP:
                 if instance is not None:
                     tally.studies.add(instance.study_uid)
                     tally.patients.add(instance.patient.patient_id)
+                    tally.stored.append(key)
 
     def _check_resources(self, size: int) -> None:
         if size > self.config.max_instance_bytes:
@@ -353,7 +373,7 @@ class StorageSCP:
                 calling_ae=str(event.assoc.requestor.ae_title).strip(),
                 called_ae=self.config.ae_title,
             )
-            self.sink.store(instance)
+            key = self.sink.store(instance)
         except RejectedInstance as rejected:
             log.warning("C-STORE refused with 0x%04X: %s", rejected.status, rejected.comment)
             self._count(event, False)
@@ -362,5 +382,5 @@ class StorageSCP:
             log.error("C-STORE failed internally (%s)", type(exc).__name__)
             self._count(event, False)
             return _failure(status.PROCESSING_FAILURE, f"internal error ({type(exc).__name__})")
-        self._count(event, True, instance)
+        self._count(event, True, instance, key)
         return status.SUCCESS

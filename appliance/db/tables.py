@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, LargeBinary, UniqueConstraint, true
 from sqlmodel import Field, SQLModel
 
 
@@ -75,6 +75,10 @@ class Instance(SQLModel, table=True):
     kek_id: str = Field(max_length=16, index=True)
     wrapped_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     received_at: datetime = Field(default_factory=utcnow)
+    # SHA-256 of the dataset as encoded (after the file meta): a resend that differs is a conflict
+    content_digest: str | None = Field(default=None, max_length=64)
+    # False from a receipt's commit until the audit record of its transfer is durable
+    receipt_audited: bool = Field(default=True, index=True, sa_column_kwargs={"server_default": true()})
 
 
 class Source(SQLModel, table=True):

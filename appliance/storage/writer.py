@@ -13,7 +13,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -23,9 +23,10 @@ from appliance.context import Appliance
 from appliance.db.tables import Instance, Patient, Series, SeriesState, Study, utcnow
 from appliance.security.keys import WrappedKey
 from appliance.storage.store import new_object_id
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance
-from dicom_gateway.received import PatientIdentity, ReceivedInstance
+from dicom_gateway.received import PatientIdentity, ReceivedInstance, content_digest
 from durable import take_batch
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,16 @@ log = logging.getLogger(__name__)
 _BATCH_MAX = 128
 _COMMIT_WAIT_SECONDS = 120.0
 _PATIENT, _STUDY, _SERIES, _INSTANCE = (t.__table__ for t in (Patient, Study, Series, Instance))  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    """What is stored under a SOP Instance UID already: its row, its content, whose it is."""
+
+    pk: int
+    content_digest: str
+    patient_id: str
+    study_uid: str
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class NewObject:
     called_ae: str
     part10: bytes
     complete_series: bool = False  # results: their series is complete as written (no assembly, no job)
+    receipt_audit_pending: bool = False  # a receipt whose transfer event the gateway writes later
 
     @classmethod
     def received(cls, instance: ReceivedInstance) -> NewObject:
@@ -73,6 +85,7 @@ class _Pending:
     object_id: str
     size: int
     wrapped: WrappedKey
+    digest: str
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     pk: int | None = None
@@ -95,20 +108,35 @@ class ObjectWriter:
         self._thread.join(timeout=30)
 
     def store(self, instance: ReceivedInstance) -> int:
-        """The gateway's sink: a received instance, written as any other object."""
-        return self.write(NewObject.received(instance))
+        """The gateway's sink: a received instance, written as any other object; the gateway
+        records its transfer when the association ends (see :meth:`receipts_recorded`)."""
+        return self.write(replace(NewObject.received(instance), receipt_audit_pending=True))
+
+    def receipts_recorded(self, keys: list[object]) -> None:
+        """The audit record of these instances' transfer is durable: no recovery needed at start."""
+        pks = [int(key) for key in keys if isinstance(key, int)]
+        with self.app.engine.begin() as connection:
+            for start in range(0, len(pks), 500):
+                connection.execute(
+                    update(_INSTANCE)
+                    .where(_INSTANCE.c.id.in_(pks[start : start + 500]))
+                    .values(receipt_audited=True)
+                )
 
     def write(self, instance: NewObject) -> int:
         """Store and index ``instance`` (or find it stored already); return its row id.
 
         Every write goes to a new random object id, so a resend never touches the stored copy:
         if the SOP Instance UID is already indexed (the unique index refuses the row), the new
-        file is dropped and the resend is acknowledged as a success. No lookup before the write:
-        resends are rare, and the hot path stays one insert.
+        file is dropped. A resend of the same content (the dataset's SHA-256) is acknowledged as
+        a success; one with other content is refused (``CONFLICTING_DUPLICATE``) and audited as a
+        conflict naming both patients. No lookup before the write: resends are rare, and the hot
+        path stays one insert.
         """
+        digest = content_digest(instance.part10)  # refuses a file that is not Part 10
         object_id = new_object_id()
         wrapped = self.app.store.put(object_id, instance.part10)
-        pending = _Pending(instance, object_id, len(instance.part10), wrapped)
+        pending = _Pending(instance, object_id, len(instance.part10), wrapped, digest)
         self._queue.put(pending)
         if not pending.done.wait(_COMMIT_WAIT_SECONDS):
             # The row may still commit, so the file stays; if it never does, start-up
@@ -120,9 +148,55 @@ class ObjectWriter:
             raise RejectedInstance(status.OUT_OF_RESOURCES, f"could not index instance ({reason})")
         assert pending.pk is not None
         if pending.duplicate:
-            log.info("instance %s already stored; resend acknowledged", instance.sop_instance_uid)
             self.app.store.delete(object_id)
+            stored = self._stored_copy(pending.pk)
+            if stored.content_digest != digest:
+                self._audit_conflict(instance, stored)
+                raise RejectedInstance(
+                    status.CONFLICTING_DUPLICATE, "SOP Instance UID already stored with other content"
+                )
+            log.info("instance %s already stored; resend acknowledged", instance.sop_instance_uid)
         return pending.pk
+
+    def _stored_copy(self, pk: int) -> StoredCopy:
+        """The stored instance ``pk``: its digest (computed from the stored object for rows older
+        than the digest column), patient and study."""
+        with self.app.engine.connect() as connection:
+            row = connection.execute(
+                select(
+                    _INSTANCE.c.content_digest, _INSTANCE.c.object_id, _INSTANCE.c.kek_id,
+                    _INSTANCE.c.wrapped_key, _STUDY.c.study_uid, _PATIENT.c.patient_id_enc,
+                )
+                .join(_SERIES, _SERIES.c.id == _INSTANCE.c.series_pk)
+                .join(_STUDY, _STUDY.c.id == _SERIES.c.study_pk)
+                .join(_PATIENT, _PATIENT.c.id == _STUDY.c.patient_pk)
+                .where(_INSTANCE.c.id == pk)
+            ).one()  # fmt: skip
+        digest = row.content_digest or content_digest(
+            self.app.store.get(row.object_id, WrappedKey(row.kek_id, row.wrapped_key))
+        )
+        patient_id = self.app.fields.decrypt("patient.patient_id", row.patient_id_enc)
+        return StoredCopy(pk, digest, patient_id, row.study_uid)
+
+    def _audit_conflict(self, instance: NewObject, stored: StoredCopy) -> None:
+        log.warning("instance refused: its SOP Instance UID is stored already with other content")
+        self.app.audit.emit(
+            AuditEvent(
+                event_id=EventID.INSTANCES_TRANSFERRED,
+                action=Action.CREATE,
+                outcome=Outcome.MINOR_FAILURE,
+                type_code="Conflicting Duplicate",
+                participants=(Participant(instance.source_ae, None, is_requestor=True, role="Source"),),
+                objects=(
+                    ParticipantObject("patient", instance.patient.patient_id, {"copy": "refused"}),
+                    ParticipantObject("patient", stored.patient_id, {"copy": "stored"}),
+                    ParticipantObject("study", instance.study_uid, {"copy": "refused"}),
+                    ParticipantObject("study", stored.study_uid, {"copy": "stored"}),
+                    ParticipantObject("sop-instance", instance.sop_instance_uid),
+                ),
+                description="conflict: the SOP Instance UID is stored with other content; this copy refused",
+            )
+        )
 
     def _indexed_pk(self, sop_instance_uid: str) -> int | None:
         with self.app.engine.connect() as connection:
@@ -258,6 +332,8 @@ class ObjectWriter:
             "kek_id": pending.wrapped.kek_id,
             "wrapped_key": pending.wrapped.blob,
             "received_at": utcnow(),
+            "content_digest": pending.digest,
+            "receipt_audited": not instance.receipt_audit_pending,
         }
         return connection.execute(_INSERT["instance"], row).inserted_primary_key[0]
 

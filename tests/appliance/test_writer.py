@@ -11,7 +11,16 @@ from appliance.db.tables import Instance, Job, Patient, Series, SeriesState
 from appliance.pipeline.assembly import complete_quiet_series
 from appliance.security.keys import WrappedKey
 from appliance.storage.writer import NewObject, ObjectWriter
-from dicom_gateway.received import PatientIdentity
+from dicom_gateway.received import PatientIdentity, ReceivedInstance
+
+
+def _part10(dataset_bytes: bytes) -> bytes:
+    """A Part 10 file around ``dataset_bytes`` (never parsed by the writer beyond its file meta)."""
+    identity = PatientIdentity("PID-7", "DOE^JANE", "19700101", "")
+    return ReceivedInstance(
+        "1.2.840.10008.5.1.4.1.1.66.4", generate_uid(), generate_uid(), generate_uid(), "SEG",
+        "1.2.840.10008.1.2.1", identity, "APPLIANCE", "APPLIANCE", dataset_bytes,
+    ).part10()  # fmt: skip
 
 
 def _object(study_uid: str, complete: bool) -> NewObject:
@@ -25,7 +34,7 @@ def _object(study_uid: str, complete: bool) -> NewObject:
         patient=PatientIdentity("PID-7", "DOE^JANE", "19700101", ""),
         source_ae="APPLIANCE",
         called_ae="APPLIANCE",
-        part10=b"not parsed: stored as given " + generate_uid().encode(),
+        part10=_part10(b"not parsed: stored as given " + generate_uid().encode()),
         complete_series=complete,
     )
 

@@ -13,38 +13,10 @@ from pynetdicom import AE
 
 from audit.sink import MemorySink
 from dicom_gateway import status, tls
-from dicom_gateway.errors import RejectedInstance
-from dicom_gateway.policy import AssociationRequest, RejectReason
-from dicom_gateway.received import ReceivedInstance
 from dicom_gateway.scp import GatewayConfig, StorageSCP
 from testbed.synthetic import ct_series
 from tests.support.certs import CertificateAuthority
-
-
-class AllowSCU:
-    """Only the AE title SCU may associate."""
-
-    def evaluate(self, request: AssociationRequest) -> RejectReason | None:
-        return None if request.calling_ae == "SCU" else RejectReason.CALLING_AE_NOT_RECOGNISED
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.instances: list[ReceivedInstance] = []
-
-    def store(self, instance: ReceivedInstance) -> int:
-        self.instances.append(instance)
-        return len(self.instances)
-
-
-class FullStore:
-    def store(self, instance: ReceivedInstance) -> int:
-        raise RejectedInstance(status.OUT_OF_RESOURCES, "the sink is full")
-
-
-class BrokenStore:
-    def store(self, instance: ReceivedInstance) -> int:
-        raise RuntimeError("DOE^JANE could not be written")  # PHI in a message: never to the peer
+from tests.support.gateway import AllowSCU, BrokenStore, FullStore, MemoryStore
 
 
 def _config(tmp_path: Path, **overrides: object) -> GatewayConfig:

@@ -17,26 +17,11 @@ from pynetdicom import AE
 from audit.events import EventID
 from audit.sink import MemorySink
 from dicom_gateway.admission import AdmissionLimits
-from dicom_gateway.policy import AssociationRequest, RejectReason
-from dicom_gateway.received import ReceivedInstance
 from dicom_gateway.scp import GatewayConfig, StorageSCP
 from testbed.synthetic import ct_series
+from tests.support.gateway import AllowSCU, MemoryStore
 
 MAX_PDU = 262_144
-
-
-class AllowAll:
-    def evaluate(self, request: AssociationRequest) -> RejectReason | None:
-        return None
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.instances: list[ReceivedInstance] = []
-
-    def store(self, instance: ReceivedInstance) -> int:
-        self.instances.append(instance)
-        return len(self.instances)
 
 
 @pytest.fixture
@@ -47,7 +32,7 @@ def gateway(tmp_path: Path) -> Iterator[tuple[StorageSCP, int, MemoryStore, Memo
         min_free_bytes=0, free_space_path=tmp_path, network_timeout=10.0, max_pdu=MAX_PDU, admission=limits,
     )  # fmt: skip
     store, audit = MemoryStore(), MemorySink()
-    scp = StorageSCP(config, AllowAll(), store, audit)
+    scp = StorageSCP(config, AllowSCU(), store, audit)
     port = scp.start()
     yield scp, port, store, audit
     scp.stop()

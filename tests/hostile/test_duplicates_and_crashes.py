@@ -1,0 +1,87 @@
+"""Against a real ``appliance serve``: a conflicting duplicate is refused and audited with both
+patients, never acknowledged as stored; a receipt acknowledged before kill -9 is audited at the
+next start, marked as recovered."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pynetdicom import AE
+
+from dicom_gateway import status
+from testbed.processes import ApplianceProcess
+from testbed.synthetic import FakePatient, ct_series
+from tests.support.environments import FAST
+from tests.support.inspect import audit_events, stored_datasets
+
+pytestmark = pytest.mark.slow
+
+
+def _association(port: int):  # type: ignore[no-untyped-def]
+    ae = AE(ae_title="SCU")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="APPLIANCE")
+    assert assoc.is_established
+    return assoc
+
+
+def test_a_conflicting_duplicate_is_refused_and_audited_with_both_patients(appliance, home):
+    (original,) = ct_series(1, FakePatient())
+    other_patient = copy.deepcopy(original)
+    other_patient.PatientID, other_patient.PatientName = "PID-5550123", "Otherperson^Agatha"
+    other_pixels = copy.deepcopy(original)
+    other_pixels.PixelData = bytes(len(original.PixelData))
+
+    assoc = _association(appliance.dicom_port)
+    statuses = [
+        int(assoc.send_c_store(ds).Status) for ds in (original, original, other_patient, other_pixels)
+    ]
+    assoc.release()
+    assert statuses == [
+        status.SUCCESS,
+        status.SUCCESS,
+        status.CONFLICTING_DUPLICATE,
+        status.CONFLICTING_DUPLICATE,
+    ]
+
+    stored = stored_datasets(home)
+    assert list(stored) == [original.SOPInstanceUID]  # the first copy, unchanged
+    assert b"PID-5550123" not in stored[original.SOPInstanceUID]
+
+    appliance.stop()
+    events = audit_events(home)
+    conflicts = [e for e in events if e["type"] == "Conflicting Duplicate"]
+    assert len(conflicts) == 2 and all(e["outcome"] == 4 for e in conflicts)
+    patients = {o["id"] for o in conflicts[0]["objects"] if o["kind"] == "patient"}
+    assert patients == {"PID-5550123", FakePatient().patient_id}
+    transferred = [e for e in events if e["event"] == "DICOM Instances Transferred" and e["type"] is None]
+    succeeded = sum(int(e["description"].split("=")[1]) for e in transferred if e["outcome"] == 0)
+    failed = sum(int(e["description"].split("=")[1]) for e in transferred if e["outcome"] != 0)
+    assert (succeeded, failed) == (2, 2)  # never reported as stored when it was not
+
+
+def test_receipts_acknowledged_before_kill_9_are_audited_at_the_next_start(home, tmp_path):
+    first = ApplianceProcess(home, tmp_path / "first.out", FAST).start()
+    assoc = _association(first.dicom_port)
+    responses = [assoc.send_c_store(ds) for ds in ct_series(12)]
+    assert [int(r.Status) for r in responses] == [status.SUCCESS] * 12
+    first.kill9()  # mid-association: its transfer event was never written
+    assoc.abort()
+    transfers = [e for e in audit_events(home) if e["event"] == "DICOM Instances Transferred"]
+    assert transfers == []
+
+    second = ApplianceProcess(home, tmp_path / "second.out", FAST).start()
+    second.stop()
+    recovered = [
+        e for e in audit_events(home)
+        if e["event"] == "DICOM Instances Transferred" and e["description"].startswith("recovered")
+    ]  # fmt: skip
+    assert len(recovered) == 1 and recovered[0]["description"].endswith("instances=12")
+    assert {"patient", "study"} <= {o["kind"] for o in recovered[0]["objects"]}
+
+    third = ApplianceProcess(home, tmp_path / "third.out", FAST).start()  # recovered once only
+    third.stop()
+    again = [e for e in audit_events(home) if e["description"].startswith("recovered")]
+    assert len(again) == 1
