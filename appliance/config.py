@@ -117,7 +117,9 @@ class AuditSettings(BaseModel):
     )
     origin: str = "imaging-appliance"
     checkpoint_every: int = 1000
-    checkpoint_seconds: float = 60.0
+    # at most this long after an entry, a signed checkpoint covers it: the window in which entries
+    # written just before a crash could be cut without verify noticing
+    checkpoint_seconds: float = Field(5.0, gt=0)
     syslog: SyslogSettings = SyslogSettings()
 
 

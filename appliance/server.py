@@ -19,6 +19,7 @@ from appliance.pipeline.assembly import series_assembler
 from appliance.pipeline.gateway import GatewayProcesses
 from appliance.pipeline.sending import send_worker
 from appliance.runtime.periodic import Periodic
+from appliance.runtime.run_marker import UncleanStop, start_run, stop_run
 from appliance.storage.reconcile import reconcile
 from appliance.web.app import create_app
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
@@ -31,14 +32,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _lifecycle_event(app: Appliance, type_code: str) -> None:
+def _lifecycle_event(app: Appliance, type_code: str, unclean: UncleanStop | None = None) -> None:
     app.audit.emit(
         AuditEvent(
             event_id=EventID.APPLICATION_ACTIVITY,
             action=Action.EXECUTE,
-            outcome=Outcome.SUCCESS,
+            outcome=Outcome.SUCCESS if unclean is None else Outcome.MINOR_FAILURE,
             type_code=type_code,
             participants=(Participant(app.settings.dicom.ae_title, role="Application"),),
+            description=unclean.describe() if unclean else "",
         )
     )
 
@@ -79,6 +81,10 @@ def _inference_runner(app: Appliance, on_results: Callable[[], None]) -> Inferen
 
 def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None = None) -> None:
     settings = app.settings
+    audit_directory = settings.path(settings.audit.directory)
+    unclean = start_run(audit_directory)
+    if unclean is not None:
+        log.warning("%s", unclean.describe())
     report = reconcile(app)
     released = JobQueue(app, SendInstances).release_this_host()
     if released:
@@ -115,7 +121,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
         syslog.start()
     http_thread = threading.Thread(target=lambda: asyncio.run(http.serve()), name="http", daemon=True)
     http_thread.start()
-    _lifecycle_event(app, "Application Start")
+    _lifecycle_event(app, "Application Start", unclean)
     # Everything made so far (the imported libraries: torch's, pydantic's, SQLAlchemy's objects)
     # lives as long as the process: out of the collector's sight, a full collection walks only
     # what came after. Without this each one took 0.37-0.58 s of CPU, holding the GIL in this
@@ -142,3 +148,5 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
         syslog.stop()
     http_thread.join(timeout=10)
     _lifecycle_event(app, "Application Stop")
+    app.close()  # the audit log written, checkpointed and its clean stop recorded: then the marker goes
+    stop_run(audit_directory)

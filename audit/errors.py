@@ -7,3 +7,7 @@ class AuditError(Exception):
 
 class AuditIntegrityError(AuditError):
     """The log, a checkpoint or a proof is not what it should be (tampered, truncated, forged)."""
+
+
+class WitnessError(AuditIntegrityError):
+    """The witness cannot vouch for the log: it is missing, or older than the log's last clean stop."""

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 ENTRIES = "entries.log"
 CHECKPOINTS = "checkpoints"
+CLEAN_STOPS = "clean-stops.jsonl"  # the signed checkpoint each writer made as it closed
 _HEADER = struct.Struct("<I32s")
 GENESIS = bytes(32)  # the chain value before the first entry
 NONCE_BYTES = 12
@@ -99,7 +100,7 @@ class AuditLog:
         origin: str,
         witness: Path,
         checkpoint_every: int = 1000,
-        checkpoint_seconds: float = 60.0,
+        checkpoint_seconds: float = 5.0,
     ) -> None:
         self.directory = directory
         self.origin = origin
@@ -110,6 +111,7 @@ class AuditLog:
         self._signing_key = signing_key
         (directory / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         witness.parent.mkdir(parents=True, exist_ok=True)
+        witness.touch(mode=0o600, exist_ok=True)  # from now on a missing witness is a deleted one
         self._path = directory / ENTRIES
         self._path.touch(mode=0o600, exist_ok=True)
         self._tree = merkle.CompactRange()
@@ -139,10 +141,24 @@ class AuditLog:
                 raise AuditError(f"audit log did not write {target - self._committed} events in {timeout}s")
 
     def close(self) -> None:
+        """Write what is queued, sign a checkpoint of the whole log, and record it as a clean stop
+        (the witness must hold a checkpoint at least that new: see :mod:`audit.verify`). Once only."""
+        if not self._thread.is_alive():
+            return
         self.flush()
         self._queue.put(None)
         self._thread.join(timeout=30)
         self._locked(self._write_checkpoint)
+        self._locked(self._record_clean_stop)
+
+    def _record_clean_stop(self) -> None:
+        if self._tree.size == 0:
+            return
+        note = (self.directory / CHECKPOINTS / f"{self._tree.size:012d}.note").read_text()
+        with open(self.directory / CLEAN_STOPS, "a") as stops:
+            stops.write(json.dumps({"note": note}) + "\n")
+            stops.flush()
+            os.fsync(stops.fileno())
 
     # -- writer thread -------------------------------------------------------------------
     def _run(self) -> None:

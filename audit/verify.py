@@ -9,7 +9,11 @@ checkpoint:
    and its root equals the root recomputed from the entries at its size (this also proves each
    checkpoint consistent with every later one, since all are prefixes of one recomputed tree; a
    checkpoint beyond the log's end means a truncated or rolled-back log);
-3. given an auditor's checkpoint, an RFC 6962 consistency proof from it to the current tree.
+3. given an auditor's checkpoint, an RFC 6962 consistency proof from it to the current tree;
+4. given the witness, that it exists and holds a checkpoint at least as new as the log's last
+   clean stop (:class:`WitnessError`): entries after the newest checkpoint can be cut without a
+   trace (the writer signs one at most ``checkpoint_seconds`` after an entry), but not entries a
+   clean stop covered.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit import checkpoint, merkle
-from audit.errors import AuditIntegrityError
-from audit.log import CHECKPOINTS, ENTRIES, GENESIS, chain_next, read_records
+from audit.errors import AuditIntegrityError, WitnessError
+from audit.log import CHECKPOINTS, CLEAN_STOPS, ENTRIES, GENESIS, chain_next, read_records
 
 
 @dataclass(frozen=True)
@@ -65,15 +69,16 @@ def _log_notes(directory: Path) -> list[tuple[str, str]]:
     return [(f"checkpoint {p.name}", p.read_text()) for p in sorted((directory / CHECKPOINTS).glob("*.note"))]
 
 
-def _witness_notes(witness: Path | None) -> list[tuple[str, str]]:
-    if witness is None or not witness.exists():
+def _notes_in(path: Path, what: str) -> list[tuple[str, str]]:
+    """The checkpoint notes of a JSON-lines file (the witness, the clean stops)."""
+    if not path.exists():
         return []
     notes = []
-    for number, line in enumerate(witness.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
-            notes.append((f"witness checkpoint {number}", json.loads(line)["note"]))
+            notes.append((f"{what} {number}", json.loads(line)["note"]))
         except (ValueError, KeyError) as exc:
-            raise AuditIntegrityError(f"witness checkpoint {number}: not a checkpoint record") from exc
+            raise AuditIntegrityError(f"{what} {number}: not a checkpoint record") from exc
     return notes
 
 
@@ -86,8 +91,13 @@ def verify_log(
 ) -> Verified:
     hashes = leaf_hashes(directory)
     in_log = _signed(_log_notes(directory), public_key, origin)
-    witnessed = _signed(_witness_notes(witness), public_key, origin)
-    claims = sorted(in_log + witnessed, key=lambda item: item[1].size)
+    stops = _signed(_notes_in(directory / CLEAN_STOPS, "clean stop"), public_key, origin)
+    if witness is not None and not witness.exists():
+        raise WitnessError(
+            f"the witness {witness.name} is missing: nothing vouches for the log's last entries"
+        )
+    witnessed = _signed(_notes_in(witness, "witness checkpoint") if witness else [], public_key, origin)
+    claims = sorted(in_log + stops + witnessed, key=lambda item: item[1].size)
     sizes = {cp.size for _, cp in claims}
     roots: dict[int, bytes] = {}
     tree = merkle.CompactRange()
@@ -105,6 +115,14 @@ def verify_log(
             raise AuditIntegrityError(
                 f"{name}: root at size {cp.size} differs from the entries' (entries before "
                 f"{cp.size} were replaced, e.g. a tail rewritten after a rollback)"
+            )
+    if witness is not None:
+        last_stop = max((cp.size for _, cp in stops), default=0)
+        newest_witnessed = max((cp.size for _, cp in witnessed), default=0)
+        if newest_witnessed < last_stop:
+            raise WitnessError(
+                f"the witness's newest checkpoint ({newest_witnessed} entries) is older than the log's "
+                f"last clean stop ({last_stop} entries): the witness was cut or replaced"
             )
     current = tree.root()
     if auditor_checkpoint is not None:

@@ -15,11 +15,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from appliance.cli.common import ApplianceGroup, actor, home_option, open_home
 from appliance.config import load_settings, resolve_home
 from audit import merkle
-from audit.errors import AuditIntegrityError
+from audit.errors import AuditIntegrityError, WitnessError
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
 from audit.reader import Filter, read_entries
 from audit.verify import leaf_hashes, verify_log
 
+WITNESS_FAILED = 3  # exit status of `audit verify` when the witness is missing or older than a clean stop
 COLUMNS = ["index", "at", "event", "type", "outcome", "who", "objects", "description"]
 
 
@@ -113,6 +114,9 @@ def audit_verify(home: str | None, checkpoint_file: str | None, key_file: str | 
             settings.path(settings.audit.witness),
             held,
         )
+    except WitnessError as exc:
+        click.echo(f"Error: audit log verification FAILED (witness): {exc}", err=True)
+        raise SystemExit(WITNESS_FAILED) from exc
     except AuditIntegrityError as exc:
         raise click.ClickException(f"audit log verification FAILED: {exc}") from exc
     click.echo(
