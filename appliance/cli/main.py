@@ -12,6 +12,7 @@ import os
 import click
 
 from appliance.cli.common import LazyGroup
+from appliance.runtime import logs
 
 COMMANDS = {
     "init": "appliance.cli.service:init",
@@ -33,6 +34,7 @@ COMMANDS = {
 def cli() -> None:
     """On-premises imaging appliance: encrypted DICOM ingest, inference, audit, research export."""
     os.umask(0o077)  # everything the appliance writes (database, logs, store) is private to it
+    logs.configure_command()  # library warnings scrubbed of the values they quote (serve: JSON lines)
 
 
 if __name__ == "__main__":
