@@ -2,9 +2,12 @@
 
 Outputs are named by their new UIDs (``<study>/<series>/<instance>.dcm``), never by the input's names
 (which can hold PHI), and written atomically. The same input, secret and profile give byte-identical
-output. A file that is not DICOM is skipped; one that cannot be read or de-identified is counted as
-failed with the kind of error (never its text, which could quote a value). Files are shared among
-worker processes (one per CPU by default); reports come back in file order.
+output. A file that is not DICOM is skipped; one that cannot be read, is not whole (cut short,
+garbled: see :mod:`anonymizer.input_check`) or cannot be de-identified is counted as failed with
+the kind of error (never its text, which could quote a value). No output replaces another: a second
+object that maps to a written name fails, unless its bytes are the same (a rerun, or the same file
+twice). A symbolic link under the source that leads outside it is not followed unless asked. Files
+are shared among worker processes (one per CPU by default); reports come back in file order.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pydicom.errors import InvalidDicomError
 
 from anonymizer import free_text
 from anonymizer.engine import Deidentifier, Outcome, PatientLink
+from anonymizer.input_check import incomplete
 from anonymizer.report import Report
 
 
@@ -38,18 +42,43 @@ class Summary:
         )
 
 
-def input_files(source: Path) -> list[Path]:
+def input_files(source: Path, follow_links_out: bool = False) -> tuple[list[Path], list[Path]]:
+    """(the files to read, the links under ``source`` leading outside it that are not followed)."""
     if source.is_file():
-        return [source]
-    return sorted(path for path in source.rglob("*") if path.is_file())
+        return [source], []
+    inside = source.resolve()
+    files, refused = [], []
+    for directory, subdirectories, names in os.walk(source, followlinks=follow_links_out):
+        for name in [*names, *subdirectories]:
+            path = Path(directory) / name
+            if path.is_symlink() and not follow_links_out and not path.resolve().is_relative_to(inside):
+                refused.append(path)
+            elif name in names and path.is_file():
+                files.append(path)
+    return sorted(files), sorted(refused)
+
+
+def link_refused(path: Path, source: Path) -> Report:
+    return Report(source=str(path.relative_to(source)), failed="a link to outside the source (not followed)")
+
+
+class OutputTaken(Exception):
+    """Another object's output is at this name already, with other bytes."""
 
 
 def _write(target: Path, relative: Path, data: bytes) -> None:
+    """Write atomically, never over another object's output (the same bytes: a rerun, accepted)."""
     path = target / relative
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".partial")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
     temporary.write_bytes(data)
-    os.replace(temporary, path)
+    try:
+        os.link(temporary, path)  # fails if the name is taken, atomically, whoever took it
+    except FileExistsError:
+        if path.read_bytes() != data:
+            raise OutputTaken(str(relative)) from None
+    finally:
+        temporary.unlink()
 
 
 def _component(uid: str, fallback: str) -> str:
@@ -72,13 +101,20 @@ def _one(
         return Report(source=name, skipped=True), None
     except Exception as error:  # unreadable: reported by kind only
         return Report(source=name, failed=f"cannot be read ({type(error).__name__})"), None
+    why = incomplete(dataset)
+    if why is not None:
+        return Report(source=name, failed=f"not whole: {why}"), None
     try:
         outcome = deidentifier.deidentify(dataset, name)
     except Exception as error:
         return Report(source=name, failed=f"de-identification failed ({type(error).__name__})"), None
     if outcome.encoded is None:
         return outcome.report, None
-    _write(target, _relative(outcome), outcome.encoded)
+    try:
+        _write(target, _relative(outcome), outcome.encoded)
+    except OutputTaken:
+        outcome.report.failed = "its output name is another object's, with other content (not overwritten)"
+        return outcome.report, None
     return outcome.report, outcome.patient
 
 

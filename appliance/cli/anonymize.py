@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from anonymizer import free_text
-from anonymizer.batch import default_workers, deidentify_files, input_files, summarise
+from anonymizer.batch import default_workers, deidentify_files, input_files, link_refused, summarise
 from anonymizer.engine import Deidentifier
 from anonymizer.errors import AnonymizerError
 from anonymizer.profile import DEFAULT_PROFILE, named_profile
@@ -41,6 +41,9 @@ from audit.events import Action, AuditEvent, EventID, Outcome, Participant, Part
     help="one JSON line per object",
 )
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="processes (default 0: one per CPU)")
+@click.option(
+    "--follow-links-out", is_flag=True, help="follow symbolic links under SOURCE that lead outside it"
+)
 @home_option
 def anonymize(
     source: Path,
@@ -50,6 +53,7 @@ def anonymize(
     profile_table: Path | None,
     workers: int,
     report_path: Path | None,
+    follow_links_out: bool,
     home: str | None,
 ) -> None:
     """De-identify the DICOM files under SOURCE into TARGET (named by their new UIDs).
@@ -72,12 +76,12 @@ def anonymize(
         deidentifier = Deidentifier(secret, profile, load_table(table_path))
     except AnonymizerError as error:
         raise click.ClickException(str(error)) from error
-    files = input_files(source)
+    files, links_out = input_files(source, follow_links_out)
     workers = workers or min(default_workers(), max(1, len(files) // 16))  # a few files: one process
     if workers == 1:
         free_text.warm_up()
     pseudonyms = PseudonymMap(app) if app is not None else None
-    reports = []
+    reports = [link_refused(path, source) for path in links_out]
     with click.progressbar(length=len(files), label="de-identifying", file=sys.stderr) as bar:
         recorder = pseudonyms.record if pseudonyms else None
         for report in deidentify_files(files, source, target, deidentifier, recorder, workers):

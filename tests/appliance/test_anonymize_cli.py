@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
+from io import BytesIO
 from pathlib import Path
 
 from pydicom import dcmread
@@ -127,3 +129,52 @@ def test_a_configured_profile_is_used_by_name(home: Path, tmp_path: Path) -> Non
         home, "anonymize", str(tmp_path / "in"), str(tmp_path / "x"), "--profile", "nope", check=False
     )
     assert unknown.returncode == 1 and "no profile named 'nope'" in unknown.stderr
+
+
+def test_corrupt_inputs_fail_and_no_output_replaces_another(tmp_path: Path) -> None:
+    person = patients(1)[0]
+    source = tmp_path / "in"
+    source.mkdir()
+    whole = source / "whole.dcm"
+    planted_ct(person, 0).save_as(whole, enforce_file_format=True)
+    data = whole.read_bytes()
+    (source / "cut.dcm").write_bytes(data[:-1000])  # the same UID as whole.dcm, pixel data cut short
+    (source / "garbage.dcm").write_bytes(data[:400] + bytes(range(256)) * 3)  # a DICM header, then noise
+    outside = tmp_path / "outside.dcm"
+    planted_ct(person, 1).save_as(outside, enforce_file_format=True)
+    (source / "link.dcm").symlink_to(outside)  # leads out of the source
+    key = tmp_path / "k.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+
+    result = _anonymize(str(source), str(tmp_path / "out"), "--key-file", str(key), "--workers", "1")
+    assert result.returncode == 1
+    assert "1 de-identified, 0 quarantined, 3 failed" in result.stdout
+    assert "cut short" in result.stderr and "a link to outside the source" in result.stderr
+    (written,) = _tree(tmp_path / "out").values()
+    assert len(written) > len(data) - 1000  # the whole slice's output, not the cut one's
+
+    followed = _anonymize(
+        str(source), str(tmp_path / "out"), "--key-file", str(key), "--workers", "1", "--follow-links-out"
+    )
+    assert "2 de-identified" in followed.stdout  # the rerun's same bytes are accepted; the link followed
+    assert len(_tree(tmp_path / "out")) == 2
+
+
+def test_a_second_object_mapping_to_a_written_name_is_a_failure_not_an_overwrite(tmp_path: Path) -> None:
+    person = patients(1)[0]
+    source = tmp_path / "in"
+    source.mkdir()
+    first = planted_ct(person, 0)
+    first.save_as(source / "a.dcm", enforce_file_format=True)
+    second = copy.deepcopy(first)  # the same UIDs, other pixel data
+    second.PixelData = bytes(len(first.PixelData))
+    second.save_as(source / "b.dcm", enforce_file_format=True)
+    key = tmp_path / "k.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    result = _anonymize(str(source), str(tmp_path / "out"), "--key-file", str(key), "--workers", "1")
+    assert result.returncode == 1 and "1 de-identified, 0 quarantined, 1 failed" in result.stdout
+    assert "not overwritten" in result.stderr
+    (written,) = _tree(tmp_path / "out").values()
+    assert dcmread(BytesIO(written)).PixelData != bytes(len(first.PixelData))  # the first one's
