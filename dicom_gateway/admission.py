@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from dicom_gateway.framing import ASSOCIATE_RQ
 
 _HEADER = struct.Struct(">BBL")
+_AE_TITLES = slice(10, 42)  # called and calling AE titles, 16 bytes each, after the protocol version
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ class Admission:
                 return "association request not complete before the deadline"
             if len(whole) < _HEADER.size + length:
                 return "closed during its association request"
+            titles = whole[_AE_TITLES]
+            if len(titles) < 32 or not all(0x20 <= byte <= 0x7E for byte in titles):
+                return "an AE title in the association request is not printable ASCII"
             return None
         except OSError as exc:
             return f"connection failed before its association request ({type(exc).__name__})"

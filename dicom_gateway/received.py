@@ -23,6 +23,7 @@ from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_PIXEL_KEYWORDS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # Pixel Data, Float and Double Float Pixel Data
 _UID_MAX = 64
 
 
@@ -94,12 +95,19 @@ def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
 
 
 def _check_lengths(dataset: Dataset) -> None:
+    """Every element whole, and of even length (PS3.5 7.1.1: an odd length is an encoding error
+    that downstream peers may not survive, so it is refused, not stored)."""
     for elem in dataset._dict.values():
         if isinstance(elem, RawDataElement):
             if elem.length != _UNDEFINED_LENGTH and elem.value is not None and len(elem.value) != elem.length:
                 raise RejectedInstance(
                     status.CANNOT_UNDERSTAND_UNDECODABLE,
                     f"dataset truncated in element {elem.tag}: {len(elem.value)} of {elem.length} bytes",
+                )
+            if elem.length != _UNDEFINED_LENGTH and elem.length % 2:
+                raise RejectedInstance(
+                    status.CANNOT_UNDERSTAND_UNDECODABLE,
+                    f"element {elem.tag} has an odd length ({elem.length})",
                 )
         elif elem.VR == "SQ":
             for item in elem.value:
@@ -178,6 +186,10 @@ def parse_instance(
         raise RejectedInstance(
             status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
             f"SOP Class UID {sop_class} does not match the presentation context's {context_sop_class}",
+        )
+    if "Image Storage" in UID(sop_class).name and not _PIXEL_KEYWORDS & set(dataset.keys()):
+        raise RejectedInstance(
+            status.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{UID(sop_class).name} object without pixel data"
         )
     if affected_sop_instance and affected_sop_instance != sop_instance:
         raise RejectedInstance(

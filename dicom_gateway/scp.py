@@ -102,12 +102,24 @@ class GatewayConfig:
 
 
 @dataclass
+class _Outcome:
+    """The instances of an association that were stored, or that were not: how many, whose, why."""
+
+    count: int = 0
+    studies: set[str] = field(default_factory=set)
+    patients: set[str] = field(default_factory=set)
+    reasons: Counter[str] = field(default_factory=Counter)  # the failure statuses and their comments
+
+    def description(self) -> str:
+        refused = "; ".join(f"{reason} (x{n})" for reason, n in sorted(self.reasons.items()))
+        return f"instances={self.count}" + (f"; refused: {refused}" if refused else "")
+
+
+@dataclass
 class _AssociationTally:
     calling_ae: str
     host: str
-    outcomes: Counter[bool] = field(default_factory=Counter)
-    studies: set[str] = field(default_factory=set)
-    patients: set[str] = field(default_factory=set)
+    outcomes: dict[bool, _Outcome] = field(default_factory=dict)
     stored: list[object] = field(default_factory=list)  # the sink's keys of the instances stored
 
 
@@ -306,7 +318,7 @@ class StorageSCP:
             self.connections.add(-1)
         if tally is None:
             return
-        for succeeded, count in sorted(tally.outcomes.items()):
+        for succeeded, outcome in sorted(tally.outcomes.items()):
             self.audit.emit(
                 AuditEvent(
                     event_id=EventID.INSTANCES_TRANSFERRED,
@@ -317,10 +329,10 @@ class StorageSCP:
                         Participant(self.config.ae_title, self.config.host, role="Destination"),
                     ),
                     objects=(
-                        *(ParticipantObject("patient", pid) for pid in sorted(tally.patients)),
-                        *(ParticipantObject("study", uid) for uid in sorted(tally.studies)),
+                        *(ParticipantObject("patient", pid) for pid in sorted(outcome.patients)),
+                        *(ParticipantObject("study", uid) for uid in sorted(outcome.studies)),
                     ),
-                    description=f"instances={count}",
+                    description=outcome.description(),
                 )
             )
         if not tally.stored:
@@ -340,16 +352,26 @@ class StorageSCP:
         return status.SUCCESS
 
     def _count(
-        self, event: evt.Event, succeeded: bool, instance: ReceivedInstance | None = None, key: object = None
+        self,
+        event: evt.Event,
+        instance: ReceivedInstance | None,
+        key: object = None,
+        refused: str | None = None,
     ) -> None:
+        """One C-STORE's outcome: stored (``key`` from the sink), or ``refused`` (status and comment)."""
         with self._lock:
             tally = self._tallies.get(id(event.assoc))
-            if tally is not None:
-                tally.outcomes[succeeded] += 1
-                if instance is not None:
-                    tally.studies.add(instance.study_uid)
-                    tally.patients.add(instance.patient.patient_id)
-                    tally.stored.append(key)
+            if tally is None:
+                return
+            outcome = tally.outcomes.setdefault(refused is None, _Outcome())
+            outcome.count += 1
+            if refused is not None:
+                outcome.reasons[refused] += 1
+            if instance is not None:
+                outcome.studies.add(instance.study_uid)
+                outcome.patients.add(instance.patient.patient_id)
+            if refused is None:
+                tally.stored.append(key)
 
     def _check_resources(self, size: int) -> None:
         if size > self.config.max_instance_bytes:
@@ -362,6 +384,7 @@ class StorageSCP:
             raise RejectedInstance(status.OUT_OF_RESOURCES, "storage below its free-space reserve")
 
     def _on_store(self, event: evt.Event) -> int | Dataset:
+        instance = None
         try:
             raw = event.request.DataSet.getvalue()
             self._check_resources(len(raw))
@@ -376,11 +399,12 @@ class StorageSCP:
             key = self.sink.store(instance)
         except RejectedInstance as rejected:
             log.warning("C-STORE refused with 0x%04X: %s", rejected.status, rejected.comment)
-            self._count(event, False)
+            self._count(event, instance, refused=f"0x{rejected.status:04X} {rejected.comment}")
             return _failure(rejected.status, rejected.comment)
         except Exception as exc:  # never let it reach the peer; the message may hold PHI, so not logged
             log.error("C-STORE failed internally (%s)", type(exc).__name__)
-            self._count(event, False)
-            return _failure(status.PROCESSING_FAILURE, f"internal error ({type(exc).__name__})")
-        self._count(event, True, instance, key)
+            comment = f"internal error ({type(exc).__name__})"
+            self._count(event, instance, refused=f"0x{status.PROCESSING_FAILURE:04X} {comment}")
+            return _failure(status.PROCESSING_FAILURE, comment)
+        self._count(event, instance, key)
         return status.SUCCESS

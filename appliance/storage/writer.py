@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from appliance.context import Appliance
 from appliance.db.tables import Instance, Patient, Series, SeriesState, Study, utcnow
+from appliance.errors import ApplianceError
 from appliance.security.keys import WrappedKey
 from appliance.storage.store import new_object_id
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
@@ -135,7 +136,11 @@ class ObjectWriter:
         """
         digest = content_digest(instance.part10)  # refuses a file that is not Part 10
         object_id = new_object_id()
-        wrapped = self.app.store.put(object_id, instance.part10)
+        try:
+            wrapped = self.app.store.put(object_id, instance.part10)
+        except ApplianceError as exc:  # disk full, I/O error, the key ring: out of resources to the peer
+            log.error("could not store an instance (%s)", type(exc.__cause__ or exc).__name__)
+            raise RejectedInstance(status.OUT_OF_RESOURCES, "could not store the instance") from exc
         pending = _Pending(instance, object_id, len(instance.part10), wrapped, digest)
         self._queue.put(pending)
         if not pending.done.wait(_COMMIT_WAIT_SECONDS):

@@ -57,9 +57,16 @@ def test_a_conflicting_duplicate_is_refused_and_audited_with_both_patients(appli
     patients = {o["id"] for o in conflicts[0]["objects"] if o["kind"] == "patient"}
     assert patients == {"PID-5550123", FakePatient().patient_id}
     transferred = [e for e in events if e["event"] == "DICOM Instances Transferred" and e["type"] is None]
-    succeeded = sum(int(e["description"].split("=")[1]) for e in transferred if e["outcome"] == 0)
-    failed = sum(int(e["description"].split("=")[1]) for e in transferred if e["outcome"] != 0)
-    assert (succeeded, failed) == (2, 2)  # never reported as stored when it was not
+    (stored,) = [e for e in transferred if e["outcome"] == 0]
+    (refused,) = [e for e in transferred if e["outcome"] != 0]
+    assert stored["description"] == "instances=2"  # never reported as stored when it was not
+    assert refused["description"] == (
+        "instances=2; refused: 0xA9D0 SOP Instance UID already stored with other content (x2)"
+    )
+    assert {o["id"] for o in refused["objects"] if o["kind"] == "patient"} == {
+        "PID-5550123",
+        FakePatient().patient_id,
+    }
 
 
 def test_receipts_acknowledged_before_kill_9_are_audited_at_the_next_start(home, tmp_path):

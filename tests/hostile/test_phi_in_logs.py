@@ -21,6 +21,8 @@ NEEDLES = [b"quixlebottom", b"wilhelmina", MRN.lower().encode(), b"7382049"]
 def _element(group: int, element: int, vr: bytes, value: bytes) -> bytes:
     if len(value) % 2:
         value += b" " if vr not in (b"UI",) else b"\x00"
+    if vr == b"OW":
+        return struct.pack("<HH", group, element) + vr + b"\x00\x00" + struct.pack("<L", len(value)) + value
     return struct.pack("<HH", group, element) + vr + struct.pack("<H", len(value)) + value
 
 
@@ -38,6 +40,10 @@ def _dataset(sop_uid: str, **bad: bytes) -> bytes:
         "study_uid": (0x0020, 0x000D, b"UI", generate_uid().encode()),
         "series_uid": (0x0020, 0x000E, b"UI", generate_uid().encode()),
         "instance_number": (0x0020, 0x0013, b"IS", b"1"),
+        "rows": (0x0028, 0x0010, b"US", struct.pack("<H", 2)),
+        "columns": (0x0028, 0x0011, b"US", struct.pack("<H", 2)),
+        "bits_allocated": (0x0028, 0x0100, b"US", struct.pack("<H", 16)),
+        "pixel_data": (0x7FE0, 0x0010, b"OW", bytes(8)),
     }
     elements = []
     for key, (group, element, vr, value) in sorted(values.items(), key=lambda kv: (kv[1][0], kv[1][1])):
