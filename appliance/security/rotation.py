@@ -11,10 +11,9 @@ from sqlmodel import select
 from appliance.context import Appliance, rewrap_secrets
 from appliance.db.tables import Instance, WrappedSecret
 from appliance.errors import KeyMaterialError
-from appliance.security.keys import DirectoryKeySource, WrappedKey, key_source
+from appliance.security.keys import DirectoryKeySource, key_source
+from appliance.storage.writer import rewrap_object_keys
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
-
-_BATCH = 500
 
 
 def rewrap_all(app: Appliance) -> int:
@@ -25,19 +24,7 @@ def rewrap_all(app: Appliance) -> int:
     with app.session() as session:
         changed += rewrap_secrets(session, keyring)
         session.commit()
-        while True:
-            rows = session.exec(
-                select(Instance).where(Instance.kek_id != keyring.active_id).limit(_BATCH)
-            ).all()
-            if not rows:
-                break
-            for row in rows:
-                wrapped = keyring.rewrap(WrappedKey(row.kek_id, row.wrapped_key), f"object:{row.object_id}")
-                row.kek_id, row.wrapped_key = wrapped.kek_id, wrapped.blob
-                session.add(row)
-            session.commit()
-            changed += len(rows)
-    return changed
+    return changed + rewrap_object_keys(app, keyring)
 
 
 def keys_in_use(app: Appliance) -> dict[str, int]:

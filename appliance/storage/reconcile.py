@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import false, update
+from sqlalchemy import false
 from sqlmodel import select
 
 from appliance.context import Appliance
 from appliance.db.tables import Instance, Patient, Series, Study
+from appliance.storage.writer import forget_missing, mark_receipts_audited
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from durable import fsync_directory
 
@@ -37,26 +38,16 @@ def reconcile(app: Appliance) -> ReconcileReport:
     store = app.store
     report = ReconcileReport(partial_writes_removed=store.remove_partial_writes())
     with app.session() as session:
-        rows = session.exec(select(Instance.object_id, Instance.id)).all()
-        indexed = {object_id: pk for object_id, pk in rows}
+        indexed = set(session.exec(select(Instance.object_id)).all())
         on_disk = set(store.object_ids())
         quarantine = store.root / "orphaned"
-        for object_id in sorted(on_disk - indexed.keys()):
+        for object_id in sorted(on_disk - indexed):
             quarantine.mkdir(exist_ok=True)
             store.path_of(object_id).rename(quarantine / store.path_of(object_id).name)
             report.orphans_quarantined.append(object_id)
         if report.orphans_quarantined:
             fsync_directory(quarantine)
-        for object_id in sorted(indexed.keys() - on_disk):
-            instance = session.get(Instance, indexed[object_id])
-            assert instance is not None
-            series = session.get(Series, instance.series_pk)
-            if series is not None:
-                series.instance_count -= 1
-                session.add(series)
-            report.missing_files.append(instance.sop_instance_uid)
-            session.delete(instance)
-        session.commit()
+    report.missing_files = forget_missing(app, sorted(indexed - on_disk))
     if report.orphans_quarantined or report.missing_files or report.partial_writes_removed:
         log.warning(
             "reconciliation: %d partial writes removed, %d unindexed files quarantined, %d indexed "
@@ -130,10 +121,6 @@ def recover_receipts(app: Appliance) -> int:
     if not rows:
         return 0
     app.audit.flush()
-    pks = [row.id for row in rows]
-    with app.engine.begin() as connection:
-        for start in range(0, len(pks), 500):
-            chunk = pks[start : start + 500]
-            connection.execute(update(instance).where(instance.c.id.in_(chunk)).values(receipt_audited=True))
+    mark_receipts_audited(app, [row.id for row in rows])
     log.warning("recovered the transfer record of %d receipts acknowledged before an unclean stop", len(rows))
     return len(rows)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from appliance.context import Appliance
 from appliance.db.tables import Instance, Patient, Series, SeriesState, Study, utcnow
 from appliance.errors import ApplianceError
-from appliance.security.keys import WrappedKey
+from appliance.security.keys import Keyring, WrappedKey
 from appliance.storage.store import new_object_id
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from dicom_gateway import status
@@ -33,6 +33,7 @@ from durable import take_batch
 log = logging.getLogger(__name__)
 
 _BATCH_MAX = 128
+_REWRAP_BATCH = 500
 _COMMIT_WAIT_SECONDS = 120.0
 _PATIENT, _STUDY, _SERIES, _INSTANCE = (t.__table__ for t in (Patient, Study, Series, Instance))  # type: ignore[attr-defined]
 
@@ -115,14 +116,7 @@ class ObjectWriter:
 
     def receipts_recorded(self, keys: list[object]) -> None:
         """The audit record of these instances' transfer is durable: no recovery needed at start."""
-        pks = [int(key) for key in keys if isinstance(key, int)]
-        with self.app.engine.begin() as connection:
-            for start in range(0, len(pks), 500):
-                connection.execute(
-                    update(_INSTANCE)
-                    .where(_INSTANCE.c.id.in_(pks[start : start + 500]))
-                    .values(receipt_audited=True)
-                )
+        mark_receipts_audited(self.app, [int(key) for key in keys if isinstance(key, int)])
 
     def write(self, instance: NewObject) -> int:
         """Store and index ``instance`` (or find it stored already); return its row id.
@@ -341,6 +335,62 @@ class ObjectWriter:
             "receipt_audited": not instance.receipt_audit_pending,
         }
         return connection.execute(_INSERT["instance"], row).inserted_primary_key[0]
+
+
+def rewrap_object_keys(app: Appliance, keyring: Keyring) -> int:
+    """Re-wrap every object's data key not under the active KEK (rotation); return how many."""
+    changed = 0
+    while True:
+        with app.engine.begin() as connection:
+            rows = connection.execute(
+                select(_INSTANCE.c.id, _INSTANCE.c.object_id, _INSTANCE.c.kek_id, _INSTANCE.c.wrapped_key)
+                .where(_INSTANCE.c.kek_id != keyring.active_id)
+                .limit(_REWRAP_BATCH)
+            ).all()
+            for row in rows:
+                wrapped = keyring.rewrap(WrappedKey(row.kek_id, row.wrapped_key), f"object:{row.object_id}")
+                connection.execute(
+                    update(_INSTANCE)
+                    .where(_INSTANCE.c.id == row.id)
+                    .values(kek_id=wrapped.kek_id, wrapped_key=wrapped.blob)
+                )
+        if not rows:
+            return changed
+        changed += len(rows)
+
+
+def forget_missing(app: Appliance, object_ids: list[str]) -> list[str]:
+    """Remove the rows of objects whose file is gone (so the index does not lie); return their
+    SOP Instance UIDs. Their series count them no more."""
+    forgotten: list[str] = []
+    with app.engine.begin() as connection:
+        for object_id in object_ids:
+            row = connection.execute(
+                select(_INSTANCE.c.id, _INSTANCE.c.series_pk, _INSTANCE.c.sop_instance_uid).where(
+                    _INSTANCE.c.object_id == object_id
+                )
+            ).one_or_none()
+            if row is None:
+                continue
+            connection.execute(_INSTANCE.delete().where(_INSTANCE.c.id == row.id))
+            connection.execute(
+                update(_SERIES)
+                .where(_SERIES.c.id == row.series_pk)
+                .values(instance_count=_SERIES.c.instance_count - 1)
+            )
+            forgotten.append(row.sop_instance_uid)
+    return forgotten
+
+
+def mark_receipts_audited(app: Appliance, pks: list[int]) -> None:
+    """The transfer events of these receipts are durable (see ``NewObject.receipt_audit_pending``)."""
+    with app.engine.begin() as connection:
+        for start in range(0, len(pks), 500):
+            connection.execute(
+                update(_INSTANCE)
+                .where(_INSTANCE.c.id.in_(pks[start : start + 500]))
+                .values(receipt_audited=True)
+            )
 
 
 # Statements built once: the committer runs them for every instance.
