@@ -4,6 +4,8 @@ Instances from the network (the gateway's sink, ``store``) and results made here
 through the same path. ``write`` returns only after the object file is fsynced and its index row
 is committed, so the gateway's success status always means "durable". Concurrent writers share one
 committer thread that commits every waiting row in one transaction (one fsync for many instances).
+The other changes to Instance rows live here too: a receipt's audit mark, key rotation's re-wrap,
+and the removal of rows whose file is gone (start-up reconciliation).
 """
 
 from __future__ import annotations
