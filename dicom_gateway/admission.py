@@ -3,7 +3,8 @@ apart, so that they cannot use up the capacity of those that have.
 
 pynetdicom counts every TCP connection against its association limit from the moment it is
 accepted, so idle connections from anyone lock legitimate senders out. Here, in the accepting
-process, a plain TCP connection stays in a small pool of its own (``pending_total``, at most
+process, a plain TCP connection whose whole A-ASSOCIATE-RQ has arrived as it is accepted (the usual
+case) is judged at once; any other stays in a small pool of its own (``pending_total``, at most
 ``pending_per_address`` from one address) until its whole A-ASSOCIATE-RQ has arrived, read with
 ``MSG_PEEK`` so that it stays in the socket for pynetdicom, under one deadline for the whole
 request (not per read) and refused on its header when it claims more than ``max_request_bytes``.
@@ -100,31 +101,38 @@ class Admission:
                     del self._recent[quiet]
         self.on_refused(address, reason, repeated)
 
+    def at_once(self, connection: socket.socket) -> tuple[bool, str | None]:
+        """Judge the connection on what it has sent already, without waiting: (judged, refusal).
+        A sender's whole request is usually there as its connection is accepted: it needs no place
+        in the pool, so a burst of associations from one sender is not held to its address's share."""
+        try:
+            sent = connection.recv(
+                _HEADER.size + self.limits.max_request_bytes, socket.MSG_PEEK | socket.MSG_DONTWAIT
+            )
+        except BlockingIOError:
+            return False, None
+        except OSError as exc:
+            return True, f"connection failed before its association request ({type(exc).__name__})"
+        if not sent:
+            return True, "closed before its association request"
+        return self._judge(sent)
+
     def screen(self, connection: socket.socket) -> str | None:
         """Wait for the connection's whole A-ASSOCIATE-RQ, leaving it unread; None when it is all
         there, else why the connection is refused."""
         deadline = time.monotonic() + self.limits.request_deadline_seconds
+        needed = _HEADER.size
         try:
-            header = _peek(connection, _HEADER.size, deadline)
-            if header is None:
-                return "no association request before the deadline"
-            if len(header) < _HEADER.size:
-                return "closed before its association request"
-            pdu_type, _, length = _HEADER.unpack(header)
-            if pdu_type != ASSOCIATE_RQ:
-                return f"first PDU of type 0x{pdu_type:02X}, not an A-ASSOCIATE-RQ"
-            limit = self.limits.max_request_bytes
-            if length > limit:
-                return f"A-ASSOCIATE-RQ of {length} bytes exceeds the limit of {limit}"
-            whole = _peek(connection, _HEADER.size + length, deadline)
-            if whole is None:
-                return "association request not complete before the deadline"
-            if len(whole) < _HEADER.size + length:
-                return "closed during its association request"
-            titles = whole[_AE_TITLES]
-            if len(titles) < 32 or not all(0x20 <= byte <= 0x7E for byte in titles):
-                return "an AE title in the association request is not printable ASCII"
-            return None
+            while True:
+                sent = _peek(connection, needed, deadline)
+                if sent is None:
+                    return "no association request before the deadline"
+                if len(sent) < needed:
+                    return "closed before its association request was whole"
+                judged, refusal = self._judge(sent)
+                if judged:
+                    return refusal
+                needed = _HEADER.size + _HEADER.unpack_from(sent)[2]
         except OSError as exc:
             return f"connection failed before its association request ({type(exc).__name__})"
         finally:
@@ -132,6 +140,26 @@ class Admission:
                 connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
             except OSError:
                 pass
+
+    def _judge(self, sent: bytes) -> tuple[bool, str | None]:
+        """(judged, refusal) on the first bytes a peer sent: not judged until its header, or its
+        whole A-ASSOCIATE-RQ, is there; then refused or not."""
+        if len(sent) < _HEADER.size:
+            return False, None
+        pdu_type, _, length = _HEADER.unpack_from(sent)
+        if pdu_type != ASSOCIATE_RQ:
+            return True, f"first PDU of type 0x{pdu_type:02X}, not an A-ASSOCIATE-RQ"
+        if length > self.limits.max_request_bytes:
+            return (
+                True,
+                f"A-ASSOCIATE-RQ of {length} bytes exceeds the limit of {self.limits.max_request_bytes}",
+            )
+        if len(sent) < _HEADER.size + length:
+            return False, None
+        titles = sent[_AE_TITLES]
+        if len(titles) < 32 or not all(0x20 <= byte <= 0x7E for byte in titles):
+            return True, "an AE title in the association request is not printable ASCII"
+        return True, None
 
 
 def _peek(connection: socket.socket, count: int, deadline: float) -> bytes | None:

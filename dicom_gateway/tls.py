@@ -123,6 +123,14 @@ class HandshakeAuditingServer(ThreadedAssociationServer):
         if self.tls_context is not None:
             self.dispatch(request, client_address)
             return
+        judged, refusal = self.admission.at_once(request)
+        if judged:
+            if refusal is None:
+                self.dispatch(request, client_address)
+            else:
+                self.admission.refuse(client_address[0], refusal)
+                self.shutdown_request(request)
+            return
         if not self.admission.enter(client_address[0]):
             self.shutdown_request(request)
             return

@@ -8,6 +8,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,22 @@ def test_connections_beyond_one_addresss_share_are_refused_at_once(gateway):
     finally:
         for connection in idle:
             connection.close()
+
+
+def test_a_burst_of_associations_from_one_sender_is_not_held_to_its_addresss_share(gateway):
+    scp, port, store, _ = gateway  # at most 4 waiting connections per address, 4 associations at once
+
+    def echo_and_store(_: int) -> bool:
+        ae = AE(ae_title="SCU")
+        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", port, ae_title="GATEWAY")
+        if not assoc.is_established:
+            return False
+        (ds,) = ct_series(1)
+        ok = assoc.send_c_store(ds).Status == 0x0000
+        assoc.release()
+        return ok
+
+    with ThreadPoolExecutor(4) as pool:  # 4 at once, 12 in all: each request whole as it arrives
+        assert all(pool.map(echo_and_store, range(12)))
+    assert len(store.instances) == 12 and scp.refused_connections.value == 0
