@@ -34,20 +34,20 @@ def test_a_conflicting_duplicate_is_refused_and_audited_with_both_patients(appli
     other_pixels = copy.deepcopy(original)
     other_pixels.PixelData = bytes(len(original.PixelData))
 
+    legitimate = _association(appliance.dicom_port)  # another sender's series, while the attack runs
+    series = ct_series(20)
     assoc = _association(appliance.dicom_port)
-    statuses = [
-        int(assoc.send_c_store(ds).Status) for ds in (original, original, other_patient, other_pixels)
-    ]
+    statuses = []
+    for index, ds in enumerate((original, original, other_patient, other_pixels)):
+        statuses.append(int(assoc.send_c_store(ds).Status))
+        assert all(int(legitimate.send_c_store(s).Status) == 0 for s in series[index * 5 : index * 5 + 5])
     assoc.release()
-    assert statuses == [
-        status.SUCCESS,
-        status.SUCCESS,
-        status.CONFLICTING_DUPLICATE,
-        status.CONFLICTING_DUPLICATE,
-    ]
+    legitimate.release()
+    expected = [status.SUCCESS, status.SUCCESS, status.CONFLICTING_DUPLICATE, status.CONFLICTING_DUPLICATE]
+    assert statuses == expected
 
     stored = stored_datasets(home)
-    assert list(stored) == [original.SOPInstanceUID]  # the first copy, unchanged
+    assert len(stored) == 21 and original.SOPInstanceUID in stored  # the first copy, unchanged
     assert b"PID-5550123" not in stored[original.SOPInstanceUID]
 
     appliance.stop()
@@ -57,9 +57,9 @@ def test_a_conflicting_duplicate_is_refused_and_audited_with_both_patients(appli
     patients = {o["id"] for o in conflicts[0]["objects"] if o["kind"] == "patient"}
     assert patients == {"PID-5550123", FakePatient().patient_id}
     transferred = [e for e in events if e["event"] == "DICOM Instances Transferred" and e["type"] is None]
-    (stored,) = [e for e in transferred if e["outcome"] == 0]
+    stored_events = [e for e in transferred if e["outcome"] == 0]
     (refused,) = [e for e in transferred if e["outcome"] != 0]
-    assert stored["description"] == "instances=2"  # never reported as stored when it was not
+    assert sorted(e["description"] for e in stored_events) == ["instances=2", "instances=20"]
     assert refused["description"] == (
         "instances=2; refused: 0xA9D0 SOP Instance UID already stored with other content (x2)"
     )
@@ -80,12 +80,17 @@ def test_receipts_acknowledged_before_kill_9_are_audited_at_the_next_start(home,
     assert transfers == []
 
     second = ApplianceProcess(home, tmp_path / "second.out", FAST).start()
+    after = _association(second.dicom_port)  # a sender stores again after the crash
+    assert all(int(after.send_c_store(ds).Status) == 0 for ds in ct_series(5))
+    after.release()
     second.stop()
     recovered = [
         e for e in audit_events(home)
         if e["event"] == "DICOM Instances Transferred" and e["description"].startswith("recovered")
     ]  # fmt: skip
     assert len(recovered) == 1 and recovered[0]["description"].endswith("instances=12")
+    normal = [e for e in audit_events(home) if e["description"] == "instances=5"]
+    assert len(normal) == 1  # the new receipts recorded as usual, not recovered
     assert {"patient", "study"} <= {o["kind"] for o in recovered[0]["objects"]}
 
     third = ApplianceProcess(home, tmp_path / "third.out", FAST).start()  # recovered once only
