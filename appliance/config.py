@@ -22,6 +22,7 @@ from pydantic_settings import (
 from anonymizer.profile import DEFAULT_PROFILE, Profile
 from anonymizer.table import DEFAULT_TABLE
 from appliance.errors import ConfigError
+from dicom_gateway.names import check_ae_title
 from models.routing import RoutingRule
 
 CONFIG_FILE = "appliance.toml"
@@ -66,9 +67,7 @@ class DicomSettings(BaseModel):
     @field_validator("ae_title")
     @classmethod
     def _ae_title(cls, value: str) -> str:
-        if not 0 < len(value) <= 16 or "\\" in value:
-            raise ValueError("an AE title is 1 to 16 characters without a backslash")
-        return value
+        return check_ae_title(value)
 
 
 class HttpSettings(BaseModel):

@@ -155,6 +155,9 @@ class OrthancProcess:
             ["Orthanc", str(config_file)],
             stdout=(self.root / "orthanc.log").open("ab"),
             stderr=subprocess.STDOUT,
+            # DCMTK, under Orthanc's DICOM server, reads TCP_NODELAY: without it Nagle's algorithm
+            # holds back small PDUs and Orthanc runs about five times slower on loopback.
+            env={**os.environ, "TCP_NODELAY": "1"},
         )
         wait_for(self._up, 30, "Orthanc")
         return self

@@ -15,6 +15,7 @@ from appliance.context import Appliance
 from appliance.db.tables import Destination, Source
 from appliance.errors import ConfigError, NotFound
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from dicom_gateway.names import check_ae_title, check_host, check_port
 from dicom_gateway.policy import AssociationRequest, RejectReason
 
 
@@ -79,9 +80,20 @@ def _audit_change(app: Appliance, actor: str, action: Action, kind: str, name: s
     )
 
 
+def _checked(ae_title: str, host: str, port: int | None = None) -> None:
+    try:
+        check_ae_title(ae_title)
+        check_host(host)
+        if port is not None:
+            check_port(port)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def add_source(
     app: Appliance, actor: str, name: str, ae_title: str, host: str, tls_subject: str | None
 ) -> Source:
+    _checked(ae_title, host)
     with app.session() as session:
         if session.exec(select(Source).where(Source.name == name)).first():
             raise ConfigError(f"a source named {name} exists; remove it first")
@@ -95,6 +107,7 @@ def add_source(
 def add_destination(
     app: Appliance, actor: str, name: str, ae_title: str, host: str, port: int, tls: bool
 ) -> Destination:
+    _checked(ae_title, host, port)
     with app.session() as session:
         if session.exec(select(Destination).where(Destination.name == name)).first():
             raise ConfigError(f"a destination named {name} exists; remove it first")
