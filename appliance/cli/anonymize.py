@@ -19,6 +19,8 @@ from appliance.security.keys import read_key_file
 from appliance.security.pseudonym_map import PseudonymMap, pseudonymisation_secret
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 
+INCOMPLETE = 3  # exit status when any object failed or was quarantined (1: the run itself could not go)
+
 
 @click.command()
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
@@ -61,6 +63,10 @@ def anonymize(
     With a home, its pseudonymisation secret is used, the pseudonym map is kept encrypted in it and
     the run is audited; with --key-file, nothing but SOURCE, the key and TARGET is touched.
     """
+    if target.resolve().is_relative_to(source.resolve()):
+        raise click.ClickException(
+            "TARGET is inside SOURCE (a second run would read its own output); choose another"
+        )
     app = None
     if key_file is not None:
         secret = read_key_file(key_file, "pseudonymisation key file")
@@ -116,5 +122,5 @@ def anonymize(
             )
         )
     click.echo(f"{summary.line()} (profile {profile.name}) -> {target}")
-    if summary.failed:
-        sys.exit(1)
+    if summary.failed or summary.quarantined:
+        sys.exit(INCOMPLETE)

@@ -10,7 +10,10 @@ from io import BytesIO
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGBaseline8Bit
 
+from appliance.cli.anonymize import INCOMPLETE
 from appliance.context import open_appliance
 from appliance.security.pseudonym_map import PseudonymMap
 from testbed.planted import PlantedPatient, patients, planted_ct, planted_sr
@@ -148,7 +151,7 @@ def test_corrupt_inputs_fail_and_no_output_replaces_another(tmp_path: Path) -> N
     key.chmod(0o600)
 
     result = _anonymize(str(source), str(tmp_path / "out"), "--key-file", str(key), "--workers", "1")
-    assert result.returncode == 1
+    assert result.returncode == INCOMPLETE
     assert "1 de-identified, 0 quarantined, 3 failed" in result.stdout
     assert "cut short" in result.stderr and "a link to outside the source" in result.stderr
     (written,) = _tree(tmp_path / "out").values()
@@ -174,7 +177,30 @@ def test_a_second_object_mapping_to_a_written_name_is_a_failure_not_an_overwrite
     key.write_bytes(os.urandom(32))
     key.chmod(0o600)
     result = _anonymize(str(source), str(tmp_path / "out"), "--key-file", str(key), "--workers", "1")
-    assert result.returncode == 1 and "1 de-identified, 0 quarantined, 1 failed" in result.stdout
+    assert result.returncode == INCOMPLETE and "1 de-identified, 0 quarantined, 1 failed" in result.stdout
     assert "not overwritten" in result.stderr
     (written,) = _tree(tmp_path / "out").values()
     assert dcmread(BytesIO(written)).PixelData != bytes(len(first.PixelData))  # the first one's
+
+
+def test_a_target_inside_the_source_is_refused_and_a_quarantine_exits_apart(tmp_path: Path) -> None:
+    key = tmp_path / "k.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    source = tmp_path / "in"
+    _inputs(source)
+    inside = _anonymize(str(source), str(source / "out"), "--key-file", str(key))
+    assert inside.returncode == 1 and "TARGET is inside SOURCE" in inside.stderr
+    assert not (source / "out").exists()
+    person = patients(1)[0]
+    burned = tmp_path / "burned"
+    burned.mkdir()
+    at_risk = planted_ct(person, 0)
+    at_risk.BurnedInAnnotation = "YES"  # pixels that must be read for text, but cannot be: quarantined
+    at_risk.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    at_risk.PixelData = encapsulate([b"\xff\xd8 not a JPEG stream at all \xff\xd9"])
+    at_risk["PixelData"].VR = "OB"
+    at_risk.save_as(burned / "a.dcm", enforce_file_format=True)
+    held = _anonymize(str(burned), str(tmp_path / "out"), "--key-file", str(key), "--workers", "1")
+    assert "1 quarantined" in held.stdout, held.stdout + held.stderr
+    assert held.returncode == INCOMPLETE
