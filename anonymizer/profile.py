@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from anonymizer.errors import ProfileError
 from anonymizer.table import Row
@@ -87,6 +87,8 @@ def _resolve(row: Row, options: tuple[Option, ...]) -> str:
 class SafePrivate(BaseModel):
     """A private attribute kept by the Retain Safe Private option: creator, odd group, element byte."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is an error
+
     creator: str
     group: int = Field(ge=0x0009, le=0xFFFF)
     element: int = Field(ge=0x00, le=0xFF, description="the low byte of the element number")
@@ -100,6 +102,8 @@ class SafePrivate(BaseModel):
 
 
 class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is an error
+
     name: str = Field("", description="set from its key when read from the settings")
     options: list[Option] = Field(default_factory=list)
     safe_private: list[SafePrivate] = Field(default_factory=list)

@@ -8,10 +8,11 @@ variable named by ``keys.kek_env``, never from this file.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,7 +30,13 @@ CONFIG_FILE = "appliance.toml"
 HOME_ENV = "APPLIANCE_HOME"
 
 
-class TlsSettings(BaseModel):
+class Section(BaseModel):
+    """A section of ``appliance.toml``: a key it does not know (a misspelling) is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TlsSettings(Section):
     """DICOM TLS (PS3.15 Annex B, BCP 195): TLS 1.2+ only."""
 
     enabled: bool = False
@@ -40,7 +47,7 @@ class TlsSettings(BaseModel):
     handshake_timeout_seconds: float = 10.0
 
 
-class AdmissionSettings(BaseModel):
+class AdmissionSettings(Section):
     """Connections that have not yet sent their whole association request (dicom_gateway.admission)."""
 
     pending_total: int = Field(64, ge=1, description="such connections at once, from all addresses")
@@ -51,7 +58,7 @@ class AdmissionSettings(BaseModel):
     alert_window_seconds: float = Field(60.0, gt=0)
 
 
-class DicomSettings(BaseModel):
+class DicomSettings(Section):
     ae_title: str = "APPLIANCE"
     host: str = "0.0.0.0"
     port: int = 11112
@@ -70,24 +77,24 @@ class DicomSettings(BaseModel):
         return check_ae_title(value)
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = 8080
 
 
-class KeySettings(BaseModel):
+class KeySettings(Section):
     source: Literal["directory", "env"] = "directory"
     directory: Path = Path("keys")
     kek_env: str = "APPLIANCE_KEK"
     previous_kek_env: str = "APPLIANCE_KEK_PREVIOUS"
 
 
-class AssemblySettings(BaseModel):
+class AssemblySettings(Section):
     quiet_seconds: float = 30.0
     poll_seconds: float = 1.0
 
 
-class SendSettings(BaseModel):
+class SendSettings(Section):
     max_attempts: int = 8
     backoff_initial_seconds: float = 2.0
     backoff_max_seconds: float = 600.0
@@ -95,7 +102,7 @@ class SendSettings(BaseModel):
     ae_title: str = "APPLIANCE"
 
 
-class SyslogSettings(BaseModel):
+class SyslogSettings(Section):
     """IHE ATNA: audit messages over syslog on TLS (RFC 5425) to a SIEM."""
 
     enabled: bool = False
@@ -108,7 +115,7 @@ class SyslogSettings(BaseModel):
     witness: bool = Field(True, description="also ship every signed checkpoint: the SIEM witnesses the log")
 
 
-class AuditSettings(BaseModel):
+class AuditSettings(Section):
     directory: Path = Path("audit")
     witness: Path = Field(
         Path("witness/audit-checkpoints.jsonl"),
@@ -122,7 +129,7 @@ class AuditSettings(BaseModel):
     syslog: SyslogSettings = SyslogSettings()
 
 
-class InferenceSettings(BaseModel):
+class InferenceSettings(Section):
     """The inference runner: routing rules, limits, and where results go."""
 
     enabled: bool = True
@@ -150,7 +157,7 @@ class InferenceSettings(BaseModel):
     rules: list[RoutingRule] = Field(default_factory=list)
 
 
-class DeidentifySettings(BaseModel):
+class DeidentifySettings(Section):
     """De-identification: PS3.15 Table E.1-1 as JSON, named profiles, and the one used by default."""
 
     profile_table: Path = Field(DEFAULT_TABLE, description="Table E.1-1 as JSON (shared/standards)")
@@ -235,3 +242,7 @@ def load_settings(home: Path) -> Settings:
         return FromFile(home=home)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration in {toml_file} or APPLIANCE_* variables: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{toml_file} is not valid TOML ({exc}); fix it or run 'appliance init' afresh"
+        ) from exc

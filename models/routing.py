@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class RoutingRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is an error
+
     model: str = Field(description="model name; its active version runs")
     modality: list[str] = Field(default_factory=list, description="any of these Modality values; empty: any")
     body_part: list[str] = Field(default_factory=list, description="any of these Body Part Examined values")

@@ -40,3 +40,33 @@ def test_home_comes_from_the_environment(tmp_path, monkeypatch):
 def test_not_a_home(tmp_path):
     with pytest.raises(ConfigError, match="appliance init"):
         load_settings(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        "[assembly]\nquiet_second = 30\n",
+        "[dicom.tls]\nenabeld = true\n",
+        "[[inference.rules]]\nmodel = 'x'\nmodalty = ['CT']\n",
+        "[deidentify.profiles.mine]\noptions = []\nredact_burned_in = false\n",
+    ],
+)
+def test_a_misspelled_key_at_any_level_is_refused(tmp_path, section):
+    init_home(tmp_path / "h")
+    (tmp_path / "h" / "appliance.toml").write_text(section)  # the one section, on the defaults
+    with pytest.raises(ConfigError, match="Extra inputs are not permitted"):
+        load_settings(tmp_path / "h")
+
+
+def test_a_misspelled_environment_override_is_refused(tmp_path, monkeypatch):
+    init_home(tmp_path / "h")
+    monkeypatch.setenv("APPLIANCE_ASSEMBLY__QUIET_SECOND", "3")
+    with pytest.raises(ConfigError, match="quiet_second"):
+        load_settings(tmp_path / "h")
+
+
+def test_a_file_that_is_not_toml_is_one_clear_error(tmp_path):
+    init_home(tmp_path / "h")
+    (tmp_path / "h" / "appliance.toml").write_text("[dicom\nport = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(tmp_path / "h")
