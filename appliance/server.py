@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from appliance.context import Appliance
+from appliance.errors import ConfigError
 from appliance.jobs.payloads import SendInstances, SeriesComplete
 from appliance.jobs.queue import JobQueue
 from appliance.pipeline.assembly import series_assembler
@@ -43,6 +45,32 @@ def _lifecycle_event(app: Appliance, type_code: str, unclean: UncleanStop | None
             description=unclean.describe() if unclean else "",
         )
     )
+
+
+def _http_port_free(host: str, port: int) -> None:
+    """Refuse to start, in one line, when the HTTP port is taken (uvicorn would only log it)."""
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(
+            f"the HTTP port {port} cannot be opened ({exc.strerror}); another program may be listening "
+            "there: choose another with --http-port or http.port"
+        ) from None
+    finally:
+        probe.close()
+
+
+def _start_gateway(gateway: GatewayProcesses) -> int:
+    try:
+        return gateway.start()
+    except OSError as exc:
+        gateway.stop()
+        raise ConfigError(
+            f"the DICOM port {gateway.port} cannot be opened ({exc.strerror}); another program may be "
+            "listening there: choose another with --dicom-port or dicom.port"
+        ) from None
 
 
 def _syslog_forwarder(app: Appliance) -> Periodic | None:
@@ -112,7 +140,12 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    port = gateway.start()
+    try:
+        _http_port_free(settings.http.host, http.config.port)
+        port = _start_gateway(gateway)
+    except ConfigError:
+        stop_run(audit_directory)  # nothing ran: not an unclean stop
+        raise
     assembler.start()
     sender.start()
     if runner:

@@ -10,6 +10,8 @@ from datetime import UTC
 from pathlib import Path
 
 import click
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from appliance.cli.common import ApplianceGroup, actor, home_option, open_home
@@ -38,10 +40,12 @@ def audit() -> None:
 @click.option("--study", "study_uid", help="Study Instance UID")
 @click.option("--event", "event_id", help="DICOM event ID code, e.g. 110104")
 @click.option("--outcome", type=int, help="0 success, 4 minor, 8 serious, 12 major failure")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--csv", "as_csv", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON array of the entries")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row")
 def audit_list(home, since, until, who, patient_id, study_uid, event_id, outcome, as_json, as_csv) -> None:  # type: ignore[no-untyped-def]
     """Decrypt and list entries matching every filter given. The read is itself audited."""
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv together: choose one")
     app = open_home(home)
     wanted = Filter(
         since=since.replace(tzinfo=UTC) if since else None,
@@ -88,9 +92,21 @@ def audit_list(home, since, until, who, patient_id, study_uid, event_id, outcome
         click.echo("  ".join(str(row[c]) for c in COLUMNS))
 
 
-def _public_key(home: Path, key_file: str | None):  # type: ignore[no-untyped-def]
+def _public_key(home: Path, key_file: str | None) -> Ed25519PublicKey:
     path = Path(key_file) if key_file else home / "audit-signing-key.pub"
-    return load_pem_public_key(path.read_bytes())
+    try:
+        key = load_pem_public_key(path.read_bytes())
+    except (ValueError, TypeError, OSError, UnsupportedAlgorithm) as exc:
+        why = type(exc).__name__
+        raise click.ClickException(
+            f"{path} is not a PEM public key ({why}); give audit-signing-key.pub"
+        ) from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise click.ClickException(
+            f"{path} is a {type(key).__name__.removeprefix('_')}, not the Ed25519 key the log is signed "
+            "with; give audit-signing-key.pub"
+        )
+    return key
 
 
 @audit.command("verify")

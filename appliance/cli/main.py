@@ -31,6 +31,7 @@ COMMANDS = {
 
 
 @click.group(cls=LazyGroup, commands_in=COMMANDS)
+@click.version_option(package_name="imaging-appliance", prog_name="appliance")
 def cli() -> None:
     """On-premises imaging appliance: encrypted DICOM ingest, inference, audit, research export."""
     os.umask(0o077)  # everything the appliance writes (database, logs, store) is private to it

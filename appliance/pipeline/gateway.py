@@ -155,6 +155,7 @@ class GatewayProcesses:
 
     def __init__(self, app: Appliance, port: int) -> None:
         self.app = app
+        self.port = port
         self.count = worker_count(app)
         self.security = SharedCounter()
         self._shared = _Shared(
