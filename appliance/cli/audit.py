@@ -19,6 +19,7 @@ from appliance.config import load_settings, resolve_home
 from audit import merkle
 from audit.errors import AuditIntegrityError, WitnessError
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
+from audit.log import CHECKPOINTS
 from audit.reader import Filter, read_entries
 from audit.verify import leaf_hashes, verify_log
 
@@ -117,19 +118,41 @@ def _public_key(home: Path, key_file: str | None) -> Ed25519PublicKey:
 @click.option(
     "--public-key", "key_file", type=click.Path(exists=True), help="default: the home's audit-signing-key.pub"
 )
-def audit_verify(home: str | None, checkpoint_file: str | None, key_file: str | None) -> None:
-    """Recompute the tree, check every checkpoint and the witness; needs no decryption key."""
-    path = resolve_home(home)
-    settings = load_settings(path)
+@click.option(
+    "--log-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="a copy of the home's audit/ folder, verified without a home (with --public-key and --witness)",
+)
+@click.option(
+    "--witness",
+    "witness_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="with --log-dir: the witness file",
+)
+def audit_verify(
+    home: str | None,
+    checkpoint_file: str | None,
+    key_file: str | None,
+    log_dir: Path | None,
+    witness_file: Path | None,
+) -> None:
+    """Recompute the tree, check every checkpoint and the witness; needs no decryption key.
+
+    An auditor holding a copy of the log folder, the witness and the public key verifies it
+    with --log-dir, --witness and --public-key: no home and no appliance.toml."""
+    if log_dir is not None:
+        if key_file is None or witness_file is None:
+            raise click.UsageError("--log-dir needs --public-key and --witness")
+        directory, witness, public_key = log_dir, witness_file, _public_key(log_dir, key_file)
+        origin = _origin_of(log_dir)
+    else:
+        path = resolve_home(home)
+        settings = load_settings(path)
+        directory, witness = settings.path(settings.audit.directory), settings.path(settings.audit.witness)
+        public_key, origin = _public_key(path, key_file), settings.audit.origin
     held = Path(checkpoint_file).read_text() if checkpoint_file else None
     try:
-        result = verify_log(
-            settings.path(settings.audit.directory),
-            _public_key(path, key_file),
-            settings.audit.origin,
-            settings.path(settings.audit.witness),
-            held,
-        )
+        result = verify_log(directory, public_key, origin, witness, held)
     except WitnessError as exc:
         click.echo(f"Error: audit log verification FAILED (witness): {exc}", err=True)
         raise SystemExit(WITNESS_FAILED) from exc
@@ -140,6 +163,14 @@ def audit_verify(home: str | None, checkpoint_file: str | None, key_file: str | 
         f"{result.checkpoints} checkpoints, {result.witnessed} witnessed"
         + (", and it extends the auditor's checkpoint" if held else "")
     )
+
+
+def _origin_of(log_dir: Path) -> str:
+    """The log's name, from its checkpoints' first line (each signature covers it)."""
+    notes = sorted((log_dir / CHECKPOINTS).glob("*.note"))
+    if not notes:
+        raise click.ClickException(f"{log_dir} holds no signed checkpoint: is it a copy of an audit/ folder?")
+    return notes[-1].read_text().split("\n", 1)[0]
 
 
 @audit.command("prove")

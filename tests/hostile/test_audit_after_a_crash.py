@@ -4,6 +4,9 @@ start records that the previous run ended unclean and how far the log had been c
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from appliance.cli.audit import WITNESS_FAILED
 from audit.log import CHECKPOINTS, ENTRIES, read_records
 from testbed.dcmtk import echoscu
-from testbed.processes import ApplianceProcess, run_cli
+from testbed.processes import APPLIANCE, ApplianceProcess, run_cli
 from tests.support.environments import FAST
 from tests.support.inspect import audit_events
 
@@ -69,4 +72,21 @@ def test_verify_fails_apart_when_the_witness_is_missing_or_older_than_a_clean_st
 
     witness.unlink()
     missing = run_cli(home, "audit", "verify", check=False)
+    assert missing.returncode == WITNESS_FAILED and "is missing" in missing.stderr
+
+
+def test_an_auditor_verifies_a_copy_with_the_public_key_alone(appliance, home, tmp_path):
+    assert echoscu(appliance.dicom_port) == 0
+    appliance.stop()
+    copy = tmp_path / "auditor"
+    shutil.copytree(home / "audit", copy / "audit")
+    shutil.copy(home / "witness" / "audit-checkpoints.jsonl", copy / "witness.jsonl")
+    shutil.copy(home / "audit-signing-key.pub", copy / "key.pub")
+    verify = [*APPLIANCE, "audit", "verify", "--log-dir", str(copy / "audit"),
+              "--witness", str(copy / "witness.jsonl"), "--public-key", str(copy / "key.pub")]  # fmt: skip
+    no_home = {k: v for k, v in os.environ.items() if k != "APPLIANCE_HOME"}
+    result = subprocess.run(verify, capture_output=True, text=True, cwd=copy, env=no_home)
+    assert result.returncode == 0 and "audit log verified" in result.stdout, result.stderr
+    (copy / "witness.jsonl").unlink()
+    missing = subprocess.run(verify, capture_output=True, text=True, cwd=copy, env=no_home)
     assert missing.returncode == WITNESS_FAILED and "is missing" in missing.stderr
