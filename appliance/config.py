@@ -152,7 +152,8 @@ class InferenceSettings(Section):
         "back to the system once it has had no series this long",
     )
     destinations: list[str] = Field(
-        default_factory=list, description="destination names for SEG and SR; empty: every destination"
+        default_factory=list,
+        description="destination names for SEG and SR; empty: those added with --results (none by default)",
     )
     rules: list[RoutingRule] = Field(default_factory=list)
 

@@ -180,7 +180,7 @@ def appliance_latency(
     run_cli(home, "init")
     run_cli(home, "sources", "add", "bench", "--ae", "SCU", "--host", "127.0.0.1")
     run_cli(home, "destinations", "add", "pacs", "--ae", "ORTHANC", "--host", "127.0.0.1",
-            "--port", str(orthanc.dicom_port))  # fmt: skip
+            "--port", str(orthanc.dicom_port), "--results")  # fmt: skip
     env = {
         "APPLIANCE_ASSEMBLY__QUIET_SECONDS": str(quiet),
         "APPLIANCE_INFERENCE__DEVICE": device,

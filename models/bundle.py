@@ -111,11 +111,19 @@ class BundleError(ModelError):
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """Which model made a result: its name, version and the SHA-256 of its signed manifest."""
+    """Which model made a result: its name, version, the SHA-256 of its signed manifest, and the
+    use its bundle declares (MONAI's ``intended_use``, else its ``task``)."""
 
     name: str
     version: str
     digest: str
+    intended_use: str = ""
+
+    @property
+    def for_clinical_use(self) -> bool:
+        """False when the bundle itself says it is not for clinical (or diagnostic) use."""
+        declared = self.intended_use.lower()
+        return not any(f"not for {use} use" in declared for use in ("clinical", "diagnostic"))
 
 
 @dataclass(frozen=True)
@@ -174,9 +182,10 @@ class Predictor:
     ) -> None:
         self.manifest: Manifest = verify_bundle(bundle, trusted)  # before anything is evaluated
         digest = hashlib.sha256((bundle / MANIFEST).read_bytes()).hexdigest()
-        self.identity = ModelIdentity(self.manifest.name, self.manifest.version, digest)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         metadata = json.loads((bundle / METADATA).read_text())
+        intended_use = str(metadata.get("intended_use") or metadata.get("task") or "")
+        self.identity = ModelIdentity(self.manifest.name, self.manifest.version, digest, intended_use)
         self.segments = _segments(metadata)
         from monai.bundle import ConfigParser  # heavy import: only once a bundle is verified
 

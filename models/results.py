@@ -124,7 +124,8 @@ def write_results(
         manufacturer_model_name=model.name,
         software_versions=model.version,
         device_serial_number="1",
-        series_description=f"{model.name} segmentation",
+        series_description=_series_description(model, "segmentation"),
+        content_description=_content_description(model),
         omit_empty_frames=occupied.size > 0,  # highdicom refuses to omit every frame
     )
     voxels = _voxels_per_segment(renumbered, occupied, len(segments))
@@ -136,6 +137,22 @@ def write_results(
     return Results(segmentation, report, volumes)
 
 
+_NOT_CLINICAL = " (NOT FOR CLINICAL USE)"
+
+
+def _series_description(model: ModelIdentity, what: str) -> str:
+    """``<model> <what>``, marked when the model is not for clinical use; 64 characters at most
+    (LO), the mark kept whole."""
+    tail = f" {what}" + ("" if model.for_clinical_use else _NOT_CLINICAL)
+    return model.name[: 64 - len(tail)] + tail
+
+
+def _content_description(model: ModelIdentity) -> str:
+    """The SEG's Content Description (64 characters at most): the model, and its declared use."""
+    text = f"{model.name} {model.version}" + (": NOT FOR CLINICAL USE" if not model.for_clinical_use else "")
+    return text[:64]
+
+
 def _report(
     segmentation: Dataset,
     segments: tuple[Segment, ...],
@@ -144,7 +161,8 @@ def _report(
     source: Dataset,
 ) -> Dataset:
     source_series_uid, modality = source.SeriesInstanceUID, str(source.get("Modality", ""))
-    algorithm = hd.sr.AlgorithmIdentification(name=model.name, version=model.version)
+    named = model.name if model.for_clinical_use else f"{model.name}{_NOT_CLINICAL}"  # in the SR's content
+    algorithm = hd.sr.AlgorithmIdentification(name=named, version=model.version)
     groups = [
         hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=segment.label),
@@ -181,7 +199,7 @@ def _report(
         sop_instance_uid=generate_uid(),
         instance_number=1,
         manufacturer=MANUFACTURER,
-        series_description=f"{model.name} measurements",
+        series_description=_series_description(model, "measurements"),
     )
 
 

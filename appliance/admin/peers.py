@@ -105,16 +105,25 @@ def add_source(
 
 
 def add_destination(
-    app: Appliance, actor: str, name: str, ae_title: str, host: str, port: int, tls: bool
+    app: Appliance,
+    actor: str,
+    name: str,
+    ae_title: str,
+    host: str,
+    port: int,
+    tls: bool,
+    results: bool = False,
 ) -> Destination:
     _checked(ae_title, host, port)
     with app.session() as session:
         if session.exec(select(Destination).where(Destination.name == name)).first():
             raise ConfigError(f"a destination named {name} exists; remove it first")
-        destination = Destination(name=name, ae_title=ae_title, host=host, port=port, tls=tls)
+        destination = Destination(
+            name=name, ae_title=ae_title, host=host, port=port, tls=tls, results=results
+        )
         session.add(destination)
         session.commit()
-    detail = {"ae_title": ae_title, "host": host, "port": port, "tls": tls}
+    detail = {"ae_title": ae_title, "host": host, "port": port, "tls": tls, "results": results}
     _audit_change(app, actor, Action.CREATE, "destination", name, detail)
     return destination
 

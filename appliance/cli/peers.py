@@ -57,12 +57,20 @@ def destinations() -> None:
 @click.argument("name")
 @click.option("--ae", "ae_title", required=True)
 @click.option("--host", required=True)
-@click.option("--port", required=True, type=int)
+@click.option("--port", required=True, type=click.IntRange(1, 65535))
 @click.option("--tls", is_flag=True, help="connect with DICOM TLS (uses dicom.tls files)")
-def destinations_add(home: str | None, name: str, ae_title: str, host: str, port: int, tls: bool) -> None:
+@click.option(
+    "--results", is_flag=True, help="send it the inference results (SEG, SR); without it, it gets none"
+)
+def destinations_add(
+    home: str | None, name: str, ae_title: str, host: str, port: int, tls: bool, results: bool
+) -> None:
+    """A peer to send to: with ``appliance send``, and with --results, the inference results."""
     app = open_home(home)
-    peers.add_destination(app, actor(), name, ae_title, host, port, tls)
-    click.echo(f"destination {name} ({ae_title}@{host}:{port}) added")
+    peers.add_destination(app, actor(), name, ae_title, host, port, tls, results)
+    click.echo(
+        f"destination {name} ({ae_title}@{host}:{port}) added" + (", receives results" if results else "")
+    )
 
 
 @destinations.command("list")
@@ -71,7 +79,7 @@ def destinations_add(home: str | None, name: str, ae_title: str, host: str, port
 def destinations_list(home: str | None, as_json: bool) -> None:
     app = open_home(home)
     rows = [d.model_dump(exclude={"id"}) for d in peers.list_peers(app, Destination)]
-    emit_rows(rows, as_json, ["name", "ae_title", "host", "port", "tls"])
+    emit_rows(rows, as_json, ["name", "ae_title", "host", "port", "tls", "results"])
 
 
 @destinations.command("remove")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, LargeBinary, UniqueConstraint, true
+from sqlalchemy import JSON, Column, LargeBinary, UniqueConstraint, false, true
 from sqlmodel import Field, SQLModel
 
 
@@ -99,6 +99,9 @@ class Destination(SQLModel, table=True):
     host: str = Field(max_length=255)
     port: int
     tls: bool = False
+    # receives the inference results (SEG, SR): never by default, so a clinical PACS added as a
+    # destination does not get a demonstration model's output
+    results: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -56,7 +56,7 @@ def serve(home: Path, tmp_path: Path, env: dict | None = None) -> ApplianceProce
 
 def test_phantom_series_comes_back_from_the_pacs_as_seg_and_sr(home, tmp_path, orthanc):
     run_cli(home, "destinations", "add", "pacs", "--ae", "ORTHANC", "--host", "127.0.0.1",
-            "--port", str(orthanc.dicom_port))  # fmt: skip
+            "--port", str(orthanc.dicom_port), "--results")  # fmt: skip
     phantom = make_phantom(SHAPE, SPACING, seed=2026, lesion_count=3)
     datasets = phantom_series(phantom.hu, SPACING)
     files = write_series(tmp_path / "in", datasets)

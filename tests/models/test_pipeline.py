@@ -76,3 +76,17 @@ def test_a_series_no_rule_matches_is_unrouted_with_each_rules_reason(datasets):
 def test_an_empty_series_is_a_model_error():
     with pytest.raises(ModelError, match="no stored instances"):
         pipeline.run_series(HeadersFirst([]), [RoutingRule(model="m")], lambda _name: None)  # type: ignore[arg-type,return-value]
+
+
+def test_the_demo_models_results_say_they_are_not_for_clinical_use(predictor, datasets):
+    assert not predictor.identity.for_clinical_use  # its bundle's task says so
+    results = pipeline.run_series(
+        HeadersFirst(datasets), [RoutingRule(model=predictor.name)], lambda _: predictor
+    )
+    assert isinstance(results, pipeline.SeriesResults)
+    assert results.segmentation.SeriesDescription.endswith("(NOT FOR CLINICAL USE)")
+    assert "NOT FOR CLINICAL USE" in results.segmentation.ContentDescription
+    assert results.report.SeriesDescription.endswith("(NOT FOR CLINICAL USE)")
+    content = [e for item in results.report.ContentSequence for e in item.iterall()]
+    texts = [str(e.value) for e in content if e.VR in ("UT", "LO")]
+    assert any("NOT FOR CLINICAL USE" in text for text in texts)  # in the report's content tree

@@ -158,12 +158,15 @@ class InferenceProcess:
         self._process = self._connection = None
 
 
-def _destinations(app: Appliance) -> list[str]:
+def result_destinations(app: Appliance) -> list[str]:
+    """Where results go: ``inference.destinations`` if named, else the destinations added with
+    ``--results``; none otherwise (the results stay stored here)."""
     configured = app.settings.inference.destinations
     if configured:
         return list(configured)
     with app.session() as session:
-        return list(session.exec(select(Destination.name).order_by(Destination.name)).all())
+        marked = select(Destination.name).where(Destination.results).order_by(Destination.name)
+        return list(session.exec(marked).all())
 
 
 def _stored_objects(app: Appliance, series_pk: int) -> tuple[StoredObject, ...]:
@@ -226,7 +229,7 @@ class JobRecorder:
 
     def _store_results(self, reply: Done) -> str:
         pks = [self.writer.write(result) for result in reply.results]
-        for destination in _destinations(self.app):
+        for destination in result_destinations(self.app):
             enqueue(self.app, destination, pks)
         seg, sr = (result.sop_instance_uid for result in reply.results)
         volumes = ", ".join(f"{label} {ml:.1f} mL" for label, ml in reply.volumes_ml.items())
