@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.metadata
 import logging
 import signal
 import socket
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from appliance.config import CONFIG_FILE
 from appliance.context import Appliance
 from appliance.errors import ConfigError
 from appliance.jobs.payloads import SendInstances, SeriesComplete
@@ -109,6 +111,10 @@ def _inference_runner(app: Appliance, on_results: Callable[[], None]) -> Inferen
 
 def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None = None) -> None:
     settings = app.settings
+    log.info(
+        "appliance %s starting: home %s, configuration %s",
+        importlib.metadata.version("imaging-appliance"), settings.home, settings.home / CONFIG_FILE,
+    )  # fmt: skip
     audit_directory = settings.path(settings.audit.directory)
     unclean = start_run(audit_directory)
     if unclean is not None:

@@ -28,5 +28,5 @@ def init(home: str | None) -> None:
 def serve(home: str | None, dicom_port: int | None, http_port: int | None) -> None:
     """Run the DICOM gateway, the workers and the HTTP server until SIGTERM or Ctrl-C."""
     app = open_home(home)
-    logs.configure(app.settings.log_path, app.settings.log_level)
+    logs.configure(app.settings.log_path, app.settings.log_level, rotates=True)
     serve_appliance(app, dicom_port, http_port)

@@ -6,14 +6,16 @@ MRN), and a library's exception message may hold anything. So every record from 
 packages, and every Python warning (captured into logging), is scrubbed before any handler sees
 it (:class:`ScrubLibraryRecords`): quoted text and every token holding a digit, ``^``, ``@`` or
 ``=`` become ``…``, and of an exception only its type and the traceback's frames are kept, not
-its message. pynetdicom's own loggers are kept at WARNING because their debug output dumps
-datasets.
+its message. A library's records below WARNING are dropped (highdicom's INFO at each start), and
+pynetdicom's below CRITICAL: its debug output dumps datasets and its errors repeat what the gateway
+and the sender log themselves.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import re
 import sys
 import traceback
@@ -45,6 +47,8 @@ class ScrubLibraryRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "scrubbed", False) or _own(record.name):
             return True
+        if record.levelno < logging.WARNING:  # a library's chatter (highdicom's INFO at each start)
+            return False
         message = record.getMessage()
         if record.name == "py.warnings":
             found = _WARNING.match(message.strip())
@@ -116,18 +120,28 @@ def _install(handlers: list[logging.Handler], formatter: logging.Formatter, leve
         handler.addFilter(ScrubLibraryRecords())
         root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # pynetdicom's debug output dumps datasets, and its errors repeat what the gateway and the
+    # sender log themselves (each refusal, each failed send with its cause): only its criticals pass
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
-def configure(log_dir: Path, level: str) -> None:
-    """A serving process: JSON lines to stderr and to the home's log file."""
+LOG_FILE = "appliance.log"
+ROTATE_BYTES = 50 * 1024 * 1024
+ROTATE_KEEP = 5
+
+
+def configure(log_dir: Path, level: str, rotates: bool = False) -> None:
+    """A serving process: JSON lines to stderr and to the home's log file. One process (``serve``'s
+    main, ``rotates``) rolls the file over at 50 MiB, keeping 5; the others reopen it when it does."""
     log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [
-        logging.StreamHandler(sys.stderr),
-        logging.FileHandler(log_dir / "appliance.log"),
-    ]
-    _install(handlers, JsonFormatter(), level)
+    path = log_dir / LOG_FILE
+    to_file: logging.Handler = (
+        logging.handlers.RotatingFileHandler(path, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP)
+        if rotates
+        else logging.handlers.WatchedFileHandler(path)
+    )
+    _install([logging.StreamHandler(sys.stderr), to_file], JsonFormatter(), level)
 
 
 def configure_command() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import warnings
 
 from appliance.runtime.logs import JsonFormatter, PlainFormatter, ScrubLibraryRecords
@@ -61,3 +62,32 @@ def test_a_captured_warning_keeps_its_category_and_place_not_its_values():
         )
     line = json.loads(_formatted("py.warnings", JsonFormatter(), msg="%s", args=(text,)))
     assert line["message"] == "UserWarning at pydicom/valuerep.py:440: Invalid value for VR UI: …"
+
+
+def test_a_librarys_chatter_below_warning_is_dropped_and_ours_kept():
+    library = logging.getLogger("highdicom").makeRecord(
+        "highdicom", logging.INFO, "x.py", 1, "loaded", (), None
+    )
+    ours = logging.getLogger("appliance.server").makeRecord(
+        "appliance.server", logging.INFO, "x.py", 1, "hi", (), None
+    )
+    assert ScrubLibraryRecords().filter(library) is False
+    assert ScrubLibraryRecords().filter(ours) is True
+
+
+def test_the_serving_process_rotates_its_log_and_the_others_follow(tmp_path):
+    from appliance.runtime import logs
+
+    logs.configure(tmp_path, "INFO", rotates=True)
+    try:
+        rotating = next(
+            h for h in logging.getLogger().handlers if isinstance(h, logging.handlers.RotatingFileHandler)
+        )
+        assert rotating.maxBytes == logs.ROTATE_BYTES and rotating.backupCount == logs.ROTATE_KEEP
+        logs.configure(tmp_path, "INFO")
+        assert any(isinstance(h, logging.handlers.WatchedFileHandler) for h in logging.getLogger().handlers)
+    finally:
+        for handler in logging.getLogger().handlers:
+            handler.close()
+        logging.getLogger().handlers.clear()
+        logging.captureWarnings(False)
