@@ -65,8 +65,8 @@ class DicomSettings(Section):
     max_associations: int = 16
     workers: int = Field(0, ge=0, description="gateway processes sharing the port; 0: one per CPU, at most 4")
     max_pdu: int = Field(262144, description="largest PDU we accept; 0 = unlimited")
-    max_instance_bytes: int = 1024**3
-    min_free_bytes: int = 1024**3
+    max_instance_bytes: int = Field(1024**3, description="a larger instance gets 0xA700")
+    min_free_bytes: int = Field(1024**3, description="below this free space in the store, stores get 0xA700")
     network_timeout_seconds: float = 60.0
     admission: AdmissionSettings = AdmissionSettings()
     tls: TlsSettings = TlsSettings()
@@ -83,14 +83,18 @@ class HttpSettings(Section):
 
 
 class KeySettings(Section):
-    source: Literal["directory", "env"] = "directory"
+    source: Literal["directory", "env"] = Field(
+        "directory", description='"directory": keys/ in the home; "env": the KEK (base64) in $APPLIANCE_KEK'
+    )
     directory: Path = Path("keys")
     kek_env: str = "APPLIANCE_KEK"
     previous_kek_env: str = "APPLIANCE_KEK_PREVIOUS"
 
 
 class AssemblySettings(Section):
-    quiet_seconds: float = 30.0
+    quiet_seconds: float = Field(
+        30.0, description="a series is complete after this long without a new instance"
+    )
     poll_seconds: float = 1.0
 
 

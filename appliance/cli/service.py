@@ -18,7 +18,10 @@ def init(home: str | None) -> None:
     path = resolve_home(home)
     for line in home_module.init_home(path):
         click.echo(f"created {line}")
-    click.echo(f"appliance home ready at {path}")
+    click.echo(f"appliance home ready at {path}. Next:")
+    click.echo(f"  appliance sources add NAME --ae CALLING_AE --host HOST --home {path}   # who may send")
+    click.echo(f"  appliance destinations add NAME --ae AE --host HOST --port PORT [--results] --home {path}")
+    click.echo(f"  appliance serve --home {path}   # settings: {path / 'appliance.toml'}")
 
 
 @click.command()

@@ -70,3 +70,44 @@ def test_a_file_that_is_not_toml_is_one_clear_error(tmp_path):
     (tmp_path / "h" / "appliance.toml").write_text("[dicom\nport = 1\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(tmp_path / "h")
+
+
+def _setting_paths(model, prefix=()):  # type: ignore[no-untyped-def]
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _setting_paths(field.annotation, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+def test_init_writes_every_section_and_setting(tmp_path):
+    from appliance.config import Settings
+
+    init_home(tmp_path / "h")
+    text = (tmp_path / "h" / "appliance.toml").read_text()
+    for path in _setting_paths(Settings):
+        if path in {("home",), ("deidentify", "profiles")}:
+            continue
+        section = "[" + ".".join(path[:-1]) + "]"
+        assert path[:-1] == () or section in text or path == ("inference", "rules"), section
+        assert f"# {path[-1]} = " in text or path == ("inference", "rules"), path
+    assert "[[inference.rules]]" in text and "[audit.syslog]" in text and "# workers = 0" in text
+
+
+def test_a_failed_init_leaves_no_half_made_home(tmp_path, monkeypatch):
+    from appliance import home as home_module
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("the disk went away")
+
+    monkeypatch.setattr(home_module, "install_demo_model", broken)
+    with pytest.raises(OSError):
+        init_home(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mounted").mkdir()
+    (tmp_path / "mounted" / "lost+found").mkdir()  # a folder that existed, as a volume's root does
+    with pytest.raises(OSError):
+        init_home(tmp_path / "mounted")
+    assert [p.name for p in (tmp_path / "mounted").iterdir()] == ["lost+found"]
