@@ -8,6 +8,7 @@ COPY dicom_gateway dicom_gateway
 COPY anonymizer anonymizer
 COPY audit audit
 COPY models models
+COPY durable durable
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir torch==2.13.0 --index-url "$TORCH_INDEX"
 RUN pip install --no-cache-dir '.[postgres]'

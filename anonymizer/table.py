@@ -13,9 +13,9 @@ from pathlib import Path
 
 from anonymizer.errors import ProfileError
 
-# The table ships beside the project (shared/standards), not inside it.
+# PS3.15 Table E.1-1 as JSON, shipped as package data (its source and licence beside it)
 DEFAULT_TABLE = (
-    Path(__file__).resolve().parents[2] / "shared" / "standards" / "confidentiality_profile_attributes.json"
+    Path(__file__).resolve().parent / "standards" / "confidentiality_profile_attributes.json"
 )
 
 OPTION_FIELDS = (

@@ -165,7 +165,10 @@ class InferenceSettings(Section):
 class DeidentifySettings(Section):
     """De-identification: PS3.15 Table E.1-1 as JSON, named profiles, and the one used by default."""
 
-    profile_table: Path = Field(DEFAULT_TABLE, description="Table E.1-1 as JSON (shared/standards)")
+    profile_table: Path = Field(
+        DEFAULT_TABLE,
+        description="PS3.15 Table E.1-1 as JSON (default: the copy shipped with the anonymizer)",
+    )
     default_profile: str = DEFAULT_PROFILE
     profiles: dict[str, Profile] = Field(
         default_factory=dict, description='more named profiles besides the built-in "basic" and "research"'
@@ -179,6 +182,9 @@ class Settings(BaseSettings):
 
     home: Path
     database_url: str | None = None
+    database_password_file: Path | None = Field(
+        None, description="a file holding the database password (a container's secret), put into database_url"
+    )
     store_directory: Path = Path("store")
     log_directory: Path = Path("logs")
     log_level: str = "INFO"
@@ -220,7 +226,19 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'appliance.db'}"
+        if not self.database_url:
+            return f"sqlite:///{self.home / 'appliance.db'}"
+        if self.database_password_file is None:
+            return self.database_url
+        from sqlalchemy.engine import make_url
+
+        try:
+            password = self.path(self.database_password_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"database_password_file {self.database_password_file}: {exc.strerror}"
+            ) from None
+        return make_url(self.database_url).set(password=password).render_as_string(hide_password=False)
 
 
 def resolve_home(home: str | Path | None) -> Path:

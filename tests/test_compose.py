@@ -1,4 +1,7 @@
-"""docker-compose.yml is valid and wires the appliance to PostgreSQL and Orthanc."""
+"""docker-compose.yml is valid and wires the appliance to PostgreSQL and Orthanc: every service
+has a health check, the appliance starts only once its peers are healthy, secrets come from files
+(compose secrets, never environment values), Orthanc asks for authentication, and a GPU profile
+reserves the GPU."""
 
 from __future__ import annotations
 
@@ -9,21 +12,43 @@ import yaml
 from testbed.processes import REPO
 
 
-def test_compose_config_is_valid_and_wired():
-    env = {"PATH": "/usr/bin:/bin", "POSTGRES_PASSWORD": "test-only", "APPLIANCE_KEK": "dGVzdA=="}
-    result = subprocess.run(["docker-compose", "config"], cwd=REPO, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    config = yaml.safe_load(result.stdout)
-    services = config["services"]
-    assert set(services) == {"appliance", "postgres", "orthanc"}
-    appliance = services["appliance"]
-    assert "postgresql+psycopg://" in appliance["environment"]["APPLIANCE_DATABASE_URL"]
-    assert appliance["environment"]["APPLIANCE_KEYS__SOURCE"] == "env"
-
-
-def test_compose_refuses_to_start_without_secrets():
+def _config() -> dict:
     result = subprocess.run(
         ["docker-compose", "config"], cwd=REPO, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
     )
-    assert result.returncode != 0
-    assert "POSTGRES_PASSWORD" in result.stderr or "APPLIANCE_KEK" in result.stderr
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_compose_config_is_valid_and_wired():
+    config = _config()
+    services = config["services"]
+    assert {"appliance", "postgres", "orthanc"} <= set(services)
+    assert "version" not in yaml.safe_load((REPO / "docker-compose.yml").read_text())  # obsolete key
+    appliance = services["appliance"]
+    environment = appliance["environment"]
+    assert environment["APPLIANCE_DATABASE_URL"] == "postgresql+psycopg://appliance@postgres:5432/appliance"
+    assert environment["APPLIANCE_KEYS__SOURCE"] == "env"
+    assert environment["APPLIANCE_KEK_FILE"] == "/run/secrets/appliance_kek"
+    assert not any(k in environment for k in ("APPLIANCE_KEK", "POSTGRES_PASSWORD"))
+    assert appliance["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "orthanc": {"condition": "service_healthy"},
+    }
+    assert all("healthcheck" in services[name] for name in ("appliance", "postgres", "orthanc"))
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert services["orthanc"]["environment"]["ORTHANC__AUTHENTICATION_ENABLED"] == "true"
+    assert set(config["secrets"]) == {"appliance_kek", "postgres_password", "ORTHANC__REGISTERED_USERS"}
+    assert not any("shared" in str(volume) for volume in appliance.get("volumes", []))
+
+
+def test_the_gpu_profile_reserves_a_gpu():
+    gpu = _config()["services"]["appliance-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"]
+
+
+def test_the_build_context_leaves_out_keys_homes_and_environments():
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", "secrets", "appliance-home", ".git"} <= set(ignored)

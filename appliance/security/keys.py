@@ -191,15 +191,28 @@ class EnvKeySource:
         self.previous_env = previous_env
 
     def load(self) -> Keyring:
-        value = os.environ.get(self.kek_env)
+        value = os.environ.get(self.kek_env) or _from_file(f"{self.kek_env}_FILE")
         if not value:
-            raise KeyMaterialError(f"keys.source is 'env' but ${self.kek_env} is not set")
+            raise KeyMaterialError(
+                f"keys.source is 'env' but neither ${self.kek_env} nor ${self.kek_env}_FILE is set"
+            )
         active = _decode_env_key(value, self.kek_env)
         keys = {key_id(active): active}
         for item in filter(None, os.environ.get(self.previous_env, "").split(",")):
             old = _decode_env_key(item, self.previous_env)
             keys[key_id(old)] = old
         return Keyring(keys, key_id(active))
+
+
+def _from_file(variable: str) -> str | None:
+    """The secret in the file ``$variable`` names (a container's secret), if it names one."""
+    path = os.environ.get(variable)
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise KeyMaterialError(f"${variable} names {path}, which cannot be read ({exc.strerror})") from None
 
 
 def key_source(settings: Settings) -> DirectoryKeySource | EnvKeySource:

@@ -102,3 +102,26 @@ def test_retire_refuses_the_active_key_and_one_still_in_use(app, tmp_path):
     with pytest.raises(KeyMaterialError, match="is active"):
         rotation.retire(app, "test", app.keyring.active_id)
     rotation.retire(app, "test", old_id)
+
+
+def test_the_kek_and_the_database_password_can_come_from_secret_files(tmp_path, monkeypatch):
+    import base64
+    import os
+
+    from appliance.config import Settings
+    from appliance.security.keys import EnvKeySource
+
+    kek = tmp_path / "kek"
+    kek.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    monkeypatch.delenv("APPLIANCE_KEK", raising=False)
+    monkeypatch.setenv("APPLIANCE_KEK_FILE", str(kek))
+    keyring = EnvKeySource("APPLIANCE_KEK", "APPLIANCE_KEK_PREVIOUS").load()
+    assert keyring.active_id
+    password = tmp_path / "password"
+    password.write_text("s3cret/with:chars\n")
+    settings = Settings(
+        home=tmp_path,
+        database_url="postgresql+psycopg://appliance@db:5432/appliance",
+        database_password_file=password,
+    )
+    assert settings.sqlalchemy_url == "postgresql+psycopg://appliance:s3cret%2Fwith%3Achars@db:5432/appliance"
