@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,9 +40,23 @@ def _associate(ae: AE, remote: RemoteAE):  # type: ignore[no-untyped-def]
     tls_args = (remote.tls_context, remote.host) if remote.tls_context else None
     assoc = ae.associate(remote.host, remote.port, ae_title=remote.ae_title, tls_args=tls_args)
     if not assoc.is_established:
-        state = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
+        state = (
+            "rejected"
+            if assoc.is_rejected
+            else _unreachable(remote) or ("aborted" if assoc.is_aborted else "failed")
+        )
         raise SendError(f"association with {remote.ae_title}@{remote.host}:{remote.port} {state}")
     return assoc
+
+
+def _unreachable(remote: RemoteAE) -> str | None:
+    """Why no association could start, when the cause is the connection itself (pynetdicom reports
+    a refused or unroutable connection only as an aborted association)."""
+    try:
+        with socket.create_connection((remote.host, remote.port), timeout=5):
+            return None
+    except OSError as exc:
+        return f"failed: cannot connect ({exc.strerror or type(exc).__name__})"
 
 
 def echo(remote: RemoteAE, calling_ae: str, timeout: float = 30.0) -> None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from appliance.admin.peers import get_destination
 from appliance.cli.common import ApplianceGroup, emit_rows, home_option, open_home
 from appliance.pipeline import sending
-from appliance.storage.writer import ObjectWriter
+from appliance.storage.writer import NewObject, ObjectWriter
 from dicom_gateway.errors import RejectedInstance
 from dicom_gateway.received import instance_from_part10
 
 
-def _dicom_files(paths: tuple[str, ...]) -> list[Path]:
+def _files(paths: tuple[str, ...]) -> list[Path]:
     files: list[Path] = []
     for name in paths:
         path = Path(name)
@@ -24,21 +27,34 @@ def _dicom_files(paths: tuple[str, ...]) -> list[Path]:
 @click.command()
 @home_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--to", "destination", required=True, help="destination name")
+@click.option(
+    "--to", "destination", required=True, help="destination name (see 'appliance destinations list')"
+)
 def send(home: str | None, paths: tuple[str, ...], destination: str) -> None:
-    """Send DICOM files to a destination through the persistent, retrying send queue."""
+    """Send DICOM files to a destination through the persistent, retrying send queue.
+
+    The destination is checked first; files that are not DICOM are skipped and listed. What is
+    sent is stored (encrypted) as a complete series, never an inference job."""
     app = open_home(home)
+    get_destination(app, destination)  # a destination that does not exist: one line, nothing stored
     index = ObjectWriter(app)
+    pks, skipped = [], []
     try:
-        pks = []
-        for path in _dicom_files(paths):
-            try:
-                instance = instance_from_part10(path.read_bytes(), "CLI", app.settings.dicom.ae_title)
-            except RejectedInstance as exc:
-                raise click.ClickException(f"{path}: {exc.comment}") from exc
-            pks.append(index.store(instance))
+        files = _files(paths)
+        with click.progressbar(files, label="storing", file=sys.stderr) as progress:
+            for path in progress:
+                try:
+                    instance = instance_from_part10(path.read_bytes(), "CLI", app.settings.dicom.ae_title)
+                except RejectedInstance as exc:
+                    skipped.append(f"{path}: {exc.comment}")
+                    continue
+                pks.append(index.write(replace(NewObject.received(instance), complete_series=True)))
     finally:
         index.close()
+    for line in skipped:
+        click.echo(f"skipped {line}", err=True)
+    if not pks:
+        raise click.ClickException(f"none of the {len(files)} file(s) is a DICOM instance; nothing sent")
     job = sending.enqueue(app, destination, pks)
     job = sending.attempt(app, job.id)
     if job.state == "done":
@@ -47,7 +63,8 @@ def send(home: str | None, paths: tuple[str, ...], destination: str) -> None:
     click.echo(
         f"attempt {job.attempts} of job {job.id} failed: {job.last_error}; "
         + (
-            f"it stays queued and a running appliance retries it from {job.next_attempt_at:%H:%M:%S} UTC"
+            f"it stays queued and a running appliance retries it from "
+            f"{job.next_attempt_at.isoformat(timespec='seconds')}"
             if job.state == "pending"
             else "no attempts left; see 'appliance sends list' and 'appliance sends retry'"
         ),

@@ -86,3 +86,24 @@ def test_failed_send_stays_visible_and_can_be_retried(home, tmp_path, orthanc, p
     orthanc.start()
     run_cli(home, "sends", "retry", str(job["job"]))
     assert json.loads(run_cli(home, "sends", "list", "--json").stdout)[0]["state"] == "pending"
+
+
+def test_send_checks_the_destination_first_skips_non_dicom_and_names_the_real_cause(
+    home, tmp_path, orthanc, patient
+):
+    files = write_series(tmp_path / "in", ct_series(2, patient))
+    (tmp_path / "in" / "notes.txt").write_text("not DICOM")
+    nowhere = run_cli(home, "send", str(tmp_path / "in"), "--to", "nope", check=False)
+    assert nowhere.returncode == 1 and "no destination named nope" in nowhere.stderr
+    assert json.loads(run_cli(home, "studies", "--json").stdout) == []  # nothing stored for it
+
+    add_pacs(home, orthanc)  # Orthanc not started: nothing listens on its port
+    result = run_cli(
+        home, "send", str(tmp_path / "in"), "--to", "pacs", env={"APPLIANCE_SEND__MAX_ATTEMPTS": "1"}
+    )
+    assert "skipped" in result.stderr and "notes.txt" in result.stderr
+    assert "cannot connect (Connection refused)" in result.stderr
+    (series,) = json.loads(run_cli(home, "studies", "--json").stdout)
+    assert series["state"] == "complete" and series["instances"] == len(files)  # never an inference job
+    jobs = json.loads(run_cli(home, "jobs", "--json").stdout)
+    assert jobs == []
