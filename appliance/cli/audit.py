@@ -129,12 +129,14 @@ def _public_key(home: Path, key_file: str | None) -> Ed25519PublicKey:
     type=click.Path(dir_okay=False, path_type=Path),
     help="with --log-dir: the witness file",
 )
+@click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def audit_verify(
     home: str | None,
     checkpoint_file: str | None,
     key_file: str | None,
     log_dir: Path | None,
     witness_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Recompute the tree, check every checkpoint and the witness; needs no decryption key.
 
@@ -158,8 +160,14 @@ def audit_verify(
         raise SystemExit(WITNESS_FAILED) from exc
     except AuditIntegrityError as exc:
         raise click.ClickException(f"audit log verification FAILED: {exc}") from exc
+    root = base64.b64encode(result.root).decode()
+    if as_json:
+        click.echo(json.dumps({"verified": True, "entries": result.entries, "root": root,
+                               "checkpoints": result.checkpoints, "witnessed": result.witnessed,
+                               "extends_auditors_checkpoint": bool(held)}))  # fmt: skip
+        return
     click.echo(
-        f"audit log verified: {result.entries} entries, root {base64.b64encode(result.root).decode()}, "
+        f"audit log verified: {result.entries} entries, root {root}, "
         f"{result.checkpoints} checkpoints, {result.witnessed} witnessed"
         + (", and it extends the auditor's checkpoint" if held else "")
     )

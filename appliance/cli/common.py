@@ -6,6 +6,7 @@ import getpass
 import importlib
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import click
@@ -63,7 +64,16 @@ class LazyGroup(ApplianceGroup):
         return super().get_command(ctx, cmd_name)
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON array, for scripts")
+
+
+def _shown(value: Any) -> Any:
+    """Times in ISO 8601 (seconds, with their offset) everywhere a command prints them."""
+    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else value
+
+
 def emit_rows(rows: Sequence[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
+    rows = [{key: _shown(value) for key, value in row.items()} for row in rows]
     if as_json:
         click.echo(json.dumps(list(rows), indent=2, default=str))
         return

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from appliance.cli.common import emit_rows, home_option, open_home
+from appliance.cli.common import emit_rows, home_option, json_option, open_home
 from appliance.jobs.payloads import SeriesComplete
 from appliance.jobs.queue import JobQueue
 
 
 @click.command()
 @home_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def jobs(home: str | None, as_json: bool) -> None:
     """List inference jobs: state, attempts, outcome (results or why no model ran) and last error."""
     app = open_home(home)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, open_home
+from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, json_option, open_home
 from appliance.security import rotation
 
 
@@ -15,7 +15,8 @@ def keys() -> None:
 
 @keys.command("list")
 @home_option
-def keys_list(home: str | None) -> None:
+@json_option
+def keys_list(home: str | None, as_json: bool) -> None:
     """KEKs, which one is active, and how many data keys each wraps."""
     app = open_home(home)
     in_use = rotation.keys_in_use(app)
@@ -23,7 +24,7 @@ def keys_list(home: str | None) -> None:
         {"kek": kid, "active": kid == app.keyring.active_id, "wraps": in_use.get(kid, 0)}
         for kid in app.keyring.ids
     ]
-    emit_rows(rows, False, ["kek", "active", "wraps"])
+    emit_rows(rows, as_json, ["kek", "active", "wraps"])
 
 
 @keys.command("rotate")

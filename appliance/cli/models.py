@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from appliance.admin import model_registry as registry
-from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, open_home
+from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, json_option, open_home
 
 
 @click.group(cls=ApplianceGroup)
@@ -36,8 +36,9 @@ def models_import(home: str | None, bundle: str) -> None:
 
 @models.command("list")
 @home_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def models_list(home: str | None, as_json: bool) -> None:
+    """Imported model versions, their state (staged, active, retired) and publisher."""
     rows = [m.model_dump(exclude={"id"}) for m in registry.list_models(open_home(home))]
     emit_rows(rows, as_json, ["name", "version", "state", "publisher", "imported_at"])
 
@@ -47,6 +48,7 @@ def models_list(home: str | None, as_json: bool) -> None:
 @click.argument("name")
 @click.argument("version")
 def models_activate(home: str | None, name: str, version: str) -> None:
+    """Make this version the one its routing rules run (the previous active one is retired)."""
     registry.activate(open_home(home), actor(), name, version)
     click.echo(f"{name} {version} is active")
 
@@ -56,5 +58,6 @@ def models_activate(home: str | None, name: str, version: str) -> None:
 @click.argument("name")
 @click.argument("version")
 def models_retire(home: str | None, name: str, version: str) -> None:
+    """Stop running this version; its results stay."""
     registry.retire(open_home(home), actor(), name, version)
     click.echo(f"{name} {version} retired")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from appliance.admin.peers import get_destination
-from appliance.cli.common import ApplianceGroup, emit_rows, home_option, open_home
+from appliance.cli.common import ApplianceGroup, emit_rows, home_option, json_option, open_home
 from appliance.pipeline import sending
 from appliance.storage.writer import NewObject, ObjectWriter
 from dicom_gateway.errors import RejectedInstance
@@ -79,8 +79,9 @@ def sends() -> None:
 
 @sends.command("list")
 @home_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def sends_list(home: str | None, as_json: bool) -> None:
+    """Send jobs: destination, instances, state, attempts, next attempt, last error."""
     app = open_home(home)
     queue = sending.send_queue(app)
     rows = [
@@ -104,6 +105,7 @@ def sends_list(home: str | None, as_json: bool) -> None:
 @home_option
 @click.argument("job_id", type=int)
 def sends_retry(home: str | None, job_id: int) -> None:
+    """Queue a failed send job again, with its attempts reset."""
     app = open_home(home)
     job = sending.retry(app, job_id)
     click.echo(f"job {job.id} is pending again")

@@ -8,14 +8,14 @@ from __future__ import annotations
 import click
 from sqlmodel import select
 
-from appliance.cli.common import actor, emit_rows, home_option, open_home
+from appliance.cli.common import actor, emit_rows, home_option, json_option, open_home
 from appliance.db.tables import Patient, Series, Study
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 
 
 @click.command()
 @home_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def studies(home: str | None, as_json: bool) -> None:
     """List patients, studies and series with instance counts and state."""
     app = open_home(home)

@@ -30,3 +30,22 @@ def test_a_command_does_not_import_the_others():
     )
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"  # the HTTP server, the DICOM network and the anonymizer stay unloaded
+
+
+def test_every_command_and_option_says_what_it_does():
+    context = click.Context(cli)
+    missing: list[str] = []
+
+    def walk(command: click.Command, name: str) -> None:
+        if not command.help:
+            missing.append(name)
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.help and param.name != "home":
+                missing.append(f"{name} {param.opts[0]}")
+        if isinstance(command, click.Group):
+            for sub in command.list_commands(context):
+                walk(command.get_command(context, sub), f"{name} {sub}")
+
+    for name in cli.list_commands(context):
+        walk(cli.get_command(context, name), name)
+    assert missing == []

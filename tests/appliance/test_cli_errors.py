@@ -61,3 +61,16 @@ def test_json_and_csv_together_and_the_version(home):
     assert both.returncode == 2 and "choose one" in both.stderr
     version = subprocess.run([*APPLIANCE, "--version"], capture_output=True, text=True, cwd=REPO)
     assert version.returncode == 0 and version.stdout.startswith("appliance, version ")
+
+
+def test_keys_list_and_audit_verify_have_json_and_times_are_iso_8601(home):
+    import json
+    from datetime import datetime
+
+    (key,) = json.loads(run_cli(home, "keys", "list", "--json").stdout)
+    assert key["active"] is True
+    verified = json.loads(run_cli(home, "audit", "verify", "--json").stdout)
+    assert verified["verified"] is True and verified["entries"] >= 1
+    (model,) = json.loads(run_cli(home, "models", "list", "--json").stdout)
+    parsed = datetime.fromisoformat(model["imported_at"])  # ISO 8601 with its offset, to the second
+    assert parsed.tzinfo is not None and model["imported_at"].count(":") == 3
