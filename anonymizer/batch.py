@@ -123,7 +123,7 @@ _worker: tuple[Path, Path, Deidentifier] | None = None
 
 def _start_worker(source: Path, target: Path, deidentifier: Deidentifier) -> None:
     global _worker
-    free_text.warm_up()
+    free_text.warm_up()  # forked: already loaded, nothing to do; spawned: loaded here
     _worker = (source, target, deidentifier)
 
 
@@ -145,14 +145,20 @@ def deidentify_files(
     on_patient: Callable[[PatientLink], None] | None = None,
     workers: int = 1,
 ) -> Iterator[Report]:
-    """De-identify each file into ``target`` (in ``workers`` processes); yield reports in file order."""
+    """De-identify each file into ``target`` (in ``workers`` processes); yield reports in file order.
+
+    The free-text recognisers (presidio, spaCy: about a second to load) are loaded here, once; where
+    the system can fork, the worker processes are forked after that and share them, rather than each
+    loading its own."""
+    free_text.warm_up()
     if workers <= 1 or len(files) < 2:
         results: Iterator[tuple[Report, PatientLink | None]] = (
             _one(path, source, target, deidentifier) for path in files
         )
         yield from _reported(results, on_patient)
         return
-    context = multiprocessing.get_context("spawn")  # no inherited threads or locks
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(
         workers, context, initializer=_start_worker, initargs=(source, target, deidentifier)
     ) as pool:

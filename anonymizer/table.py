@@ -14,9 +14,7 @@ from pathlib import Path
 from anonymizer.errors import ProfileError
 
 # PS3.15 Table E.1-1 as JSON, shipped as package data (its source and licence beside it)
-DEFAULT_TABLE = (
-    Path(__file__).resolve().parent / "standards" / "confidentiality_profile_attributes.json"
-)
+DEFAULT_TABLE = Path(__file__).resolve().parent / "standards" / "confidentiality_profile_attributes.json"
 
 OPTION_FIELDS = (
     "rtnSafePrivOpt",

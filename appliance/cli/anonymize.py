@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from anonymizer import free_text
 from anonymizer.batch import default_workers, deidentify_files, input_files, link_refused, summarise
 from anonymizer.engine import Deidentifier
 from anonymizer.errors import AnonymizerError
@@ -84,8 +83,6 @@ def anonymize(
         raise click.ClickException(str(error)) from error
     files, links_out = input_files(source, follow_links_out)
     workers = workers or min(default_workers(), max(1, len(files) // 16))  # a few files: one process
-    if workers == 1:
-        free_text.warm_up()
     pseudonyms = PseudonymMap(app) if app is not None else None
     reports = [link_refused(path, source) for path in links_out]
     with click.progressbar(length=len(files), label="de-identifying", file=sys.stderr) as bar:
