@@ -15,7 +15,6 @@ from anonymizer.profile import DEFAULT_PROFILE, named_profile
 from anonymizer.table import DEFAULT_TABLE, load_table
 from appliance.cli.common import actor, home_option, open_home
 from appliance.security.keys import read_key_file
-from appliance.security.pseudonym_map import PseudonymMap, pseudonymisation_secret
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 
 INCOMPLETE = 3  # exit status when any object failed or was quarantined (1: the run itself could not go)
@@ -66,13 +65,16 @@ def anonymize(
         raise click.ClickException(
             "TARGET is inside SOURCE (a second run would read its own output); choose another"
         )
-    app = None
+    app, pseudonyms = None, None
     if key_file is not None:
         secret = read_key_file(key_file, "pseudonymisation key file")
         profiles, table_path, default = {}, profile_table or DEFAULT_TABLE, DEFAULT_PROFILE
     else:
+        from appliance.security.pseudonym_map import PseudonymMap, pseudonymisation_secret
+
         app = open_home(home)
         secret = pseudonymisation_secret(app)
+        pseudonyms = PseudonymMap(app)
         settings = app.settings.deidentify
         profiles, default = settings.profiles, settings.default_profile
         table_path = profile_table or app.settings.path(settings.profile_table)
@@ -83,7 +85,6 @@ def anonymize(
         raise click.ClickException(str(error)) from error
     files, links_out = input_files(source, follow_links_out)
     workers = workers or min(default_workers(), max(1, len(files) // 16))  # a few files: one process
-    pseudonyms = PseudonymMap(app) if app is not None else None
     reports = [link_refused(path, source) for path in links_out]
     with click.progressbar(length=len(files), label="de-identifying", file=sys.stderr) as bar:
         recorder = pseudonyms.record if pseudonyms else None

@@ -7,13 +7,15 @@ import importlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from appliance.config import HOME_ENV, resolve_home
-from appliance.context import Appliance, open_appliance
 from appliance.errors import ApplianceError
+
+if TYPE_CHECKING:
+    from appliance.context import Appliance
 
 home_option = click.option(
     "--home",
@@ -29,6 +31,8 @@ def actor() -> str:
 
 def open_home(home: str | None) -> Appliance:
     """Open the appliance for this command; its audit log is flushed when the command ends."""
+    from appliance.context import open_appliance  # the database and its models: only when a home opens
+
     try:
         app = open_appliance(resolve_home(home))
     except ApplianceError as exc:
