@@ -42,9 +42,8 @@ _PATIENT, _STUDY, _SERIES, _INSTANCE = (t.__table__ for t in (Patient, Study, Se
 
 @dataclass(frozen=True)
 class StoredCopy:
-    """What is stored under a SOP Instance UID already: its row, its content, whose it is."""
+    """What is stored under a SOP Instance UID already: its content, whose it is."""
 
-    pk: int
     content_digest: str
     patient_id: str
     study_uid: str
@@ -177,7 +176,7 @@ class ObjectWriter:
             self.app.store.get(row.object_id, WrappedKey(row.kek_id, row.wrapped_key))
         )
         patient_id = self.app.fields.decrypt("patient.patient_id", row.patient_id_enc)
-        return StoredCopy(pk, digest, patient_id, row.study_uid)
+        return StoredCopy(digest, patient_id, row.study_uid)
 
     def _audit_conflict(self, instance: NewObject, stored: StoredCopy) -> None:
         log.warning("instance refused: its SOP Instance UID is stored already with other content")

@@ -17,7 +17,7 @@ from pynetdicom import AE
 
 from audit.events import EventID
 from audit.sink import MemorySink
-from dicom_gateway.admission import AdmissionLimits
+from dicom_gateway.admission import Admission, AdmissionLimits
 from dicom_gateway.scp import GatewayConfig, StorageSCP
 from testbed.synthetic import ct_series
 from tests.support.gateway import AllowSCU, MemoryStore
@@ -134,8 +134,33 @@ def test_connections_beyond_one_addresss_share_are_refused_at_once(gateway):
             connection.close()
 
 
-def test_a_burst_of_associations_from_one_sender_is_not_held_to_its_addresss_share(gateway):
-    scp, port, store, _ = gateway  # at most 4 waiting connections per address, 4 associations at once
+def test_a_request_already_whole_at_accept_is_judged_at_once_outside_the_pool():
+    admission = Admission(AdmissionLimits(pending_per_address=1), lambda *_: None)
+    request = struct.pack(">BBL", 0x01, 0, 68) + b"\x00\x01\x00\x00" + b"GATEWAY".ljust(16) + b"SCU".ljust(16)
+    request += bytes(68 - 36)
+    whole, waiting = socket.socketpair(), socket.socketpair()
+    try:
+        whole[0].sendall(request)
+        waiting[0].sendall(request[:10])  # a request still arriving
+        assert admission.at_once(whole[1]) == (True, None)
+        assert admission.at_once(waiting[1]) == (False, None)  # this one goes to the pool
+        assert whole[1].recv(len(request)) == request  # judged by a peek: left whole for pynetdicom
+    finally:
+        for pair in (whole, waiting):
+            pair[0].close()
+            pair[1].close()
+    garbage = socket.socketpair()
+    try:
+        garbage[0].sendall(b"GET / HTTP/1.1\r\n")
+        judged, refusal = admission.at_once(garbage[1])
+        assert judged and refusal is not None and "not an A-ASSOCIATE-RQ" in refusal
+    finally:
+        garbage[0].close()
+        garbage[1].close()
+
+
+def test_a_burst_of_associations_from_one_sender_all_store_with_nothing_refused(gateway):
+    scp, port, store, _ = gateway
 
     def echo_and_store(_: int) -> bool:
         ae = AE(ae_title="SCU")
@@ -148,6 +173,6 @@ def test_a_burst_of_associations_from_one_sender_is_not_held_to_its_addresss_sha
         assoc.release()
         return ok
 
-    with ThreadPoolExecutor(4) as pool:  # 4 at once, 12 in all: each request whole as it arrives
+    with ThreadPoolExecutor(4) as pool:  # 4 at once, 12 in all
         assert all(pool.map(echo_and_store, range(12)))
     assert len(store.instances) == 12 and scp.refused_connections.value == 0
