@@ -80,6 +80,13 @@ class DicomSettings(Section):
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = 8080
+    tls_certificate: Path | None = Field(None, description="PEM certificate chain served on the HTTP port")
+    tls_private_key: Path | None = Field(None, description="its PEM private key (mode 600)")
+    allow_plain_http: bool = Field(
+        False, description="serve plain HTTP on an address other than loopback (behind a TLS proxy only)"
+    )
+    token_seconds: int = Field(900, ge=60, le=86400, description="lifetime of a sign-in's access token")
+    break_glass_minutes: int = Field(60, ge=5, le=1440, description="how long emergency access lasts")
 
 
 class KeySettings(Section):

@@ -23,3 +23,16 @@ class StoreError(ApplianceError):
 
 class NotFound(ApplianceError):
     """A named record (source, destination, job, model) does not exist."""
+
+
+class AccessRefused(ApplianceError):
+    """A person's request is refused: not signed in, wrong role, outside their scope, or locked out.
+
+    ``status`` is the HTTP status that says so (401, 403, 429); the message is safe to show them."""
+
+    status = 403
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        if status is not None:
+            self.status = status

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib.metadata
+import ipaddress
 import logging
 import signal
 import socket
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from appliance.config import CONFIG_FILE
+from appliance.config import CONFIG_FILE, Settings
 from appliance.context import Appliance
 from appliance.errors import ConfigError
 from appliance.jobs.payloads import SendInstances, SeriesComplete
@@ -109,12 +110,35 @@ def _inference_runner(app: Appliance, on_results: Callable[[], None]) -> Inferen
     return InferenceRunner(app, on_results)
 
 
+def _http_tls(settings: Settings) -> dict[str, str]:
+    """uvicorn's TLS settings; plain HTTP only on loopback, unless allowed (behind a TLS proxy)."""
+    http = settings.http
+    if http.tls_certificate and http.tls_private_key:
+        return {
+            "ssl_certfile": str(settings.path(http.tls_certificate)),
+            "ssl_keyfile": str(settings.path(http.tls_private_key)),
+        }
+    if http.tls_certificate or http.tls_private_key:
+        raise ConfigError("http.tls_certificate and http.tls_private_key go together: set both or neither")
+    try:
+        loopback = ipaddress.ip_address(http.host).is_loopback
+    except ValueError:
+        loopback = http.host == "localhost"
+    if not loopback and not http.allow_plain_http:
+        raise ConfigError(
+            f"HTTP on {http.host} without TLS would carry passwords and PHI in the clear: set "
+            "http.tls_certificate and http.tls_private_key, or http.allow_plain_http behind a TLS proxy"
+        )
+    return {}
+
+
 def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None = None) -> None:
     settings = app.settings
     log.info(
         "appliance %s starting: home %s, configuration %s",
         importlib.metadata.version("imaging-appliance"), settings.home, settings.home / CONFIG_FILE,
     )  # fmt: skip
+    http_tls = _http_tls(settings)  # before anything runs: a refusal here is not an unclean stop
     audit_directory = settings.path(settings.audit.directory)
     unclean = start_run(audit_directory)
     if unclean is not None:
@@ -140,6 +164,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
             port=http_port if http_port is not None else settings.http.port,
             log_level="warning",
             log_config=None,
+            **http_tls,
         )
     )
     stop = threading.Event()

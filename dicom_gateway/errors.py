@@ -19,3 +19,12 @@ class RejectedInstance(GatewayError):
 
 class SendError(GatewayError):
     """A C-STORE or C-ECHO to a remote AE did not succeed."""
+
+
+class DicomwebRefused(GatewayError):
+    """A DICOMweb request answered with an HTTP error: ``status`` and a reason safe to show (no PHI)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason

@@ -1,4 +1,5 @@
-"""``appliance``: init, serve, keys, sources, destinations, send, sends, studies, models, jobs, anonymize.
+"""``appliance``: init, serve, keys, sources, destinations, send, sends, studies, models, jobs,
+anonymize, users.
 
 Each command lives in a module of this package that is imported only when that command runs (or
 help lists it): nearly all of a command's start is imports (pydantic and SQLModel classes,
@@ -27,6 +28,7 @@ COMMANDS = {
     "models": "appliance.cli.models:models",
     "jobs": "appliance.cli.jobs:jobs",
     "anonymize": "appliance.cli.anonymize:anonymize",
+    "users": "appliance.cli.users:users",
 }
 
 

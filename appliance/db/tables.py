@@ -163,3 +163,75 @@ class Pseudonym(SQLModel, table=True):
     patient_id_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     name_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Role(enum.StrEnum):
+    """What a person may do (see ``appliance.access.rules``): one role per account."""
+
+    CLINICIAN = "clinician"
+    RESEARCHER = "researcher"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class UserAccount(SQLModel, table=True):
+    """A person's account. The TOTP secret is stored encrypted; the password only as an argon2id hash."""
+
+    __tablename__ = "user_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(index=True, unique=True, max_length=64)
+    role: Role
+    password_hash: str = Field(max_length=255)
+    totp_secret_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    last_totp_step: int = 0  # a code of this time step or earlier is never accepted again
+    must_change_password: bool = True
+    disabled: bool = False
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+    # a clinician limited to these sources (names) and modalities; empty: no limit
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    modalities: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    changed_at: datetime = Field(default_factory=utcnow)
+
+
+class AccessToken(SQLModel, table=True):
+    """A login's bearer token (also the browser's session cookie), stored only as its SHA-256."""
+
+    __tablename__ = "access_token"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_pk: int = Field(foreign_key="user_account.id", index=True)
+    csrf_hash: str = Field(max_length=64)
+    address: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+    revoked_at: datetime | None = None
+
+
+class BreakGlass(SQLModel, table=True):
+    """Emergency access to a study outside a user's scope, until it expires; reviewed by an auditor."""
+
+    __tablename__ = "break_glass"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_pk: int = Field(foreign_key="user_account.id", index=True)
+    study_uid: str = Field(max_length=64, index=True)
+    reason_code: str = Field(max_length=32)
+    reason_text_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    granted_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    reviewed_by: str | None = Field(default=None, max_length=64)
+    reviewed_at: datetime | None = None
+    review_comment_enc: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class StudySummary(SQLModel, table=True):
+    """A study's query attributes (DICOM JSON of its first instance's study-level header), encrypted:
+    what QIDO-RS matches and answers, read once from the store rather than at every query."""
+
+    __tablename__ = "study_summary"
+
+    study_pk: int = Field(foreign_key="study.id", primary_key=True)
+    attributes_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -1,48 +1,72 @@
-"""The HTTP API. For now: liveness and readiness (the web issue adds the API and pages)."""
+"""The HTTP application: health, sign-in, DICOMweb, break-glass, the admin API and metrics.
+
+Every route passes ``authorize`` (deny by default, rules in :mod:`appliance.access.rules`). Refusals
+are JSON ``{"detail": reason}`` with their status; an unexpected error is a 500 that says only
+that, never a traceback (the log has the exception's type and frames, without values).
+"""
 
 from __future__ import annotations
 
-import os
+import logging
 from collections.abc import Callable
-from dataclasses import asdict
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from appliance.context import Appliance
+from appliance.errors import AccessRefused, ApplianceError, NotFound
+from appliance.web.api.deps import authorize
+from appliance.web.api.routes import auth, break_glass, dicomweb, health, metrics, operations, peers, users
+from dicom_gateway.errors import DicomwebRefused
 from dicom_gateway.limits import GatewayCapacity
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
     app: Appliance, gateway_running: Callable[[], bool], capacity: Callable[[], GatewayCapacity]
 ) -> FastAPI:
-    api = FastAPI(title="Imaging appliance", docs_url=None, redoc_url=None)
+    api = FastAPI(
+        title="Imaging appliance",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # served to signed-in admins only, below
+        dependencies=[Depends(authorize)],
+    )
+    api.state.appliance = app
+    api.include_router(health.health_router(app, gateway_running, capacity))
+    api.include_router(auth.router)
+    api.include_router(dicomweb.router(app))
+    api.include_router(break_glass.router)
+    api.include_router(users.router)
+    api.include_router(peers.router)
+    api.include_router(operations.router)
+    api.include_router(metrics.router(app, capacity))
 
-    @api.get("/health/live")
-    def live() -> dict[str, str]:
-        return {"status": "alive"}
+    @api.get("/api/openapi.json", include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(api.openapi())
 
-    @api.get("/health/ready")
-    def ready() -> JSONResponse:
-        checks: dict[str, bool] = {}
-        try:
-            with app.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            checks["database"] = True
-        except Exception:
-            checks["database"] = False
-        checks["store"] = os.access(app.store.root, os.W_OK)
-        checks["dicom"] = gateway_running()
-        gateway = capacity()
-        checks["dicom_capacity"] = gateway.has_room  # a new association would be taken now
-        ok = all(checks.values())
-        body = {
-            "status": "ready" if ok else "not ready",
-            "checks": checks,
-            "dicom": asdict(gateway),
-            "security_events": gateway.security_events,
-        }
-        return JSONResponse(body, status_code=200 if ok else 503)
+    @api.exception_handler(AccessRefused)
+    def refused(request: Request, exc: AccessRefused) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    @api.exception_handler(DicomwebRefused)
+    def dicomweb_refused(request: Request, exc: DicomwebRefused) -> JSONResponse:
+        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+
+    @api.exception_handler(NotFound)
+    def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @api.exception_handler(ApplianceError)
+    def bad_request(request: Request, exc: ApplianceError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @api.exception_handler(Exception)
+    def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request failed: %s", type(exc).__name__, exc_info=exc)
+        return JSONResponse({"detail": "internal error; the appliance log has its kind"}, status_code=500)
 
     return api

@@ -1,0 +1,302 @@
+"""Accounts: created by an admin with a one-time password and a TOTP enrolment, signed in with both.
+
+Every sign-in, failed or not, is a User Authentication audit event (110114) with the name, role and
+network address; every change to an account is a configuration change event. Five failures in a row
+lock the account for 30 s, doubling with each further failure (at most an hour); a success resets it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+from sqlmodel import Session, select
+
+from appliance.access import one_time_codes, passwords
+from appliance.context import Appliance
+from appliance.db.tables import Role, UserAccount, utcnow
+from appliance.errors import AccessRefused, ConfigError, NotFound
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+
+FAILURES_BEFORE_LOCK = 5
+_FIRST_LOCK = timedelta(seconds=30)
+_LONGEST_LOCK = timedelta(hours=1)
+_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_TOTP_COLUMN = "user_account.totp_secret"
+_REFUSED = "wrong user name, password or one-time code"
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What the new user is given, once: never stored in the clear, never shown again."""
+
+    username: str
+    password: str
+    totp_uri: str
+
+
+@dataclass(frozen=True)
+class UserView:
+    """An account as lists and the admin API show it: no hash, no secret."""
+
+    username: str
+    role: str
+    disabled: bool
+    must_change_password: bool
+    locked_until: datetime | None
+    sources: list[str]
+    modalities: list[str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: UserAccount) -> UserView:
+        return cls(
+            user.username,
+            user.role.value,
+            user.disabled,
+            user.must_change_password,
+            user.locked_until,
+            list(user.sources),
+            list(user.modalities),
+            user.created_at,
+        )
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A time read back from the database (SQLite gives it without its zone; it is UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return passwords.hash_password("not an account's password")
+
+
+def _audit_change(app: Appliance, actor: str, action: Action, username: str, what: str) -> None:
+    app.audit.emit(
+        AuditEvent(
+            event_id=EventID.APPLICATION_ACTIVITY,
+            action=action,
+            outcome=Outcome.SUCCESS,
+            type_code="Configuration Change",
+            participants=(Participant(actor, is_requestor=True),),
+            objects=(ParticipantObject("user", username, {}),),
+            description=f"user {username} {what}",
+        )
+    )
+
+
+_failures = itertools.count(1)
+_failures_seen = 0
+
+
+def failed_sign_ins() -> int:
+    """Sign-ins refused in this process since it started (for the metrics)."""
+    return _failures_seen
+
+
+def audit_sign_in(
+    app: Appliance,
+    username: str,
+    role: str | None,
+    address: str,
+    ok: bool,
+    description: str,
+    logout: bool = False,
+) -> None:
+    global _failures_seen
+    if not ok:
+        _failures_seen = next(_failures)  # itertools.count: atomic under the GIL
+    app.audit.emit(
+        AuditEvent(
+            event_id=EventID.USER_AUTHENTICATION,
+            action=Action.EXECUTE,
+            outcome=Outcome.SUCCESS if ok else Outcome.MINOR_FAILURE,
+            type_code="Logout" if logout else "Login",
+            participants=(Participant(username, host=address, is_requestor=True, role=role),),
+            description=description,
+        )
+    )
+
+
+def _fresh_secrets(app: Appliance, user: UserAccount) -> Enrolment:
+    password, secret = passwords.new_password(), one_time_codes.new_secret()
+    user.password_hash = passwords.hash_password(password)
+    user.totp_secret_enc = app.fields.encrypt(_TOTP_COLUMN, secret)
+    user.last_totp_step = 0
+    user.must_change_password = True
+    user.failed_logins, user.locked_until = 0, None
+    return Enrolment(user.username, password, one_time_codes.enrolment_uri(secret, user.username))
+
+
+def _scope(
+    sources: list[str] | None, modalities: list[str] | None, role: Role
+) -> tuple[list[str], list[str]]:
+    if (sources or modalities) and role is not Role.CLINICIAN:
+        raise ConfigError("only a clinician's access is limited to sources or modalities")
+    return sorted(set(sources or [])), sorted({m.upper() for m in modalities or []})
+
+
+def add_user(
+    app: Appliance,
+    actor: str,
+    username: str,
+    role: Role,
+    sources: list[str] | None = None,
+    modalities: list[str] | None = None,
+) -> Enrolment:
+    if not _USERNAME.fullmatch(username):
+        raise ConfigError(
+            f"user name {username!r} is not usable: 1-64 letters, digits, '.', '_', '@' or '-', "
+            "starting with a letter or digit"
+        )
+    scoped_sources, scoped_modalities = _scope(sources, modalities, role)
+    with app.session() as session:
+        if session.exec(select(UserAccount).where(UserAccount.username == username)).first():
+            raise ConfigError(f"user {username} exists already; 'appliance users reset {username}' re-enrols")
+        user = UserAccount(
+            username=username,
+            role=role,
+            password_hash="",
+            totp_secret_enc=b"",
+            sources=scoped_sources,
+            modalities=scoped_modalities,
+        )
+        enrolment = _fresh_secrets(app, user)
+        session.add(user)
+        session.commit()
+    _audit_change(app, actor, Action.CREATE, username, f"added as {role.value}")
+    return enrolment
+
+
+def _get(session: Session, username: str) -> UserAccount:
+    user = session.exec(select(UserAccount).where(UserAccount.username == username)).first()
+    if user is None:
+        raise NotFound(f"no user {username}; 'appliance users list' shows them")
+    return user
+
+
+def list_users(app: Appliance) -> list[UserView]:
+    with app.session() as session:
+        return [UserView.of(u) for u in session.exec(select(UserAccount).order_by(UserAccount.username))]
+
+
+def disable_user(app: Appliance, actor: str, username: str) -> None:
+    """The account can no longer sign in, and its tokens stop working at once."""
+    from appliance.access.tokens import revoke_all
+
+    with app.session() as session:
+        user = _get(session, username)
+        user.disabled, user.changed_at = True, utcnow()
+        session.add(user)
+        session.commit()
+        revoke_all(session, user)
+    _audit_change(app, actor, Action.UPDATE, username, "disabled")
+
+
+def reset_user(app: Appliance, actor: str, username: str) -> Enrolment:
+    """A new initial password and TOTP enrolment; unlocks and re-enables the account."""
+    from appliance.access.tokens import revoke_all
+
+    with app.session() as session:
+        user = _get(session, username)
+        enrolment = _fresh_secrets(app, user)
+        user.disabled, user.changed_at = False, utcnow()
+        session.add(user)
+        session.commit()
+        revoke_all(session, user)
+    _audit_change(app, actor, Action.UPDATE, username, "reset (new password and one-time code enrolment)")
+    return enrolment
+
+
+def set_role(
+    app: Appliance,
+    actor: str,
+    username: str,
+    role: Role,
+    sources: list[str] | None = None,
+    modalities: list[str] | None = None,
+) -> UserView:
+    scoped_sources, scoped_modalities = _scope(sources, modalities, role)
+    with app.session() as session:
+        user = _get(session, username)
+        user.role, user.sources, user.modalities = role, scoped_sources, scoped_modalities
+        user.changed_at = utcnow()
+        session.add(user)
+        session.commit()
+        view = UserView.of(user)
+    scope = f" limited to sources {scoped_sources or 'all'}, modalities {scoped_modalities or 'all'}"
+    _audit_change(app, actor, Action.UPDATE, username, f"role {role.value}" + scope)
+    return view
+
+
+def _check_secrets(app: Appliance, session: Session, user: UserAccount, password: str, otp: str) -> bool:
+    """Password and one-time code both right (the code's step then used up); counts a failure if not."""
+    now = utcnow()
+    step = None
+    if passwords.verify_password(user.password_hash, password):
+        secret = app.fields.decrypt(_TOTP_COLUMN, user.totp_secret_enc)
+        step = one_time_codes.accepted_step(secret, otp, user.last_totp_step)
+    if step is None:
+        user.failed_logins += 1
+        if user.failed_logins >= FAILURES_BEFORE_LOCK:
+            lock = _FIRST_LOCK * 2 ** (user.failed_logins - FAILURES_BEFORE_LOCK)
+            user.locked_until = now + min(lock, _LONGEST_LOCK)
+    else:
+        user.failed_logins, user.locked_until, user.last_totp_step = 0, None, step
+    session.add(user)
+    session.commit()
+    return step is not None
+
+
+def _signed_in(
+    app: Appliance, session: Session, username: str, password: str, otp: str, address: str
+) -> UserAccount:
+    user = session.exec(select(UserAccount).where(UserAccount.username == username)).first()
+    if user is None:
+        passwords.verify_password(_dummy_hash(), password)  # the same time as for a real account
+        audit_sign_in(app, username, None, address, False, "unknown user")
+        raise AccessRefused(_REFUSED, 401)
+    locked = as_utc(user.locked_until) if user.locked_until else None
+    if locked is not None and locked > utcnow():
+        audit_sign_in(app, username, user.role.value, address, False, "locked out")
+        seconds = int((locked - utcnow()).total_seconds()) + 1
+        raise AccessRefused(f"too many failed sign-ins: try again in {seconds} s", 429)
+    if user.disabled:
+        audit_sign_in(app, username, user.role.value, address, False, "account disabled")
+        raise AccessRefused(_REFUSED, 401)
+    if not _check_secrets(app, session, user, password, otp):
+        audit_sign_in(app, username, user.role.value, address, False, "wrong password or one-time code")
+        raise AccessRefused(_REFUSED, 401)
+    return user
+
+
+def sign_in(app: Appliance, username: str, password: str, otp: str, address: str) -> UserAccount:
+    """The account, if the password and a fresh one-time code are right and it may sign in now."""
+    with app.session() as session:
+        user = _signed_in(app, session, username, password, otp, address)
+        if user.must_change_password:
+            audit_sign_in(app, username, user.role.value, address, False, "password change required")
+            raise AccessRefused(
+                "password change required before the first sign-in: POST /api/auth/password "
+                'with {"username", "password", "otp", "new_password"}',
+                403,
+            )
+    audit_sign_in(app, username, user.role.value, address, True, "signed in")
+    return user
+
+
+def change_password(
+    app: Appliance, username: str, password: str, otp: str, new_password: str, address: str
+) -> None:
+    with app.session() as session:
+        user = _signed_in(app, session, username, password, otp, address)
+        passwords.check_new_password(new_password, password)
+        user.password_hash = passwords.hash_password(new_password)
+        user.must_change_password, user.changed_at = False, utcnow()
+        session.add(user)
+        session.commit()
+    audit_sign_in(app, username, user.role.value, address, True, "password changed")

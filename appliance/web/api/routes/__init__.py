@@ -1,0 +1,1 @@
+"""Routes, one module per resource; who may call each is in ``appliance.access.rules``."""

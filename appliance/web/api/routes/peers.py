@@ -1,0 +1,85 @@
+"""Sources and destinations, for admins: the same functions, checks and audit as the CLI."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from appliance.admin import peers
+from appliance.db.tables import Destination, Source
+from appliance.errors import AccessRefused
+from appliance.pipeline.sending import remote_of
+from appliance.web.api.deps import AppDep, CurrentCaller
+from appliance.web.api.routes.users import web_actor
+from dicom_gateway import scu
+from dicom_gateway.errors import GatewayError
+
+router = APIRouter(prefix="/api", tags=["sources and destinations"])
+
+
+class SourceBody(BaseModel):
+    name: str
+    ae_title: str
+    host: str
+    tls_subject: str | None = None
+
+
+class DestinationBody(BaseModel):
+    name: str
+    ae_title: str
+    host: str
+    port: int
+    tls: bool = False
+    results: bool = False
+
+
+class Echo(BaseModel):
+    name: str
+    success: bool
+
+
+@router.get("/sources")
+def list_sources(caller: CurrentCaller, app: AppDep) -> list[SourceBody]:
+    return [SourceBody(**s.model_dump(exclude={"id", "created_at"})) for s in peers.list_peers(app, Source)]
+
+
+@router.post("/sources", status_code=201)
+def add_source(body: SourceBody, caller: CurrentCaller, app: AppDep) -> SourceBody:
+    peers.add_source(app, web_actor(caller), body.name, body.ae_title, body.host, body.tls_subject)
+    return body
+
+
+@router.delete("/sources/{name}", status_code=204)
+def remove_source(name: str, caller: CurrentCaller, app: AppDep) -> None:
+    peers.remove_peer(app, web_actor(caller), Source, name)
+
+
+@router.get("/destinations")
+def list_destinations(caller: CurrentCaller, app: AppDep) -> list[DestinationBody]:
+    return [
+        DestinationBody(**d.model_dump(exclude={"id", "created_at"}))
+        for d in peers.list_peers(app, Destination)
+    ]
+
+
+@router.post("/destinations", status_code=201)
+def add_destination(body: DestinationBody, caller: CurrentCaller, app: AppDep) -> DestinationBody:
+    peers.add_destination(
+        app, web_actor(caller), body.name, body.ae_title, body.host, body.port, body.tls, body.results
+    )
+    return body
+
+
+@router.delete("/destinations/{name}", status_code=204)
+def remove_destination(name: str, caller: CurrentCaller, app: AppDep) -> None:
+    peers.remove_peer(app, web_actor(caller), Destination, name)
+
+
+@router.post("/destinations/{name}/echo")
+def echo(name: str, caller: CurrentCaller, app: AppDep) -> Echo:
+    destination = peers.get_destination(app, name)
+    try:
+        scu.echo(remote_of(app, destination), app.settings.send.ae_title)
+    except GatewayError as exc:
+        raise AccessRefused(f"C-ECHO to {name} failed: {exc}", 502) from exc
+    return Echo(name=name, success=True)

@@ -1,0 +1,319 @@
+"""The clinical store as DICOMweb sees it, through the eyes of the person calling.
+
+``ClinicalRecords`` (one per HTTP service) owns the decrypted query attributes, in memory only:
+study summaries (kept encrypted in ``study_summary`` once read from a study's first instance) and
+the headers of series and instances, read from the encrypted store the first time they are asked
+for. ``CallerCatalogue`` is a request's view: only the studies in the caller's scope (a clinician
+limited to sources or modalities) or under a live break-glass grant; every query is a Query audit
+event (110112) and every retrieval a DICOM Instances Accessed event (110103) naming the patient
+and the study; a retrieval outside the scope is refused (403) and recorded as a failed access.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from io import BytesIO
+
+from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError as RowExists
+from sqlmodel import Session, select
+
+from appliance.access import break_glass
+from appliance.context import Appliance
+from appliance.db.tables import Instance, Series, Source, Study, StudySummary
+from appliance.security.keys import WrappedKey
+from appliance.web.api.deps import Caller
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from dicom_gateway.dicomweb.catalogue import StoredInstance
+from dicom_gateway.dicomweb.query import Query
+from dicom_gateway.errors import DicomwebRefused
+
+_SUMMARY_COLUMN = "study_summary.attributes"
+_STUDY_KEYWORDS = (
+    "SpecificCharacterSet PatientName PatientID IssuerOfPatientID PatientBirthDate PatientSex "
+    "StudyInstanceUID StudyDate StudyTime AccessionNumber ReferringPhysicianName StudyID "
+    "StudyDescription TimezoneOffsetFromUTC"
+).split()
+_SERIES_KEYWORDS = "SeriesNumber SeriesDescription SeriesDate SeriesTime BodyPartExamined".split()
+_INSTANCE_KEYWORDS = "InstanceNumber Rows Columns NumberOfFrames BitsAllocated".split()
+_SERIES_TAGS = frozenset(f"{tag_for_keyword(k):08X}" for k in _SERIES_KEYWORDS)
+
+
+def _json_of(dataset: Dataset, keywords: list[str]) -> dict:
+    chosen = Dataset()
+    for keyword in keywords:
+        if keyword in dataset:
+            chosen[keyword] = dataset[keyword]
+    return chosen.to_json_dict()
+
+
+def _element(vr: str, *values: object) -> dict:
+    return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    pk: int
+    study_uid: str
+    source_aes: frozenset[str]
+    modalities: frozenset[str]
+    series_count: int
+    instance_count: int
+
+
+@dataclass
+class ClinicalRecords:
+    """The decrypted query attributes of the clinical store, in this process's memory only."""
+
+    app: Appliance
+    _studies: dict[int, dict] = field(default_factory=dict)
+    _headers: dict[int, dict] = field(default_factory=dict)  # instance pk -> series and instance attributes
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _read(self, row: Instance) -> Dataset:
+        data = self.app.store.get(row.object_id, WrappedKey(row.kek_id, row.wrapped_key))
+        return dcmread(BytesIO(data), stop_before_pixels=True)
+
+    def study_rows(self, session: Session, study_uid: str | None = None) -> list[StudyRow]:
+        series_query = select(Series.id, Series.study_pk, Series.modality)
+        study_query = select(Study.id, Study.study_uid)
+        if study_uid is not None:
+            study_query = study_query.where(Study.study_uid == study_uid)
+        studies = session.exec(study_query).all()
+        wanted = {pk for pk, _ in studies}
+        modalities: dict[int, set[str]] = defaultdict(set)
+        series_of: dict[int, int] = {}
+        for series_pk, study_pk, modality in session.exec(series_query):
+            if study_pk in wanted:
+                series_of[series_pk] = study_pk
+                if modality:
+                    modalities[study_pk].add(modality)
+        sources: dict[int, set[str]] = defaultdict(set)
+        counts: dict[int, int] = defaultdict(int)
+        series_counts: dict[int, int] = defaultdict(int)
+        statement = select(Instance.series_pk, Instance.source_ae, func.count()).group_by(
+            Instance.series_pk, Instance.source_ae
+        )
+        seen_series: set[int] = set()
+        for series_pk, source_ae, count in session.exec(statement):
+            study_pk = series_of.get(series_pk)
+            if study_pk is None:
+                continue
+            sources[study_pk].add(source_ae)
+            counts[study_pk] += count
+            if series_pk not in seen_series:
+                seen_series.add(series_pk)
+                series_counts[study_pk] += 1
+        return [
+            StudyRow(
+                pk, uid, frozenset(sources[pk]), frozenset(modalities[pk]), series_counts[pk], counts[pk]
+            )
+            for pk, uid in studies
+            if counts[pk]
+        ]
+
+    def summary(self, session: Session, study_pk: int) -> dict:
+        """The study's patient and study attributes, as DICOM JSON."""
+        with self._lock:
+            cached = self._studies.get(study_pk)
+        if cached is not None:
+            return cached
+        stored = session.get(StudySummary, study_pk)
+        if stored is not None:
+            summary = json.loads(self.app.fields.decrypt(_SUMMARY_COLUMN, stored.attributes_enc))
+        else:
+            first = session.exec(
+                select(Instance)
+                .join(Series, Instance.series_pk == Series.id)  # type: ignore[arg-type]
+                .where(Series.study_pk == study_pk)
+                .order_by(Instance.id)  # type: ignore[arg-type]
+                .limit(1)
+            ).one()
+            summary = _json_of(self._read(first), _STUDY_KEYWORDS)
+            encrypted = self.app.fields.encrypt(_SUMMARY_COLUMN, json.dumps(summary))
+            try:
+                with Session(self.app.engine) as writer:
+                    writer.add(StudySummary(study_pk=study_pk, attributes_enc=encrypted))
+                    writer.commit()
+            except RowExists:
+                pass  # another request wrote it first: the same attributes
+        with self._lock:
+            self._studies[study_pk] = summary
+        return summary
+
+    def header(self, row: Instance) -> dict:
+        """The series and instance attributes of one instance, as DICOM JSON."""
+        assert row.id is not None
+        with self._lock:
+            cached = self._headers.get(row.id)
+        if cached is None:
+            cached = _json_of(self._read(row), _SERIES_KEYWORDS + _INSTANCE_KEYWORDS)
+            with self._lock:
+                self._headers[row.id] = cached
+        return cached
+
+
+class CallerCatalogue:
+    """One request's catalogue: the caller's scope, and the audit of what they query and read."""
+
+    def __init__(self, records: ClinicalRecords, caller: Caller) -> None:
+        self.records, self.app, self.caller = records, records.app, caller
+
+    # -- scope ----------------------------------------------------------------------------------------
+    def _allowed_aes(self, session: Session) -> set[str] | None:
+        names = self.caller.user.sources
+        if not names:
+            return None
+        rows = session.exec(select(Source).where(Source.name.in_(names))).all()  # type: ignore[attr-defined]
+        return {row.ae_title for row in rows}
+
+    def _in_scope(self, row: StudyRow, aes: set[str] | None, granted: set[str]) -> bool:
+        if row.study_uid in granted:
+            return True
+        modalities = set(self.caller.user.modalities)
+        return (aes is None or bool(row.source_aes & aes)) and (
+            not modalities or bool(row.modalities & modalities)
+        )
+
+    def _visible(self, session: Session, study_uid: str | None = None) -> list[StudyRow]:
+        aes = self._allowed_aes(session)
+        granted = break_glass.granted_studies(self.app, self.caller.user)
+        return [r for r in self.records.study_rows(session, study_uid) if self._in_scope(r, aes, granted)]
+
+    # -- audit ----------------------------------------------------------------------------------------
+    def _participant(self) -> Participant:
+        return Participant(
+            self.caller.name, host=self.caller.address, is_requestor=True, role=self.caller.role.value
+        )
+
+    def _audit_query(self, level: str, query: Query, study_uid: str | None) -> None:
+        detail = {"level": level, "keys": query.keys, "study": study_uid}
+        self.app.audit.emit(
+            AuditEvent(
+                event_id=EventID.QUERY,
+                action=Action.EXECUTE,
+                outcome=Outcome.SUCCESS,
+                type_code="QIDO-RS",
+                participants=(self._participant(),),
+                objects=(ParticipantObject("query", level, detail),),
+                description=f"DICOMweb search for {level} on {query.describe() or 'no keys'}",
+            )
+        )
+
+    def _audit_access(self, study_uid: str, patient_id: str, count: int, ok: bool) -> None:
+        objects = [ParticipantObject("study", study_uid, {"instances": count})]
+        if patient_id:
+            objects.insert(0, ParticipantObject("patient", patient_id))
+        self.app.audit.emit(
+            AuditEvent(
+                event_id=EventID.INSTANCES_ACCESSED,
+                action=Action.READ,
+                outcome=Outcome.SUCCESS if ok else Outcome.SERIOUS_FAILURE,
+                type_code="WADO-RS",
+                participants=(self._participant(),),
+                objects=tuple(objects),
+                description=f"{count} instance(s) read over DICOMweb"
+                if ok
+                else "refused: outside the user's scope",
+            )
+        )
+
+    # -- the Catalogue protocol -----------------------------------------------------------------------
+    def _study_record(self, session: Session, row: StudyRow) -> dict:
+        record = dict(self.records.summary(session, row.pk))
+        record["00080061"] = _element("CS", *sorted(row.modalities))
+        record["00201206"] = _element("IS", row.series_count)
+        record["00201208"] = _element("IS", row.instance_count)
+        return record
+
+    def studies(self, query: Query) -> list[dict]:
+        self._audit_query("studies", query, None)
+        with self.app.session() as session:
+            return [self._study_record(session, row) for row in self._visible(session)]
+
+    def _series_rows(self, session: Session, study_uid: str | None) -> list[tuple[StudyRow, Series]]:
+        studies = {row.pk: row for row in self._visible(session, study_uid)}
+        rows = session.exec(select(Series).where(Series.study_pk.in_(list(studies)))).all()  # type: ignore[attr-defined]
+        return [(studies[s.study_pk], s) for s in rows]
+
+    def _instances_of(self, session: Session, series: Series) -> list[Instance]:
+        return list(
+            session.exec(select(Instance).where(Instance.series_pk == series.id).order_by(Instance.id))  # type: ignore[arg-type]
+        )
+
+    def series(self, study_uid: str | None, query: Query) -> list[dict]:
+        self._audit_query("series", query, study_uid)
+        records = []
+        with self.app.session() as session:
+            for study, series in self._series_rows(session, study_uid):
+                instances = self._instances_of(session, series)
+                if not instances:
+                    continue
+                header = self.records.header(instances[0])
+                record = {tag: element for tag, element in header.items() if tag in _SERIES_TAGS}
+                record["0020000D"] = _element("UI", study.study_uid)
+                record["0020000E"] = _element("UI", series.series_uid)
+                record["00080060"] = _element("CS", series.modality) if series.modality else {"vr": "CS"}
+                record["00201209"] = _element("IS", len(instances))
+                records.append(record)
+        return records
+
+    def instances(self, study_uid: str | None, series_uid: str | None, query: Query) -> list[dict]:
+        self._audit_query("instances", query, study_uid)
+        records = []
+        with self.app.session() as session:
+            for study, series in self._series_rows(session, study_uid):
+                if series_uid is not None and series.series_uid != series_uid:
+                    continue
+                for row in self._instances_of(session, series):
+                    record = dict(self.records.header(row))
+                    record["0020000D"] = _element("UI", study.study_uid)
+                    record["0020000E"] = _element("UI", series.series_uid)
+                    record["00080016"] = _element("UI", row.sop_class_uid)
+                    record["00080018"] = _element("UI", row.sop_instance_uid)
+                    records.append(record)
+        return records
+
+    def retrieve(
+        self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
+    ) -> list[StoredInstance]:
+        with self.app.session() as session:
+            if not self.records.study_rows(session, study_uid):
+                raise DicomwebRefused(404, "no such study")
+            visible = self._visible(session, study_uid)
+            if not visible:
+                summary = self.records.summary(session, self.records.study_rows(session, study_uid)[0].pk)
+                self._audit_access(study_uid, _patient_id(summary), 0, ok=False)
+                raise DicomwebRefused(
+                    403, "this study is outside your scope; POST /api/break-glass with a reason to open it"
+                )
+            found = []
+            for _, series in self._series_rows(session, study_uid):
+                if series_uid is not None and series.series_uid != series_uid:
+                    continue
+                for row in self._instances_of(session, series):
+                    if instance_uid is None or row.sop_instance_uid == instance_uid:
+                        found.append(self._stored(row))
+            if not found:
+                raise DicomwebRefused(404, "no such series or instance in this study")
+            summary = self.records.summary(session, visible[0].pk)
+        self._audit_access(study_uid, _patient_id(summary), len(found), ok=True)
+        return found
+
+    def _stored(self, row: Instance) -> StoredInstance:
+        key, store = WrappedKey(row.kek_id, row.wrapped_key), self.app.store
+        object_id = row.object_id
+        return StoredInstance(
+            row.sop_instance_uid, row.transfer_syntax_uid, lambda: store.get(object_id, key)
+        )
+
+
+def _patient_id(summary: dict) -> str:
+    values = summary.get("00100020", {}).get("Value") or [""]
+    return str(values[0])

@@ -1,0 +1,22 @@
+"""``multipart/related`` bodies (RFC 2387, PS3.18 8.6.1.2), produced part by part as a stream."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+
+
+def boundary() -> str:
+    return f"appliance-{secrets.token_hex(16)}"
+
+
+def content_type(part_type: str, boundary_value: str, transfer_syntax: str | None = None) -> str:
+    syntax = f"; transfer-syntax={transfer_syntax}" if transfer_syntax else ""
+    return f'multipart/related; type="{part_type}"; boundary={boundary_value}{syntax}'
+
+
+def stream(parts: Iterable[bytes], part_type: str, boundary_value: str) -> Iterator[bytes]:
+    """Each part as it comes (a series is never held whole), then the closing delimiter."""
+    for part in parts:
+        yield f"--{boundary_value}\r\nContent-Type: {part_type}\r\n\r\n".encode() + part + b"\r\n"
+    yield f"--{boundary_value}--\r\n".encode()
