@@ -54,7 +54,8 @@ def users_list(home: str | None, as_json: bool) -> None:
     """Accounts with their role, scope and state (never a password or secret)."""
     app = open_home(home)
     rows = [vars(view) for view in accounts.list_users(app)]
-    emit_rows(rows, as_json, ["username", "role", "disabled", "must_change_password", "sources", "modalities"])
+    columns = ["username", "role", "disabled", "must_change_password", "sources", "modalities"]
+    emit_rows(rows, as_json, columns)
 
 
 @users.command("disable")

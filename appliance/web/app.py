@@ -1,6 +1,7 @@
 """The HTTP application: health, sign-in, DICOMweb, break-glass, the admin API and metrics.
 
-Every route passes ``authorize`` (deny by default, rules in :mod:`appliance.access.rules`). Refusals
+Every route passes ``authorize`` (deny by default, rules in :mod:`appliance.access.rules`);
+``state.routes`` lists them all (method, path template) for the test that holds each to its rule. Refusals
 are JSON ``{"detail": reason}`` with their status; an unexpected error is a 500 that says only
 that, never a traceback (the log has the exception's type and frames, without values).
 """
@@ -12,11 +13,22 @@ from collections.abc import Callable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from appliance.context import Appliance
 from appliance.errors import AccessRefused, ApplianceError, NotFound
 from appliance.web.api.deps import authorize
-from appliance.web.api.routes import auth, break_glass, dicomweb, health, metrics, operations, peers, users
+from appliance.web.api.routes import (
+    auth,
+    break_glass,
+    dicomweb,
+    health,
+    metrics,
+    openapi,
+    operations,
+    peers,
+    users,
+)
 from dicom_gateway.errors import DicomwebRefused
 from dicom_gateway.limits import GatewayCapacity
 
@@ -34,18 +46,26 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     api.state.appliance = app
-    api.include_router(health.health_router(app, gateway_running, capacity))
-    api.include_router(auth.router)
-    api.include_router(dicomweb.router(app))
-    api.include_router(break_glass.router)
-    api.include_router(users.router)
-    api.include_router(peers.router)
-    api.include_router(operations.router)
-    api.include_router(metrics.router(app, capacity))
-
-    @api.get("/api/openapi.json", include_in_schema=False)
-    def openapi() -> JSONResponse:
-        return JSONResponse(api.openapi())
+    routers = [
+        health.health_router(app, gateway_running, capacity),
+        auth.router,
+        dicomweb.router(app),
+        break_glass.router,
+        users.router,
+        peers.router,
+        operations.router,
+        metrics.router(app, capacity),
+        openapi.router,
+    ]
+    for router in routers:
+        api.include_router(router)
+    api.state.routes = [
+        (method, route.path_format)
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in sorted(route.methods)
+    ]
 
     @api.exception_handler(AccessRefused)
     def refused(request: Request, exc: AccessRefused) -> JSONResponse:
