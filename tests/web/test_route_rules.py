@@ -56,5 +56,10 @@ def test_no_credentials_and_wrong_roles_are_refused(site):
         for role in allowed:  # past the rule: whatever the route then says, it is not a refusal by role
             response = _request(site, method, path, tokens[role])
             assert response.status_code != 401, (method, path, role)
-            assert response.status_code < 500, (method, path, role, response.text)  # an empty body, a made-up UID
+            assert response.status_code < 500, (
+                method,
+                path,
+                role,
+                response.text,
+            )  # an empty body, a made-up UID
             assert "role may not" not in response.text, (method, path, role)

@@ -59,7 +59,9 @@ def test_lock_out_after_five_failures_then_a_growing_delay(site):
     app = open_appliance(site.home)
     try:
         with app.session() as session:  # the lock runs out; one more failure locks for twice as long
-            session.exec(update(UserAccount).where(UserAccount.username == "guessed-at").values(locked_until=None))
+            session.exec(
+                update(UserAccount).where(UserAccount.username == "guessed-at").values(locked_until=None)
+            )
             session.commit()
     finally:
         app.close()
