@@ -46,6 +46,7 @@ RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/break-glass"): AUDITOR,
     ("POST", "/api/break-glass/{grant}/review"): AUDITOR,
     ("GET", "/api/audit/events"): AUDITOR,
+    ("GET", "/api/audit/verify"): AUDITOR,
     ("GET", "/api/users"): ADMIN,
     ("POST", "/api/users"): ADMIN,
     ("PUT", "/api/users/{username}/role"): ADMIN,

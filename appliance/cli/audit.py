@@ -14,17 +14,17 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from appliance.admin.audit_reading import COLUMNS, read_log, row_of
 from appliance.cli.common import ApplianceGroup, actor, home_option, open_home
 from appliance.config import load_settings, resolve_home
 from audit import merkle
 from audit.errors import AuditIntegrityError, WitnessError
-from audit.events import Action, AuditEvent, EventID, Outcome, Participant
+from audit.events import Participant
 from audit.log import CHECKPOINTS
-from audit.reader import Filter, read_entries
+from audit.reader import Filter
 from audit.verify import leaf_hashes, verify_log
 
 WITNESS_FAILED = 3  # exit status of `audit verify` when the witness is missing or older than a clean stop
-COLUMNS = ["index", "at", "event", "type", "outcome", "who", "objects", "description"]
 
 
 @click.group(cls=ApplianceGroup)
@@ -57,33 +57,11 @@ def audit_list(home, since, until, who, patient_id, study_uid, event_id, outcome
         event_id=event_id,
         outcome=outcome,
     )
-    directory = app.settings.path(app.settings.audit.directory)
-    entries = [e for e in read_entries(directory, app.audit_key) if wanted.matches(e)]
-    app.audit.emit(
-        AuditEvent(
-            event_id=EventID.AUDIT_LOG_USED,
-            action=Action.READ,
-            outcome=Outcome.SUCCESS,
-            participants=(Participant(actor(), is_requestor=True),),
-            description=f"appliance audit list: {len(entries)} entries",
-        )
-    )
+    entries = read_log(app, Participant(actor(), is_requestor=True), wanted, "appliance audit list")
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
-    rows = [
-        {
-            "index": e["index"],
-            "at": e["at"],
-            "event": e["event"],
-            "type": e.get("type") or "",
-            "outcome": e["outcome"],
-            "who": " ".join(p["user_id"] for p in e["participants"] if p.get("is_requestor")),
-            "objects": " ".join(f"{o['kind']}={o['id']}" for o in e["objects"]),
-            "description": e["description"],
-        }
-        for e in entries
-    ]
+    rows = [row_of(e) for e in entries]
     if as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS)
         writer.writeheader()

@@ -19,6 +19,7 @@ from appliance.context import Appliance
 from appliance.errors import AccessRefused, ApplianceError, NotFound
 from appliance.web.api.deps import authorize
 from appliance.web.api.routes import (
+    audit,
     auth,
     break_glass,
     dicomweb,
@@ -51,6 +52,7 @@ def create_app(
         auth.router,
         dicomweb.router(app),
         break_glass.router,
+        audit.router,
         users.router,
         peers.router,
         operations.router,

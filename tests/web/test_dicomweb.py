@@ -20,6 +20,7 @@ from sqlalchemy import update
 
 from appliance.context import open_appliance
 from appliance.db.tables import BreakGlass, Role, utcnow
+from tests.web.conftest import PATIENT_A, PATIENT_B
 from audit.reader import read_entries
 from testbed.processes import OrthancProcess
 
@@ -191,3 +192,15 @@ def test_qido_matches_as_orthanc_does(site, tmp_path):
         assert len(paged) == 1
     finally:
         orthanc.stop()
+
+
+def test_no_patient_value_in_any_log_line(site):
+    """After the searches (by name, ID, date), reads and break-glass reasons above: the appliance's
+    log holds none of the patients' values (the audit log holds them, encrypted)."""
+    log = site.appliance.log_file.read_text()
+    assert "dicomweb" in log.lower() or "HTTP" in log  # the log is the one the appliance wrote
+    for patient in (PATIENT_A, PATIENT_B):
+        for value in (*patient.name.split("^"), patient.patient_id, patient.birth_date):
+            assert value.lower() not in log.lower(), value
+    for secret in ("unconscious in ED", "transfer from ward b"):
+        assert secret not in log
