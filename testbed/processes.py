@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -62,10 +63,13 @@ def run_cli(
 class ApplianceProcess:
     """``appliance serve`` as a subprocess; logs go to a file outside the home."""
 
-    def __init__(self, home: Path, log_file: Path, env: dict | None = None) -> None:
+    def __init__(
+        self, home: Path, log_file: Path, env: dict | None = None, https_ca: Path | None = None
+    ) -> None:
         self.home = home
         self.log_file = log_file
         self.env = env or {}
+        self.https_ca = https_ca  # the HTTP port serves TLS with a certificate from this CA
         self.dicom_port = free_port()
         self.http_port = free_port()
         self.process: subprocess.Popen | None = None
@@ -98,15 +102,21 @@ class ApplianceProcess:
                 f"appliance exited with {self.process.returncode}: {self.log_file.read_text()[-2000:]}"
             )
         try:
-            return (
-                local_http().get(f"http://127.0.0.1:{self.http_port}/health/ready", timeout=1).status_code
-                == 200
-            )
+            return self._client().get(f"{self.base_url}/health/ready", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.https_ca else 'http'}://127.0.0.1:{self.http_port}"
+
+    def _client(self) -> httpx.Client:
+        if self.https_ca is None:
+            return local_http()
+        return httpx.Client(verify=ssl.create_default_context(cafile=self.https_ca))
+
     def readiness(self) -> dict:
-        return local_http().get(f"http://127.0.0.1:{self.http_port}/health/ready", timeout=5).json()
+        return self._client().get(f"{self.base_url}/health/ready", timeout=5).json()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
