@@ -194,6 +194,35 @@ def test_qido_matches_as_orthanc_does(site, tmp_path):
         orthanc.stop()
 
 
+def test_orthanc_pulls_a_study_from_the_appliance_over_dicomweb(site, tmp_path):
+    token = site.person("orthanc-pull", Role.CLINICIAN).token()
+    orthanc = OrthancProcess(tmp_path / "puller").start(
+        {
+            "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
+            "DicomWeb": {
+                "Enable": True,
+                "Servers": {
+                    "appliance": {
+                        "Url": f"{site.base}/dicomweb/",
+                        "HttpHeaders": {"Authorization": f"Bearer {token}"},
+                    }
+                },
+            },
+        }
+    )
+    try:
+        study = site.study_a[0].StudyInstanceUID
+        response = httpx.post(
+            f"http://127.0.0.1:{orthanc.http_port}/dicom-web/servers/appliance/retrieve",
+            json={"Resources": [{"Study": study}]},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        assert len(orthanc.instances()) == 3
+    finally:
+        orthanc.stop()
+
+
 def test_no_patient_value_in_any_log_line(site):
     """After the searches (by name, ID, date), reads and break-glass reasons above: the appliance's
     log holds none of the patients' values (the audit log holds them, encrypted)."""
