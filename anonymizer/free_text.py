@@ -3,8 +3,9 @@
 presidio-analyzer runs fully offline with only pattern-based recognisers, none of which consults
 tldextract's public-suffix list (which would be fetched from the network), and presidio's no-op
 language engine: pattern recognisers need no tokens, and context words (which need lemmas) never
-matched with the blank spaCy pipeline used before, whose building cost 0.3 s per process. Names in free text are caught by the object's own header values
-(strongest, any order and case), by titles ("Dr Smith") and by DICOM-style ``FAMILY^GIVEN`` names.
+matched with the blank spaCy pipeline used before, whose building cost 0.3 s per process. Names in
+free text are caught by the object's own header values (strongest, any order and case), by titles
+("Dr Smith") and by DICOM-style ``FAMILY^GIVEN`` names.
 presidio's findings depend on the text alone, so they are cached per distinct text.
 """
 

@@ -1,4 +1,5 @@
-"""Counters shared by every gateway process: security events, and the association limit.
+"""Counters shared by every gateway process (security events, the association limit), and the
+room an instance needs.
 
 ``multiprocessing.Value`` lives in shared memory, so a counter made by the main process and
 handed to worker processes at their start is one counter for the whole appliance.
@@ -7,8 +8,13 @@ handed to worker processes at their start is one counter for the whole appliance
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from dicom_gateway import status
+from dicom_gateway.errors import RejectedInstance
 
 
 class SharedCounter:
@@ -63,3 +69,14 @@ class GatewayCapacity:
     @property
     def has_room(self) -> bool:
         return self.associations < self.association_limit and self.awaiting_request < self.awaiting_limit
+
+
+def check_room(size: int, max_instance_bytes: int, min_free_bytes: int, store_path: Path) -> None:
+    """Refuse (0xA700) an instance over the size limit, or one that would leave the store below its
+    free-space reserve: the same check for C-STORE and STOW-RS."""
+    if size > max_instance_bytes:
+        raise RejectedInstance(
+            status.OUT_OF_RESOURCES, f"instance of {size} bytes exceeds the limit of {max_instance_bytes}"
+        )
+    if shutil.disk_usage(store_path).free - size < min_free_bytes:
+        raise RejectedInstance(status.OUT_OF_RESOURCES, "storage below its free-space reserve")

@@ -8,7 +8,6 @@ reaches the peer and the server keeps serving other associations.
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import ssl
 import threading
@@ -49,7 +48,7 @@ from audit.sink import AuditSink
 from dicom_gateway import status
 from dicom_gateway.admission import Admission, AdmissionLimits
 from dicom_gateway.errors import RejectedInstance
-from dicom_gateway.limits import AssociationGate, SharedCounter
+from dicom_gateway.limits import AssociationGate, SharedCounter, check_room
 from dicom_gateway.policy import AssociationRequest, RejectReason, SourcePolicy
 from dicom_gateway.received import ReceivedInstance, parse_instance
 from dicom_gateway.tls import Handoff, HandshakeAuditingServer, certificate_names
@@ -373,21 +372,12 @@ class StorageSCP:
             if refused is None:
                 tally.stored.append(key)
 
-    def _check_resources(self, size: int) -> None:
-        if size > self.config.max_instance_bytes:
-            raise RejectedInstance(
-                status.OUT_OF_RESOURCES,
-                f"instance of {size} bytes exceeds the limit of {self.config.max_instance_bytes}",
-            )
-        free = shutil.disk_usage(self.config.free_space_path).free
-        if free - size < self.config.min_free_bytes:
-            raise RejectedInstance(status.OUT_OF_RESOURCES, "storage below its free-space reserve")
-
     def _on_store(self, event: evt.Event) -> int | Dataset:
         instance = None
         try:
             raw = event.request.DataSet.getvalue()
-            self._check_resources(len(raw))
+            config = self.config
+            check_room(len(raw), config.max_instance_bytes, config.min_free_bytes, config.free_space_path)
             instance = parse_instance(
                 raw,
                 event.context.transfer_syntax,

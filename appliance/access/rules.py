@@ -41,6 +41,9 @@ RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/openapi.json"): ADMIN,
     ("GET", "/metrics"): ADMIN,
     **{("GET", path): CLINICAL for path in _DICOMWEB_READS},
+    # STOW-RS, an alternative to C-STORE (checked and stored the same way): clinicians and admins
+    ("POST", "/dicomweb/studies"): frozenset({Role.CLINICIAN, Role.ADMIN}),
+    ("POST", "/dicomweb/studies/{study}"): frozenset({Role.CLINICIAN, Role.ADMIN}),
     # emergency access: a clinician outside a study's scope, or an admin (who sees no PHI otherwise)
     ("POST", "/api/break-glass"): frozenset({Role.CLINICIAN, Role.ADMIN}),
     ("GET", "/api/break-glass"): AUDITOR,

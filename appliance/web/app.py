@@ -9,7 +9,8 @@ that, never a traceback (the log has the exception's type and frames, without va
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -30,6 +31,7 @@ from appliance.web.api.routes import (
     peers,
     users,
 )
+from appliance.web.catalogue import ClinicalRecords
 from dicom_gateway.errors import DicomwebRefused
 from dicom_gateway.limits import GatewayCapacity
 
@@ -39,7 +41,15 @@ log = logging.getLogger(__name__)
 def create_app(
     app: Appliance, gateway_running: Callable[[], bool], capacity: Callable[[], GatewayCapacity]
 ) -> FastAPI:
+    records = ClinicalRecords(app)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        records.close()
+
     api = FastAPI(
+        lifespan=lifespan,
         title="Imaging appliance",
         docs_url=None,
         redoc_url=None,
@@ -50,7 +60,7 @@ def create_app(
     routers = [
         health.health_router(app, gateway_running, capacity),
         auth.router,
-        dicomweb.router(app),
+        dicomweb.router(records),
         break_glass.router,
         audit.router,
         users.router,

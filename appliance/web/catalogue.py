@@ -7,11 +7,13 @@ for. ``CallerCatalogue`` is a request's view: only the studies in the caller's s
 limited to sources or modalities) or under a live break-glass grant; every query is a Query audit
 event (110112) and every retrieval a DICOM Instances Accessed event (110103) naming the patient
 and the study; a retrieval outside the scope is refused (403) and recorded as a failed access.
+STOW-RS stores through the same checks and writer as C-STORE, recorded as Instances Transferred.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,13 +30,22 @@ from appliance.access import break_glass
 from appliance.context import Appliance
 from appliance.db.tables import Instance, Series, Source, Study, StudySummary
 from appliance.security.keys import WrappedKey
+from appliance.storage.writer import ObjectWriter
 from appliance.web.api.deps import Caller
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from dicom_gateway import status
 from dicom_gateway.dicomweb.catalogue import StoredInstance
 from dicom_gateway.dicomweb.query import Query
-from dicom_gateway.errors import DicomwebRefused
+from dicom_gateway.dicomweb.stow import StowOutcome
+from dicom_gateway.errors import DicomwebRefused, RejectedInstance
+from dicom_gateway.limits import check_room
+from dicom_gateway.received import ReceivedInstance, instance_from_part10
+
+log = logging.getLogger(__name__)
 
 _SUMMARY_COLUMN = "study_summary.attributes"
+# the source AE title recorded for instances stored over STOW-RS (the person is in the audit event)
+STOW_SOURCE_AE = "DICOMWEB"
 _STUDY_KEYWORDS = (
     "SpecificCharacterSet PatientName PatientID IssuerOfPatientID PatientBirthDate PatientSex "
     "StudyInstanceUID StudyDate StudyTime AccessionNumber ReferringPhysicianName StudyID "
@@ -75,6 +86,20 @@ class ClinicalRecords:
     _studies: dict[int, dict] = field(default_factory=dict)
     _headers: dict[int, dict] = field(default_factory=dict)  # instance pk -> series and instance attributes
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _writer: ObjectWriter | None = None
+
+    def writer(self) -> ObjectWriter:
+        """The writer STOW-RS stores through (made at the first store: most services never need it)."""
+        with self._lock:
+            if self._writer is None:
+                self._writer = ObjectWriter(self.app)
+            return self._writer
+
+    def close(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
     def _read(self, row: Instance) -> Dataset:
         data = self.app.store.get(row.object_id, WrappedKey(row.kek_id, row.wrapped_key))
@@ -305,6 +330,60 @@ class CallerCatalogue:
             summary = self.records.summary(session, visible[0].pk)
         self._audit_access(study_uid, _patient_id(summary), len(found), ok=True)
         return found
+
+    def store(self, parts: list[bytes], study_uid: str | None) -> StowOutcome:
+        outcome, keys = StowOutcome(), []
+        seen: dict[bool, tuple[set[str], set[str]]] = {True: (set(), set()), False: (set(), set())}
+        for part in parts:
+            instance, code = None, status.SUCCESS
+            try:
+                instance = self._checked(part, study_uid)
+                keys.append(self.records.writer().store(instance))
+            except RejectedInstance as rejected:
+                log.warning("STOW-RS instance refused with 0x%04X: %s", rejected.status, rejected.comment)
+                code = rejected.status
+            except Exception as exc:  # the message may hold PHI: its kind only
+                log.error("STOW-RS instance failed internally (%s)", type(exc).__name__)
+                code = status.PROCESSING_FAILURE
+            sop = (instance.sop_class_uid, instance.sop_instance_uid) if instance else ("", "")
+            if code == status.SUCCESS:
+                outcome.stored.append(sop)
+            else:
+                outcome.failed.append((*sop, code))
+            if instance is not None:
+                seen[code == status.SUCCESS][0].add(instance.patient.patient_id)
+                seen[code == status.SUCCESS][1].add(instance.study_uid)
+        for ok, count in ((True, len(outcome.stored)), (False, len(outcome.failed))):
+            if count:
+                self._audit_transfer(ok, count, *seen[ok])
+        if keys:
+            self.app.audit.flush()
+            self.records.writer().receipts_recorded(keys)
+        return outcome
+
+    def _checked(self, part: bytes, study_uid: str | None) -> ReceivedInstance:
+        dicom = self.app.settings.dicom
+        check_room(len(part), dicom.max_instance_bytes, dicom.min_free_bytes, self.app.store.root)
+        instance = instance_from_part10(part, STOW_SOURCE_AE, dicom.ae_title)
+        if study_uid is not None and instance.study_uid != study_uid:
+            raise RejectedInstance(status.DATASET_DOES_NOT_MATCH_SOP_CLASS, "not of the study posted to")
+        return instance
+
+    def _audit_transfer(self, ok: bool, count: int, patients: set[str], studies: set[str]) -> None:
+        self.app.audit.emit(
+            AuditEvent(
+                event_id=EventID.INSTANCES_TRANSFERRED,
+                action=Action.CREATE,
+                outcome=Outcome.SUCCESS if ok else Outcome.MINOR_FAILURE,
+                type_code="STOW-RS",
+                participants=(self._participant(),),
+                objects=(
+                    *(ParticipantObject("patient", pid) for pid in sorted(patients)),
+                    *(ParticipantObject("study", uid) for uid in sorted(studies)),
+                ),
+                description=f"instances={count}" + ("" if ok else " refused"),
+            )
+        )
 
     def _stored(self, row: Instance) -> StoredInstance:
         key, store = WrappedKey(row.kek_id, row.wrapped_key), self.app.store

@@ -1,4 +1,5 @@
-"""What the DICOMweb routes need from the application: records to match and instances to read.
+"""What the DICOMweb routes need from the application: records to match, instances to read, a
+place to store.
 
 The application decides what the caller may see and records each access; the routes only speak
 the protocol. Records are DICOM JSON objects (tag -> {"vr", "Value"}), one per study, series or
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dicom_gateway.dicomweb.query import Query
+from dicom_gateway.dicomweb.stow import StowOutcome
 
 
 @dataclass(frozen=True)
@@ -37,3 +39,6 @@ class Catalogue(Protocol):
         self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
     ) -> list[StoredInstance]:
         """The instances of a study, a series or one instance; raises DicomwebRefused (404, 403)."""
+
+    def store(self, parts: list[bytes], study_uid: str | None) -> StowOutcome:
+        """Store each DICOM file as C-STORE would (only those of ``study_uid`` if given)."""

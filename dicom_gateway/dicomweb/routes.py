@@ -1,4 +1,4 @@
-"""QIDO-RS and WADO-RS routes (PS3.18 10.4 and 10.6) over a :class:`Catalogue`.
+"""QIDO-RS, WADO-RS and STOW-RS routes (PS3.18 10.4, 10.5 and 10.6) over a :class:`Catalogue`.
 
 Searches answer ``application/dicom+json``. Retrievals answer ``multipart/related`` with one part
 per instance, streamed: each instance is read (decrypted) only when its part is sent. The transfer
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from io import BytesIO
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom import dcmread, dcmwrite
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -23,6 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from dicom_gateway.dicomweb import multipart
 from dicom_gateway.dicomweb.catalogue import Catalogue, StoredInstance
 from dicom_gateway.dicomweb.query import Query
+from dicom_gateway.dicomweb.stow import dicom_parts
 from dicom_gateway.errors import DicomwebRefused
 
 DICOM_JSON = "application/dicom+json"
@@ -200,4 +202,20 @@ def dicomweb_router(catalogue_for: Callable[..., Catalogue]) -> APIRouter:
             media_type=multipart.content_type("application/octet-stream", mark),
         )
 
+    @router.post("/studies")
+    async def store_instances(request: Request, catalogue: Catalogue = CatalogueDep) -> Response:
+        return await _stow(request, catalogue, None)
+
+    @router.post("/studies/{study}")
+    async def store_study_instances(
+        study: str, request: Request, catalogue: Catalogue = CatalogueDep
+    ) -> Response:
+        return await _stow(request, catalogue, study)
+
     return router
+
+
+async def _stow(request: Request, catalogue: Catalogue, study_uid: str | None) -> Response:
+    parts = dicom_parts(request.headers.get("content-type", ""), await request.body())
+    outcome = await run_in_threadpool(catalogue.store, parts, study_uid)  # fsync waits: off the event loop
+    return JSONResponse(outcome.response(), status_code=outcome.http_status, media_type=DICOM_JSON)

@@ -20,9 +20,10 @@ from sqlalchemy import update
 
 from appliance.context import open_appliance
 from appliance.db.tables import BreakGlass, Role, utcnow
-from tests.web.conftest import PATIENT_A, PATIENT_B
 from audit.reader import read_entries
 from testbed.processes import OrthancProcess
+from testbed.synthetic import ct_series
+from tests.web.conftest import PATIENT_A, PATIENT_B
 
 pytestmark = pytest.mark.slow
 
@@ -221,6 +222,63 @@ def test_orthanc_pulls_a_study_from_the_appliance_over_dicomweb(site, tmp_path):
         assert len(orthanc.instances()) == 3
     finally:
         orthanc.stop()
+
+
+def test_stow_stores_as_c_store_does_and_answers_each_instance(site):
+    """Runs after the searches above (a third study appears here)."""
+    client = _client(site, site.person("stow-user", Role.CLINICIAN).token())
+    sent = ct_series(2, PATIENT_A, size=16, seed=5)
+    answer = client.store_instances(sent)  # the response, as a pydicom Dataset
+    stored = [item.ReferencedSOPInstanceUID for item in answer.ReferencedSOPSequence]
+    assert stored == [d.SOPInstanceUID for d in sent] and "FailedSOPSequence" not in answer
+    got = client.retrieve_instance(
+        sent[0].StudyInstanceUID, sent[0].SeriesInstanceUID, sent[0].SOPInstanceUID,
+        media_types=(("application/dicom", "*"),),
+    )  # fmt: skip
+    buffer = BytesIO()
+    got.save_as(buffer, enforce_file_format=True)
+    assert _body(buffer.getvalue()) == encode(sent[0], False, True)
+
+    changed = ct_series(1, PATIENT_B, size=16, seed=6)[0]
+    changed.SOPInstanceUID = sent[1].SOPInstanceUID  # the same UID, another patient: a conflict
+    fresh = ct_series(1, PATIENT_A, size=16, seed=7)[0]
+    headers = dict(client._session.headers)
+    mixed = _stow(site, headers, [_file(fresh), _file(changed)])
+    assert mixed.status_code == 202
+    assert [f["00081197"]["Value"][0] for f in mixed.json()["00081198"]["Value"]] == [0xA9D0]
+    assert [r["00081155"]["Value"][0] for r in mixed.json()["00081199"]["Value"]] == [fresh.SOPInstanceUID]
+
+    garbage = b"\x00" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00\xff\xff\x00\x00"
+    refused = _stow(site, headers, [garbage])
+    assert refused.status_code == 409
+    assert refused.json()["00081198"]["Value"][0]["00081197"]["Value"][0] == 0xC210
+    wrong_type = httpx.post(
+        f"{site.base}/dicomweb/studies",
+        content=b"{}",
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert wrong_type.status_code == 415
+
+
+def _file(dataset) -> bytes:
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _stow(site, headers: dict, parts: list[bytes]) -> httpx.Response:
+    boundary = "stow-test-boundary"
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part + b"\r\n"
+            for part in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    return httpx.post(
+        f"{site.base}/dicomweb/studies", content=body, headers={**headers, "Content-Type": content_type}
+    )
 
 
 def test_no_patient_value_in_any_log_line(site):

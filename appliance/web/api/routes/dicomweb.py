@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from appliance.context import Appliance
 from appliance.web.api.deps import CurrentCaller
 from appliance.web.catalogue import CallerCatalogue, ClinicalRecords
 from dicom_gateway.dicomweb.routes import dicomweb_router
 
 
-def router(app: Appliance) -> APIRouter:
-    records = ClinicalRecords(app)
-
+def router(records: ClinicalRecords) -> APIRouter:
     def catalogue(caller: CurrentCaller) -> CallerCatalogue:
         return CallerCatalogue(records, caller)
 
