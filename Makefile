@@ -28,3 +28,5 @@ benchmark: system-deps install
 	$(VENV)/bin/python benchmarks/audit.py
 	$(VENV)/bin/python benchmarks/inference.py
 	$(VENV)/bin/python benchmarks/deidentify.py
+	$(VENV)/bin/python benchmarks/dicomweb.py
+	$(VENV)/bin/python benchmarks/login.py

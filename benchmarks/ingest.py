@@ -29,38 +29,17 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from testbed.dcmtk import dcmtk  # noqa: E402
+from testbed.dcmtk import dcmtk, storescu_parallel  # noqa: E402
 from testbed.processes import ApplianceProcess, OrthancProcess, free_port, run_cli, wait_for  # noqa: E402
 from testbed.synthetic import ct_series, write_series  # noqa: E402
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
-
-
-def send(files: list[Path], port: int, called: str, parallel: int) -> float:
-    """Seconds to send every file over ``parallel`` concurrent storescu associations."""
-    chunks = [files[i::parallel] for i in range(parallel)]
-    started = time.perf_counter()
-    senders = [
-        subprocess.Popen(
-            [dcmtk("storescu"), "-aet", "SCU", "-aec", called, "127.0.0.1", str(port), *map(str, chunk)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=DCMTK_ENV,
-        )
-        for chunk in chunks
-    ]
-    for sender in senders:
-        _, err = sender.communicate()
-        if sender.returncode != 0:
-            raise RuntimeError(f"storescu failed: {err.decode()[-500:]}")
-    return time.perf_counter() - started
 
 
 class PeakRss:
@@ -99,7 +78,7 @@ def bench_appliance(files: list[Path], work: Path, parallel: int, round_no: int)
     assert appliance.process is not None
     rss = PeakRss(appliance.process.pid)
     try:
-        seconds = send(files, appliance.dicom_port, "APPLIANCE", parallel)
+        seconds = storescu_parallel(appliance.dicom_port, files, "APPLIANCE", parallel)
     finally:
         peak = rss.stop()
         appliance.stop()
@@ -112,7 +91,7 @@ def bench_appliance(files: list[Path], work: Path, parallel: int, round_no: int)
 def bench_orthanc(files: list[Path], work: Path, parallel: int, round_no: int) -> float:
     orthanc = OrthancProcess(work / f"orthanc-{round_no}").start()
     try:
-        seconds = send(files, orthanc.dicom_port, "ORTHANC", parallel)
+        seconds = storescu_parallel(orthanc.dicom_port, files, "ORTHANC", parallel)
         if len(orthanc.instances()) != len(files):
             raise RuntimeError("Orthanc did not store every instance")
     finally:
@@ -141,7 +120,7 @@ def bench_storescp(files: list[Path], work: Path, parallel: int, round_no: int) 
             10,
             "storescp",
         )
-        seconds = send(files, port, "STORESCP", parallel)
+        seconds = storescu_parallel(port, files, "STORESCP", parallel)
     finally:
         server.terminate()
         server.wait()

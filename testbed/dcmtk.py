@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sysconfig
+import time
 from pathlib import Path
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -51,3 +52,24 @@ def storescu_verbose(port: int, files: list[Path]) -> subprocess.Popen:
     """A running storescu -v whose stdout reports each file sent and each response."""
     command = [*_command("storescu", port, "SCU", "APPLIANCE", ["-v"]), *map(str, files)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+
+
+def storescu_parallel(port: int, files: list[Path], called: str, parallel: int = 4) -> float:
+    """Seconds to send every file over ``parallel`` concurrent storescu associations."""
+    chunks = [files[i::parallel] for i in range(parallel)]
+    started = time.perf_counter()
+    senders = [
+        subprocess.Popen(
+            [*_command("storescu", port, "SCU", called, []), *map(str, chunk)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
+        for chunk in chunks
+        if chunk
+    ]
+    for sender in senders:
+        _, err = sender.communicate()
+        if sender.returncode != 0:
+            raise RuntimeError(f"storescu to {called} failed: {err.decode()[-500:]}")
+    return time.perf_counter() - started

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
+from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from appliance.access import one_time_codes, passwords
+from appliance.admin.changes import record_change
 from appliance.context import Appliance
-from appliance.db.tables import Role, UserAccount, utcnow
+from appliance.db.tables import Role, UserAccount, as_utc, utcnow
 from appliance.errors import AccessRefused, ConfigError, NotFound
-from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant
 
 FAILURES_BEFORE_LOCK = 5
 _FIRST_LOCK = timedelta(seconds=30)
@@ -29,8 +30,7 @@ _TOTP_COLUMN = "user_account.totp_secret"
 _REFUSED = "wrong user name, password or one-time code"
 
 
-@dataclass(frozen=True)
-class Enrolment:
+class Enrolment(BaseModel):
     """What the new user is given, once: never stored in the clear, never shown again."""
 
     username: str
@@ -38,8 +38,7 @@ class Enrolment:
     totp_uri: str
 
 
-@dataclass(frozen=True)
-class UserView:
+class UserView(BaseModel):
     """An account as lists and the admin API show it: no hash, no secret."""
 
     username: str
@@ -54,39 +53,20 @@ class UserView:
     @classmethod
     def of(cls, user: UserAccount) -> UserView:
         return cls(
-            user.username,
-            user.role.value,
-            user.disabled,
-            user.must_change_password,
-            user.locked_until,
-            list(user.sources),
-            list(user.modalities),
-            user.created_at,
+            username=user.username,
+            role=user.role.value,
+            disabled=user.disabled,
+            must_change_password=user.must_change_password,
+            locked_until=user.locked_until,
+            sources=list(user.sources),
+            modalities=list(user.modalities),
+            created_at=user.created_at,
         )
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A time read back from the database (SQLite gives it without its zone; it is UTC)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @lru_cache(maxsize=1)
 def _dummy_hash() -> str:
     return passwords.hash_password("not an account's password")
-
-
-def _audit_change(app: Appliance, actor: str, action: Action, username: str, what: str) -> None:
-    app.audit.emit(
-        AuditEvent(
-            event_id=EventID.APPLICATION_ACTIVITY,
-            action=action,
-            outcome=Outcome.SUCCESS,
-            type_code="Configuration Change",
-            participants=(Participant(actor, is_requestor=True),),
-            objects=(ParticipantObject("user", username, {}),),
-            description=f"user {username} {what}",
-        )
-    )
 
 
 _failures = itertools.count(1)
@@ -129,7 +109,11 @@ def _fresh_secrets(app: Appliance, user: UserAccount) -> Enrolment:
     user.last_totp_step = 0
     user.must_change_password = True
     user.failed_logins, user.locked_until = 0, None
-    return Enrolment(user.username, password, one_time_codes.enrolment_uri(secret, user.username))
+    return Enrolment(
+        username=user.username,
+        password=password,
+        totp_uri=one_time_codes.enrolment_uri(secret, user.username),
+    )
 
 
 def _scope(
@@ -168,7 +152,7 @@ def add_user(
         enrolment = _fresh_secrets(app, user)
         session.add(user)
         session.commit()
-    _audit_change(app, actor, Action.CREATE, username, f"added as {role.value}")
+    record_change(app, actor, Action.CREATE, "user", username, f"added as {role.value}")
     return enrolment
 
 
@@ -194,7 +178,7 @@ def disable_user(app: Appliance, actor: str, username: str) -> None:
         session.add(user)
         session.commit()
         revoke_all(session, user)
-    _audit_change(app, actor, Action.UPDATE, username, "disabled")
+    record_change(app, actor, Action.UPDATE, "user", username, "disabled")
 
 
 def reset_user(app: Appliance, actor: str, username: str) -> Enrolment:
@@ -208,7 +192,9 @@ def reset_user(app: Appliance, actor: str, username: str) -> Enrolment:
         session.add(user)
         session.commit()
         revoke_all(session, user)
-    _audit_change(app, actor, Action.UPDATE, username, "reset (new password and one-time code enrolment)")
+    record_change(
+        app, actor, Action.UPDATE, "user", username, "reset (new password and one-time code enrolment)"
+    )
     return enrolment
 
 
@@ -229,7 +215,7 @@ def set_role(
         session.commit()
         view = UserView.of(user)
     scope = f" limited to sources {scoped_sources or 'all'}, modalities {scoped_modalities or 'all'}"
-    _audit_change(app, actor, Action.UPDATE, username, f"role {role.value}" + scope)
+    record_change(app, actor, Action.UPDATE, "user", username, f"role {role.value}" + scope)
     return view
 
 

@@ -7,14 +7,13 @@ with a comment. The reason's free text is stored encrypted (it may name the pati
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pydantic import BaseModel
 from sqlmodel import select
 
-from appliance.access.accounts import as_utc
 from appliance.context import Appliance
-from appliance.db.tables import BreakGlass, Study, UserAccount, utcnow
+from appliance.db.tables import BreakGlass, Study, UserAccount, as_utc, utcnow
 from appliance.errors import AccessRefused, NotFound
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 
@@ -23,8 +22,7 @@ _REASON_COLUMN = "break_glass.reason_text"
 _COMMENT_COLUMN = "break_glass.review_comment"
 
 
-@dataclass(frozen=True)
-class GrantView:
+class GrantView(BaseModel):
     """A grant as the auditors' queue shows it."""
 
     id: int
@@ -71,6 +69,7 @@ def grant(
             description=f"break-glass access to a study for {minutes} minutes ({reason_code})",
         )
     )
+    app.audit.flush()  # durable now, and so in the syslog forwarder's next batch
     return row
 
 

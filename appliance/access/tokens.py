@@ -13,9 +13,8 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
-from appliance.access.accounts import as_utc
 from appliance.context import Appliance
-from appliance.db.tables import AccessToken, UserAccount, utcnow
+from appliance.db.tables import AccessToken, UserAccount, as_utc, utcnow
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ import socket
 
 from sqlmodel import Session, select
 
+from appliance.admin.changes import record_change
 from appliance.context import Appliance
 from appliance.db.tables import Destination, Source
 from appliance.errors import ConfigError, NotFound
-from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from audit.events import Action
 from dicom_gateway.names import check_ae_title, check_host, check_port
 from dicom_gateway.policy import AssociationRequest, RejectReason
 
@@ -66,20 +67,6 @@ class DatabaseSourcePolicy:
         return None
 
 
-def _audit_change(app: Appliance, actor: str, action: Action, kind: str, name: str, detail: dict) -> None:
-    app.audit.emit(
-        AuditEvent(
-            event_id=EventID.APPLICATION_ACTIVITY,
-            action=action,
-            outcome=Outcome.SUCCESS,
-            type_code="Configuration Change",
-            participants=(Participant(actor, is_requestor=True),),
-            objects=(ParticipantObject(kind, name, detail),),
-            description=f"{kind} {name} {'added' if action == Action.CREATE else 'removed'}",
-        )
-    )
-
-
 def _checked(ae_title: str, host: str, port: int | None = None) -> None:
     try:
         check_ae_title(ae_title)
@@ -100,7 +87,7 @@ def add_source(
         source = Source(name=name, ae_title=ae_title, host=host, tls_subject=tls_subject)
         session.add(source)
         session.commit()
-    _audit_change(app, actor, Action.CREATE, "source", name, {"ae_title": ae_title, "host": host})
+    record_change(app, actor, Action.CREATE, "source", name, "added", {"ae_title": ae_title, "host": host})
     return source
 
 
@@ -124,7 +111,7 @@ def add_destination(
         session.add(destination)
         session.commit()
     detail = {"ae_title": ae_title, "host": host, "port": port, "tls": tls, "results": results}
-    _audit_change(app, actor, Action.CREATE, "destination", name, detail)
+    record_change(app, actor, Action.CREATE, "destination", name, "added", detail)
     return destination
 
 
@@ -144,7 +131,7 @@ def remove_peer(app: Appliance, actor: str, table: type[Source] | type[Destinati
             raise NotFound(f"no {kind} named {name}")
         session.delete(found)
         session.commit()
-    _audit_change(app, actor, Action.DELETE, kind, name, {})
+    record_change(app, actor, Action.DELETE, kind, name, "removed")
 
 
 def list_peers(app: Appliance, table: type[Source] | type[Destination]) -> list:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from appliance.access import accounts
@@ -19,7 +17,7 @@ def _names(value: str | None) -> list[str]:
 
 def _show(enrolment: accounts.Enrolment, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(vars(enrolment)))
+        click.echo(enrolment.model_dump_json())
         return
     click.echo(f"user {enrolment.username}: give them, once, and by a safe channel:")
     click.echo(f"  initial password: {enrolment.password}   (to be changed at first sign-in)")
@@ -53,7 +51,7 @@ def users_add(
 def users_list(home: str | None, as_json: bool) -> None:
     """Accounts with their role, scope and state (never a password or secret)."""
     app = open_home(home)
-    rows = [vars(view) for view in accounts.list_users(app)]
+    rows = [view.model_dump() for view in accounts.list_users(app)]
     columns = ["username", "role", "disabled", "must_change_password", "sources", "modalities"]
     emit_rows(rows, as_json, columns)
 

@@ -16,6 +16,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A time read back from the database (SQLite gives it without its zone; it is UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 class SeriesState(enum.StrEnum):
     RECEIVING = "receiving"
     COMPLETE = "complete"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import defaultdict
+from collections import ChainMap, defaultdict
 from dataclasses import dataclass, field
 from io import BytesIO
 
@@ -87,6 +87,8 @@ class ClinicalRecords:
     _headers: dict[int, dict] = field(default_factory=dict)  # instance pk -> series and instance attributes
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _writer: ObjectWriter | None = None
+    _rows: dict[str, StudyRow] = field(default_factory=dict)
+    _rows_version: tuple = ()
 
     def writer(self) -> ObjectWriter:
         """The writer STOW-RS stores through (made at the first store: most services never need it)."""
@@ -106,19 +108,29 @@ class ClinicalRecords:
         return dcmread(BytesIO(data), stop_before_pixels=True)
 
     def study_rows(self, session: Session, study_uid: str | None = None) -> list[StudyRow]:
-        series_query = select(Series.id, Series.study_pk, Series.modality)
-        study_query = select(Study.id, Study.study_uid)
-        if study_uid is not None:
-            study_query = study_query.where(Study.study_uid == study_uid)
-        studies = session.exec(study_query).all()
-        wanted = {pk for pk, _ in studies}
+        """Every study with its sources, modalities and counts (or the one asked for); read again
+        from the database only when an instance has come or gone since the last read."""
+        version = tuple(session.exec(select(func.max(Instance.id), func.count())).one())
+        with self._lock:
+            if self._rows_version != version:
+                self._rows = {row.study_uid: row for row in self._read_rows(session)}
+                self._rows_version = version
+            rows = self._rows
+        if study_uid is None:
+            return list(rows.values())
+        return [rows[study_uid]] if study_uid in rows else []
+
+    @staticmethod
+    def _read_rows(session: Session) -> list[StudyRow]:
+        studies = session.exec(select(Study.id, Study.study_uid)).all()
         modalities: dict[int, set[str]] = defaultdict(set)
         series_of: dict[int, int] = {}
-        for series_pk, study_pk, modality in session.exec(series_query):
-            if study_pk in wanted:
-                series_of[series_pk] = study_pk
-                if modality:
-                    modalities[study_pk].add(modality)
+        for series_pk, study_pk, modality in session.exec(
+            select(Series.id, Series.study_pk, Series.modality)
+        ):
+            series_of[series_pk] = study_pk
+            if modality:
+                modalities[study_pk].add(modality)
         sources: dict[int, set[str]] = defaultdict(set)
         counts: dict[int, int] = defaultdict(int)
         series_counts: dict[int, int] = defaultdict(int)
@@ -250,17 +262,22 @@ class CallerCatalogue:
         )
 
     # -- the Catalogue protocol -----------------------------------------------------------------------
-    def _study_record(self, session: Session, row: StudyRow) -> dict:
-        record = dict(self.records.summary(session, row.pk))
-        record["00080061"] = _element("CS", *sorted(row.modalities))
-        record["00201206"] = _element("IS", row.series_count)
-        record["00201208"] = _element("IS", row.instance_count)
-        return record
-
     def studies(self, query: Query) -> list[dict]:
+        """The visible studies that match (matched here on the summary and the computed attributes
+        together, so that only the matches are copied into records)."""
         self._audit_query("studies", query, None)
+        records = []
         with self.app.session() as session:
-            return [self._study_record(session, row) for row in self._visible(session)]
+            for row in self._visible(session):
+                computed = {
+                    "00080061": _element("CS", *sorted(row.modalities)),
+                    "00201206": _element("IS", row.series_count),
+                    "00201208": _element("IS", row.instance_count),
+                }
+                summary = self.records.summary(session, row.pk)
+                if query.matches(ChainMap(computed, summary)):
+                    records.append({**summary, **computed})
+        return records
 
     def _series_rows(self, session: Session, study_uid: str | None) -> list[tuple[StudyRow, Series]]:
         studies = {row.pk: row for row in self._visible(session, study_uid)}

@@ -11,6 +11,7 @@ default, ``CaseSensitivePN`` off). Keys are attribute keywords or tags (``Patien
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -33,6 +34,7 @@ def _tag(key: str) -> str:
     return f"{tag:08X}"
 
 
+@lru_cache(maxsize=1024)
 def _vr(tag: str) -> str:
     try:
         return dictionary_VR(int(tag, 16))
@@ -75,7 +77,7 @@ class Query:
                 keys[_tag(name)] = value
         return cls(keys, frozenset(include), include_all, limit, offset)
 
-    def matches(self, record: dict) -> bool:
+    def matches(self, record: Mapping) -> bool:
         return all(_matches(_values(record, tag), value, _vr(tag)) for tag, value in self.keys.items())
 
     def page(self, records: list[dict]) -> list[dict]:
@@ -95,7 +97,7 @@ class Query:
         return ",".join(sorted(keyword_for_tag(int(t, 16)) or t for t in self.keys))
 
 
-def _values(record: dict, tag: str) -> list[str]:
+def _values(record: Mapping, tag: str) -> list[str]:
     element = record.get(tag)
     if not element:
         return []

@@ -38,7 +38,7 @@ def test_study_is_audited_and_the_log_verifies(appliance, home, tmp_path, patien
     assert any(e["event_id"] == "110101" for e in everything)  # the earlier listing was itself audited
 
     as_csv = run_cli(home, "audit", "list", "--csv", "--who", "SCU", "--outcome", "0").stdout.splitlines()
-    assert as_csv[0] == "index,at,event,type,outcome,who,objects,description"
+    assert as_csv[0] == "index,at,event,type,outcome,who,address,objects,description"
     assert any("DICOM Instances Transferred" in row and "instances=7" in row for row in as_csv[1:])
     assert json.loads(run_cli(home, "audit", "list", "--json", "--since", "2999-01-01").stdout) == []
 

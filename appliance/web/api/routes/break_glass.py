@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from appliance.access import break_glass
+from appliance.access.break_glass import GrantView
 from appliance.web.api.deps import AppDep, CurrentCaller
 
 router = APIRouter(prefix="/api/break-glass", tags=["break-glass"])
@@ -25,18 +26,6 @@ class Granted(BaseModel):
     expires_at: datetime
 
 
-class Grant(BaseModel):
-    id: int
-    username: str
-    study_uid: str
-    reason_code: str
-    reason_text: str
-    granted_at: datetime
-    expires_at: datetime
-    reviewed_by: str | None
-    review_comment: str | None
-
-
 class Review(BaseModel):
     comment: str
 
@@ -50,10 +39,10 @@ def open_study(body: GrantRequest, caller: CurrentCaller, app: AppDep) -> Grante
 
 
 @router.get("")
-def queue(caller: CurrentCaller, app: AppDep, include_reviewed: bool = False) -> list[Grant]:
-    return [Grant(**vars(view)) for view in break_glass.review_queue(app, include_reviewed)]
+def queue(caller: CurrentCaller, app: AppDep, include_reviewed: bool = False) -> list[GrantView]:
+    return break_glass.review_queue(app, include_reviewed)
 
 
 @router.post("/{grant}/review")
-def review(grant: int, body: Review, caller: CurrentCaller, app: AppDep) -> Grant:
-    return Grant(**vars(break_glass.review(app, caller.name, caller.address, grant, body.comment)))
+def review(grant: int, body: Review, caller: CurrentCaller, app: AppDep) -> GrantView:
+    return break_glass.review(app, caller.name, caller.address, grant, body.comment)

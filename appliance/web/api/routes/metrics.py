@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterator
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlmodel import select
 
 from appliance.access import accounts
 from appliance.context import Appliance
-from appliance.db.tables import Instance, Job, JobState
+from appliance.db.tables import Instance, Job, JobKind, JobState, as_utc
 from appliance.web.api.deps import CurrentCaller
 from dicom_gateway.limits import GatewayCapacity
 
@@ -25,7 +25,23 @@ class _ApplianceCollector(Collector):
     def __init__(self, app: Appliance, capacity: Callable[[], GatewayCapacity]) -> None:
         self.app, self.capacity = app, capacity
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def _inference_latency(self) -> HistogramMetricFamily:
+        """From a series complete to its results (queue wait included), over the finished jobs."""
+        with self.app.session() as session:
+            rows = session.exec(
+                select(Job.created_at, Job.updated_at).where(
+                    Job.kind == JobKind.SERIES_COMPLETE, Job.state == JobState.DONE
+                )
+            ).all()
+        seconds = [(as_utc(done) - as_utc(made)).total_seconds() for made, done in rows]
+        buckets, total = _histogram(seconds)
+        family = HistogramMetricFamily(
+            "appliance_inference_seconds", "from a complete series to its results, per finished job"
+        )
+        family.add_metric([], buckets, total)
+        return family
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         with self.app.session() as session:
             count, size = session.exec(select(func.count(), func.coalesce(func.sum(Instance.size), 0))).one()
             jobs = session.exec(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)).all()
@@ -45,6 +61,7 @@ class _ApplianceCollector(Collector):
                 failures.add_metric([kind.value], n)
         yield depth
         yield failures
+        yield self._inference_latency()
         gateway = self.capacity()
         associations = GaugeMetricFamily("appliance_dicom_associations", "DICOM associations open now")
         associations.add_metric([], gateway.associations)
@@ -59,6 +76,14 @@ class _ApplianceCollector(Collector):
         )
         logins.add_metric([], accounts.failed_sign_ins())
         yield logins
+
+
+_LATENCY_BUCKETS = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+def _histogram(seconds: list[float]) -> tuple[list[tuple[str, float]], float]:
+    counts = [(f"{edge:g}", float(sum(1 for s in seconds if s <= edge))) for edge in _LATENCY_BUCKETS]
+    return [*counts, ("+Inf", float(len(seconds)))], sum(seconds)
 
 
 def router(app: Appliance, capacity: Callable[[], GatewayCapacity]) -> APIRouter:

@@ -1,0 +1,62 @@
+"""The admin API: the same checks and audit as the CLI, metrics, keys as metadata only."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from appliance.context import open_appliance
+from appliance.db.tables import Role
+from audit.reader import read_entries
+from testbed.processes import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_admins_manage_sources_and_destinations_with_the_cli_checks_and_audit(site):
+    headers = {"Authorization": f"Bearer {site.person('admin-peers', Role.ADMIN).token()}"}
+    api = f"{site.base}/api"
+    made = httpx.post(
+        f"{api}/sources", headers=headers, json={"name": "ct9", "ae_title": "CT9", "host": "10.1.2.3"}
+    )
+    assert made.status_code == 201
+    assert "ct9" in [s["name"] for s in httpx.get(f"{api}/sources", headers=headers).json()]
+    bad = httpx.post(f"{api}/sources", headers=headers, json={"name": "x", "ae_title": "A" * 17, "host": "h"})
+    assert bad.status_code == 400 and "AE title" in bad.json()["detail"]
+    port = free_port()  # nothing listens there
+    body = {"name": "nowhere", "ae_title": "NOWHERE", "host": "127.0.0.1", "port": port}
+    assert httpx.post(f"{api}/destinations", headers=headers, json=body).status_code == 201
+    echo = httpx.post(f"{api}/destinations/nowhere/echo", headers=headers, timeout=60)
+    assert echo.status_code == 502 and "C-ECHO to nowhere failed" in echo.json()["detail"]
+    assert httpx.delete(f"{api}/sources/ct9", headers=headers).status_code == 204
+    assert httpx.delete(f"{api}/sources/ct9", headers=headers).status_code == 404
+    app = open_appliance(site.home)
+    try:
+        entries = list(read_entries(app.settings.path(app.settings.audit.directory), app.audit_key))
+    finally:
+        app.close()
+    changes = [e for e in entries if e.get("type") == "Configuration Change"]
+    assert any(
+        e["participants"][0]["user_id"] == "web:admin-peers" and "source ct9 added" in e["description"]
+        for e in changes
+    )
+
+
+def test_keys_are_metadata_and_metrics_count_what_happened(site):
+    headers = {"Authorization": f"Bearer {site.person('admin-metrics', Role.ADMIN).token()}"}
+    keys = httpx.get(f"{site.base}/api/keys", headers=headers).json()
+    assert keys and set(keys[0]) == {"kek", "active", "wraps"}
+    site.person("typo-user", Role.AUDITOR).login(password="wrong")
+    text = httpx.get(f"{site.base}/metrics", headers=headers).text
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels or sample.labels.get("le") == "+Inf"
+    }
+    assert samples["appliance_instances_stored_total"] == len(site.study_a) + len(site.study_b)
+    assert samples["appliance_sign_ins_failed_total"] >= 1
+    assert samples["appliance_store_bytes"] > 0
+    assert "appliance_inference_seconds_count" in samples
+    assert samples["appliance_dicom_associations"] == 0
