@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import importlib.metadata
 import ipaddress
@@ -183,7 +182,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
         runner.start()
     if syslog:
         syslog.start()
-    http_thread = threading.Thread(target=lambda: asyncio.run(http.serve()), name="http", daemon=True)
+    http_thread = threading.Thread(target=http.run, name="http", daemon=True)  # uvloop where installed
     http_thread.start()
     _lifecycle_event(app, "Application Start", unclean)
     # Everything made so far (the imported libraries: torch's, pydantic's, SQLAlchemy's objects)

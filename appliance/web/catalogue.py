@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import ChainMap, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from io import BytesIO
 
@@ -89,6 +89,9 @@ class ClinicalRecords:
     _writer: ObjectWriter | None = None
     _rows: dict[str, StudyRow] = field(default_factory=dict)
     _rows_version: tuple = ()
+    _records: dict[int, tuple[StudyRow, dict]] = field(default_factory=dict)
+    _value_index: dict[str, dict[str, set[int]]] = field(default_factory=dict)  # tag -> value -> studies
+    _value_index_version: tuple = ()
 
     def writer(self) -> ObjectWriter:
         """The writer STOW-RS stores through (made at the first store: most services never need it)."""
@@ -184,6 +187,39 @@ class ClinicalRecords:
             self._studies[study_pk] = summary
         return summary
 
+    def study_record(self, session: Session, row: StudyRow) -> dict:
+        """The study's QIDO record: its summary and the attributes computed from the index (kept
+        until the next change of the index, as the rows are)."""
+        with self._lock:
+            cached = self._records.get(row.pk)
+        if cached is not None and cached[0] is row:
+            return cached[1]
+        record = {
+            **self.summary(session, row.pk),
+            "00080061": _element("CS", *sorted(row.modalities)),
+            "00201206": _element("IS", row.series_count),
+            "00201208": _element("IS", row.instance_count),
+        }
+        with self._lock:
+            self._records[row.pk] = (row, record)
+        return record
+
+    def having(self, session: Session, rows: list[StudyRow], tag: str, value: str) -> set[int]:
+        """The studies among ``rows`` whose attribute ``tag`` holds exactly ``value``, from an index
+        made at the first such query and kept until the index's next change."""
+        with self._lock:
+            index = self._value_index.get(tag) if self._value_index_version == self._rows_version else None
+        if index is None:
+            index = defaultdict(set)
+            for row in self.study_rows(session):
+                for found in self.study_record(session, row).get(tag, {}).get("Value", []):
+                    index[str(found)].add(row.pk)
+            with self._lock:
+                if self._value_index_version != self._rows_version:
+                    self._value_index, self._value_index_version = {}, self._rows_version
+                self._value_index[tag] = index
+        return index.get(value, set()) & {row.pk for row in rows}
+
     def header(self, row: Instance) -> dict:
         """The series and instance attributes of one instance, as DICOM JSON."""
         assert row.id is not None
@@ -263,21 +299,16 @@ class CallerCatalogue:
 
     # -- the Catalogue protocol -----------------------------------------------------------------------
     def studies(self, query: Query) -> list[dict]:
-        """The visible studies that match (matched here on the summary and the computed attributes
-        together, so that only the matches are copied into records)."""
+        """The visible studies that match. An exact value (a patient ID, an accession number) is
+        looked up in an index first, so that only its studies are matched attribute by attribute."""
         self._audit_query("studies", query, None)
-        records = []
         with self.app.session() as session:
-            for row in self._visible(session):
-                computed = {
-                    "00080061": _element("CS", *sorted(row.modalities)),
-                    "00201206": _element("IS", row.series_count),
-                    "00201208": _element("IS", row.instance_count),
-                }
-                summary = self.records.summary(session, row.pk)
-                if query.matches(ChainMap(computed, summary)):
-                    records.append({**summary, **computed})
-        return records
+            rows = self._visible(session)
+            for tag, value in query.exact_keys().items():
+                wanted = self.records.having(session, rows, tag, value)
+                rows = [row for row in rows if row.pk in wanted]
+            records = (self.records.study_record(session, row) for row in rows)
+            return [record for record in records if query.matches(record)]
 
     def _series_rows(self, session: Session, study_uid: str | None) -> list[tuple[StudyRow, Series]]:
         studies = {row.pk: row for row in self._visible(session, study_uid)}

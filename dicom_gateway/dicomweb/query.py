@@ -80,6 +80,18 @@ class Query:
     def matches(self, record: Mapping) -> bool:
         return all(_matches(_values(record, tag), value, _vr(tag)) for tag, value in self.keys.items())
 
+    def exact_keys(self) -> dict[str, str]:
+        """The keys matched by one exact value (no wildcard, range, list or person name): those a
+        catalogue may look up in an index before matching the rest."""
+        return {
+            tag: value
+            for tag, value in self.keys.items()
+            if value
+            and not any(c in value for c in "*?\\")
+            and _vr(tag) not in ("PN", "SQ")
+            and not (_vr(tag) in _RANGE_VRS and "-" in value)
+        }
+
     def page(self, records: list[dict]) -> list[dict]:
         chosen = [r for r in records if self.matches(r)][self.offset :]
         return chosen if self.limit is None else chosen[: self.limit]
