@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,46 @@ class SharedCounter:
     @property
     def value(self) -> int:
         return int(self._value.value)
+
+
+class StoreOutcomes:
+    """Instances stored, and refused by C-STORE status, counted across every gateway process."""
+
+    STATUSES = (
+        status.OUT_OF_RESOURCES,
+        status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+        status.CONFLICTING_DUPLICATE,
+        status.CANNOT_UNDERSTAND_UNDECODABLE,
+        status.CANNOT_UNDERSTAND_MISSING_UID,
+        status.PROCESSING_FAILURE,
+    )
+
+    def __init__(self, shared: Any | None = None) -> None:
+        # [stored, refused with STATUSES[0], ...]; any other status counts with the last
+        self._values = (
+            shared
+            if shared is not None
+            else multiprocessing.get_context("spawn").Array("q", len(self.STATUSES) + 1)
+        )
+
+    @property
+    def shared(self) -> Any:
+        return self._values
+
+    def stored(self) -> None:
+        with self._values.get_lock():
+            self._values[0] += 1
+
+    def refused(self, code: int) -> None:
+        slot = self.STATUSES.index(code) if code in self.STATUSES else len(self.STATUSES) - 1
+        with self._values.get_lock():
+            self._values[slot + 1] += 1
+
+    def counts(self) -> tuple[int, dict[str, int]]:
+        """(stored, refused per status as ``0xA700``)."""
+        with self._values.get_lock():
+            values = list(self._values)
+        return values[0], {f"0x{code:04X}": n for code, n in zip(self.STATUSES, values[1:], strict=True)}
 
 
 class AssociationGate:
@@ -65,6 +105,8 @@ class GatewayCapacity:
     awaiting_limit: int
     refused_connections: int
     security_events: int
+    stored: int = 0  # instances stored since the start
+    refused: dict[str, int] = field(default_factory=dict)  # instances refused, per C-STORE status
 
     @property
     def has_room(self) -> bool:

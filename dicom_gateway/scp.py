@@ -48,7 +48,7 @@ from audit.sink import AuditSink
 from dicom_gateway import status
 from dicom_gateway.admission import Admission, AdmissionLimits
 from dicom_gateway.errors import RejectedInstance
-from dicom_gateway.limits import AssociationGate, SharedCounter, check_room
+from dicom_gateway.limits import AssociationGate, SharedCounter, StoreOutcomes, check_room
 from dicom_gateway.policy import AssociationRequest, RejectReason, SourcePolicy
 from dicom_gateway.received import ReceivedInstance, parse_instance
 from dicom_gateway.tls import Handoff, HandshakeAuditingServer, certificate_names
@@ -141,6 +141,7 @@ class StorageSCP:
         connections: SharedCounter | None = None,
         handoff: Handoff | None = None,
         refused_connections: SharedCounter | None = None,
+        outcomes: StoreOutcomes | None = None,
     ) -> None:
         self.config = config
         self.policy = policy
@@ -153,6 +154,7 @@ class StorageSCP:
         self.connections = connections
         self.handoff = handoff
         self.refused_connections = refused_connections or SharedCounter()
+        self.outcomes = outcomes or StoreOutcomes()
         self.admission = Admission(config.admission, self._on_connection_refused)
         self._lock = threading.Lock()
         self._tallies: dict[int, _AssociationTally] = {}
@@ -389,12 +391,15 @@ class StorageSCP:
             key = self.sink.store(instance)
         except RejectedInstance as rejected:
             log.warning("C-STORE refused with 0x%04X: %s", rejected.status, rejected.comment)
+            self.outcomes.refused(rejected.status)
             self._count(event, instance, refused=f"0x{rejected.status:04X} {rejected.comment}")
             return _failure(rejected.status, rejected.comment)
         except Exception as exc:  # never let it reach the peer; the message may hold PHI, so not logged
             log.error("C-STORE failed internally (%s)", type(exc).__name__)
             comment = f"internal error ({type(exc).__name__})"
+            self.outcomes.refused(status.PROCESSING_FAILURE)
             self._count(event, instance, refused=f"0x{status.PROCESSING_FAILURE:04X} {comment}")
             return _failure(status.PROCESSING_FAILURE, comment)
+        self.outcomes.stored()
         self._count(event, instance, key)
         return status.SUCCESS

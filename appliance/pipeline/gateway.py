@@ -30,7 +30,7 @@ from appliance.runtime.child_process import die_with_parent, parent_alive
 from appliance.storage.writer import ObjectWriter
 from dicom_gateway import tls
 from dicom_gateway.admission import AdmissionLimits
-from dicom_gateway.limits import AssociationGate, GatewayCapacity, SharedCounter
+from dicom_gateway.limits import AssociationGate, GatewayCapacity, SharedCounter, StoreOutcomes
 from dicom_gateway.scp import GatewayConfig, StorageSCP
 from dicom_gateway.tls import Handoff
 
@@ -90,6 +90,7 @@ def _scp(
         connections=connections,
         handoff=handoff,
         refused_connections=SharedCounter(shared.refused),
+        outcomes=StoreOutcomes(shared.outcomes),
     )
 
 
@@ -101,6 +102,7 @@ class _Shared:
     active: Any
     refused: Any
     limit: int
+    outcomes: Any
 
 
 def _receive_connections(channel: socket.socket, scp: StorageSCP, closed: threading.Event) -> None:
@@ -163,6 +165,7 @@ class GatewayProcesses:
             SharedCounter().shared,
             SharedCounter().shared,
             app.settings.dicom.max_associations,
+            StoreOutcomes().shared,
         )
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
@@ -236,6 +239,7 @@ class GatewayProcesses:
 
     def capacity(self) -> GatewayCapacity:
         """The whole gateway's (connections await their request only in this, the accepting, process)."""
+        stored, refused = StoreOutcomes(self._shared.outcomes).counts()
         return GatewayCapacity(
             associations=SharedCounter(self._shared.active).value,
             association_limit=self._shared.limit,
@@ -243,6 +247,8 @@ class GatewayProcesses:
             awaiting_limit=self.scp.admission.limits.pending_total,
             refused_connections=SharedCounter(self._shared.refused).value,
             security_events=self.security.value,
+            stored=stored,
+            refused=refused,
         )
 
     @property

@@ -5,11 +5,13 @@ from __future__ import annotations
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from appliance.context import open_appliance
 from appliance.db.tables import Role
 from audit.reader import read_entries
 from testbed.processes import free_port
+from tests.support.dimse import store_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +45,12 @@ def test_admins_manage_sources_and_destinations_with_the_cli_checks_and_audit(si
     )
 
 
-def test_keys_are_metadata_and_metrics_count_what_happened(site):
+def test_keys_are_metadata_and_metrics_count_what_happened(site, tmp_path):
+    odd = b"\x08\x00\x18\x00UI\x03\x001.2"  # an odd-length UID: refused with 0xC210
+    refused = store_bytes(
+        site.appliance.dicom_port, odd, CTImageStorage, "1.2", ExplicitVRLittleEndian, tmp_path
+    )
+    assert refused.status == 0xC210
     headers = {"Authorization": f"Bearer {site.person('admin-metrics', Role.ADMIN).token()}"}
     keys = httpx.get(f"{site.base}/api/keys", headers=headers).json()
     assert keys and set(keys[0]) == {"kek", "active", "wraps"}
@@ -60,3 +67,11 @@ def test_keys_are_metadata_and_metrics_count_what_happened(site):
     assert samples["appliance_store_bytes"] > 0
     assert "appliance_inference_seconds_count" in samples
     assert samples["appliance_dicom_associations"] == 0
+    assert samples["appliance_dicom_instances_received_total"] == len(site.study_a) + len(site.study_b)
+    rejected = {
+        sample.labels["status"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "appliance_dicom_instances_rejected_total"
+    }
+    assert rejected["0xC210"] == 1 and rejected["0xA700"] == rejected["0xA9D0"] == 0

@@ -66,6 +66,19 @@ class _ApplianceCollector(Collector):
         associations = GaugeMetricFamily("appliance_dicom_associations", "DICOM associations open now")
         associations.add_metric([], gateway.associations)
         yield associations
+        received = CounterMetricFamily(
+            "appliance_dicom_instances_received", "C-STOREs stored since the start"
+        )
+        received.add_metric([], gateway.stored)
+        yield received
+        rejected = CounterMetricFamily(
+            "appliance_dicom_instances_rejected",
+            "C-STOREs refused since the start, by status",
+            labels=["status"],
+        )
+        for code, count in gateway.refused.items():
+            rejected.add_metric([code], count)
+        yield rejected
         security = CounterMetricFamily(
             "appliance_security_events", "connections refused by the gateway's admission (floods, slow peers)"
         )
