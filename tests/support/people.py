@@ -31,9 +31,15 @@ class Person:
 
     @classmethod
     def add(
-        cls, app: Appliance, base: str, username: str, role: Role, sources: list[str] | None = None
+        cls,
+        app: Appliance,
+        base: str,
+        username: str,
+        role: Role,
+        sources: list[str] | None = None,
+        modalities: list[str] | None = None,
     ) -> Person:
-        enrolment = accounts.add_user(app, "test", username, role, sources)
+        enrolment = accounts.add_user(app, "test", username, role, sources, modalities)
         secret = parse_qs(urlparse(enrolment.totp_uri).query)["secret"][0]
         return cls(base, username, enrolment.password, secret)
 

@@ -36,10 +36,12 @@ class Site:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.appliance.http_port}"
 
-    def person(self, username: str, role: Role, sources: list[str] | None = None) -> Person:
+    def person(
+        self, username: str, role: Role, sources: list[str] | None = None, modalities: list[str] | None = None
+    ) -> Person:
         app = open_appliance(self.home)
         try:
-            return Person.add(app, self.base, username, role, sources)
+            return Person.add(app, self.base, username, role, sources, modalities)
         finally:
             app.close()
 
@@ -73,6 +75,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         os.umask(umask)
     process = ApplianceProcess(home, root / "appliance.out", FAST).start()
     study_a = ct_series(3, PATIENT_A, size=32, seed=1)
+    for dataset in study_a:
+        dataset.StudyDescription = "CT abdomen"
     study_b = ct_series(2, PATIENT_B, size=32, seed=2)
     for dataset in study_b:
         dataset.StudyDate, dataset.AccessionNumber = "20250102", "ACC20001"

@@ -13,6 +13,8 @@ import httpx
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import CTImageStorage
@@ -193,6 +195,56 @@ def test_qido_matches_as_orthanc_does(site, tmp_path):
         assert len(paged) == 1
     finally:
         orthanc.stop()
+
+
+def test_series_and_instance_searches_and_a_clinician_limited_to_a_modality(site):
+    client = _client(site, site.person("series-reader", Role.CLINICIAN).token())
+    first = site.study_a[0]
+    (series,) = client.search_for_series(first.StudyInstanceUID)
+    assert series["0020000E"]["Value"] == [first.SeriesInstanceUID] and series["00201209"]["Value"] == [3]
+    assert series["0008103E"]["Value"] == ["synthetic abdomen"]
+    instances = client.search_for_instances(first.StudyInstanceUID, first.SeriesInstanceUID)
+    assert sorted(i["00200013"]["Value"][0] for i in instances) == [1, 2, 3]
+    one = client.search_for_instances(first.StudyInstanceUID, search_filters={"InstanceNumber": "2"})
+    assert [i["00080018"]["Value"][0] for i in one] == [site.study_a[1].SOPInstanceUID]
+    plain = client.search_for_studies(search_filters={"PatientID": first.PatientID})
+    assert "00081030" not in plain[0]  # not a default attribute
+    asked = client.search_for_studies(
+        search_filters={"PatientID": first.PatientID}, fields=["StudyDescription", "BodyPartExamined"]
+    )
+    assert "00100010" in asked[0]
+    mr_only = _client(site, site.person("mr-reader", Role.CLINICIAN, modalities=["MR"]).token())
+    assert mr_only.search_for_studies() == []
+
+
+def test_an_instance_stored_implicit_is_sent_explicit_unless_asked_as_stored(site, tmp_path):
+    (dataset,) = ct_series(1, PATIENT_A, size=16, seed=11)  # a study of its own
+    ae = AE(ae_title="SCU")
+    ae.add_requested_context(CTImageStorage, ImplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", site.appliance.dicom_port, ae_title="APPLIANCE")
+    assert assoc.send_c_store(dataset).Status == 0
+    assoc.release()
+    token = site.person("syntax-reader", Role.CLINICIAN).token()
+    url = (
+        f"{site.base}/dicomweb/studies/{dataset.StudyInstanceUID}/series/{dataset.SeriesInstanceUID}"
+        f"/instances/{dataset.SOPInstanceUID}"
+    )
+    for accept, syntax in (
+        ('multipart/related; type="application/dicom"', ExplicitVRLittleEndian),
+        ('multipart/related; type="application/dicom"; transfer-syntax=*', ImplicitVRLittleEndian),
+    ):
+        response = httpx.get(url, headers={"Authorization": f"Bearer {token}", "Accept": accept})
+        part = response.content.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]
+        got = dcmread(BytesIO(part))
+        assert got.file_meta.TransferSyntaxUID == syntax and got.PixelData == dataset.PixelData
+    refused = httpx.get(
+        url,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50',
+        },
+    )
+    assert refused.status_code == 406 and "transfer-syntax=*" in refused.json()["detail"]
 
 
 def test_orthanc_pulls_a_study_from_the_appliance_over_dicomweb(site, tmp_path):

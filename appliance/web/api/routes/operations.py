@@ -9,10 +9,11 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from appliance.admin import model_registry
-from appliance.db.tables import Job
+from appliance.db.tables import Job, Model
 from appliance.pipeline import sending
 from appliance.security import rotation
 from appliance.web.api.deps import AppDep, CurrentCaller
+from appliance.web.api.routes.users import web_actor
 
 router = APIRouter(prefix="/api", tags=["operations"])
 
@@ -46,6 +47,16 @@ class ModelView(BaseModel):
     state: str
     imported_at: datetime
 
+    @classmethod
+    def of(cls, model: Model) -> ModelView:
+        return cls(
+            name=model.name,
+            version=model.version,
+            publisher=model.publisher,
+            state=model.state.value,
+            imported_at=model.imported_at,
+        )
+
 
 class KeyView(BaseModel):
     kek: str
@@ -68,16 +79,18 @@ def retry_job(job: int, caller: CurrentCaller, app: AppDep) -> JobView:
 
 @router.get("/models")
 def list_models(caller: CurrentCaller, app: AppDep) -> list[ModelView]:
-    return [
-        ModelView(
-            name=m.name,
-            version=m.version,
-            publisher=m.publisher,
-            state=m.state.value,
-            imported_at=m.imported_at,
-        )
-        for m in model_registry.list_models(app)
-    ]
+    return [ModelView.of(m) for m in model_registry.list_models(app)]
+
+
+@router.post("/models/{name}/{version}/activate")
+def activate_model(name: str, version: str, caller: CurrentCaller, app: AppDep) -> ModelView:
+    """This version serves from the next series on; the one active before is retired."""
+    return ModelView.of(model_registry.activate(app, web_actor(caller), name, version))
+
+
+@router.post("/models/{name}/{version}/retire")
+def retire_model(name: str, version: str, caller: CurrentCaller, app: AppDep) -> ModelView:
+    return ModelView.of(model_registry.retire(app, web_actor(caller), name, version))
 
 
 @router.get("/keys")
