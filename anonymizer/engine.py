@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom import dcmwrite
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -67,6 +68,17 @@ class _Context:
     report: Report
 
 
+def _untouched(action: str, vr: str | None) -> bool:
+    """An element kept as it is (and so left undecoded): K, or C and the keep-and-scrub rule on a
+    value that is not text, a name, a date, a sequence or (for C) a UID."""
+    if action == "K":
+        return True
+    if action not in ("C", _KEEP_AND_SCRUB) or vr is None:
+        return False
+    touched = vr in _TEXT_VRS or vr in ("SQ", "PN", "DA", "DT") or (vr == "UI" and action == "C")
+    return not touched
+
+
 def _label(element: DataElement) -> str:
     return element.keyword or f"({element.tag.group:04X},{element.tag.element:04X})"
 
@@ -123,16 +135,21 @@ class Deidentifier:
 
     # -- header ---------------------------------------------------------------------------------------
     def _clean(self, dataset: Dataset, context: _Context, top: bool = True) -> None:
-        for element in list(dataset):
-            if element.tag.is_private:
-                self._private(dataset, element, context)
+        for raw in list(dataset.elements()):
+            tag = raw.tag
+            if tag.is_private:
+                self._private(dataset, dataset[tag], context)
                 continue
-            row = self.table.row(element.tag)
+            row = self.table.row(tag)
             if row is not None:
                 action = self.profile.action(row)
             else:
-                action = _KEEP_AND_SCRUB if keep_rules.keep(element.tag) else "X"
-            self._apply(dataset, element, action, context, top)
+                action = _KEEP_AND_SCRUB if keep_rules.keep(tag) else "X"
+            if action == "X":
+                del dataset[tag]
+                context.report.removed.add(keyword_for_tag(tag) or f"({tag.group:04X},{tag.element:04X})")
+            elif not _untouched(action, raw.VR):
+                self._apply(dataset, dataset[tag], action, context, top)
 
     def _private(self, dataset: Dataset, element: DataElement, context: _Context) -> None:
         if self.profile.has(Option.retain_safe_private) and self._safe_private(dataset, element):
