@@ -134,18 +134,19 @@ class Identity:
 
     needles: list[tuple[str, bool, str]] = field(default_factory=list)  # label, is a name part, pattern
     uids: dict[str, str] = field(default_factory=dict)  # original UID -> label
-    _patterns: dict[bool, re.Pattern[str] | None] = field(default_factory=dict)
+    _pattern: re.Pattern[str] | None = None  # every needle in one pattern, once asked for
+    _compiled: bool = False
 
     def add(self, label: str, pattern: str, name_part: bool = False) -> None:
         if all(existing != pattern for _, _, existing in self.needles):
             self.needles.append((label, name_part, pattern))
-            self._patterns.clear()
+            self._compiled = False
 
-    def pattern(self, coded: bool = False) -> re.Pattern[str] | None:
-        """One pattern for every needle (for a CS value, ``coded``: every needle but name parts)."""
-        if coded not in self._patterns:
-            self._patterns[coded] = _compile(tuple(p for _, name, p in self.needles if not (coded and name)))
-        return self._patterns[coded]
+    def pattern(self) -> re.Pattern[str] | None:
+        """One pattern for every needle (compiled once per patient: the same needles, the same key)."""
+        if not self._compiled:
+            self._pattern, self._compiled = _compile(tuple(p for _, _, p in self.needles)), True
+        return self._pattern
 
     def redact(self, text: str, placeholder: str) -> tuple[str, int]:
         count = 0
@@ -160,8 +161,14 @@ class Identity:
         return text, count
 
     def found_in(self, text: str, coded: bool = False) -> bool:
-        pattern = self.pattern(coded)
-        return bool(pattern is not None and pattern.search(text)) or any(uid in text for uid in self.uids)
+        """Whether ``text`` holds an identifying value; for a CS value (``coded``), one that is not a
+        name part. One search with the whole pattern; only on a hit in a CS value are the needles
+        tried one by one (rare: a second compiled pattern per patient cost more than it saved)."""
+        pattern = self.pattern()
+        if pattern is not None and pattern.search(text):
+            if not coded or self.labels_in(text, coded=True):
+                return True
+        return any(uid in text for uid in self.uids)
 
     def labels_in(self, text: str, coded: bool = False) -> list[str]:
         """Which attributes' values ``text`` holds (only called on a hit)."""
