@@ -37,6 +37,11 @@ class Caller:
     def role(self) -> Role:
         return self.user.role
 
+    @property
+    def actor(self) -> str:
+        """How configuration changes made through the API name who made them."""
+        return f"web:{self.user.username}"
+
 
 def get_appliance(request: Request) -> Appliance:
     return request.app.state.appliance

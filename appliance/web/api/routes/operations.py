@@ -13,7 +13,6 @@ from appliance.db.tables import Job, Model
 from appliance.pipeline import sending
 from appliance.security import rotation
 from appliance.web.api.deps import AppDep, CurrentCaller
-from appliance.web.api.routes.users import web_actor
 
 router = APIRouter(prefix="/api", tags=["operations"])
 
@@ -85,12 +84,12 @@ def list_models(caller: CurrentCaller, app: AppDep) -> list[ModelView]:
 @router.post("/models/{name}/{version}/activate")
 def activate_model(name: str, version: str, caller: CurrentCaller, app: AppDep) -> ModelView:
     """This version serves from the next series on; the one active before is retired."""
-    return ModelView.of(model_registry.activate(app, web_actor(caller), name, version))
+    return ModelView.of(model_registry.activate(app, caller.actor, name, version))
 
 
 @router.post("/models/{name}/{version}/retire")
 def retire_model(name: str, version: str, caller: CurrentCaller, app: AppDep) -> ModelView:
-    return ModelView.of(model_registry.retire(app, web_actor(caller), name, version))
+    return ModelView.of(model_registry.retire(app, caller.actor, name, version))
 
 
 @router.get("/keys")

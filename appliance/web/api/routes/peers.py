@@ -10,7 +10,6 @@ from appliance.db.tables import Destination, Source
 from appliance.errors import AccessRefused
 from appliance.pipeline.sending import remote_of
 from appliance.web.api.deps import AppDep, CurrentCaller
-from appliance.web.api.routes.users import web_actor
 from dicom_gateway import scu
 from dicom_gateway.errors import GatewayError
 
@@ -45,13 +44,13 @@ def list_sources(caller: CurrentCaller, app: AppDep) -> list[SourceBody]:
 
 @router.post("/sources", status_code=201)
 def add_source(body: SourceBody, caller: CurrentCaller, app: AppDep) -> SourceBody:
-    peers.add_source(app, web_actor(caller), body.name, body.ae_title, body.host, body.tls_subject)
+    peers.add_source(app, caller.actor, body.name, body.ae_title, body.host, body.tls_subject)
     return body
 
 
 @router.delete("/sources/{name}", status_code=204)
 def remove_source(name: str, caller: CurrentCaller, app: AppDep) -> None:
-    peers.remove_peer(app, web_actor(caller), Source, name)
+    peers.remove_peer(app, caller.actor, Source, name)
 
 
 @router.get("/destinations")
@@ -65,14 +64,14 @@ def list_destinations(caller: CurrentCaller, app: AppDep) -> list[DestinationBod
 @router.post("/destinations", status_code=201)
 def add_destination(body: DestinationBody, caller: CurrentCaller, app: AppDep) -> DestinationBody:
     peers.add_destination(
-        app, web_actor(caller), body.name, body.ae_title, body.host, body.port, body.tls, body.results
+        app, caller.actor, body.name, body.ae_title, body.host, body.port, body.tls, body.results
     )
     return body
 
 
 @router.delete("/destinations/{name}", status_code=204)
 def remove_destination(name: str, caller: CurrentCaller, app: AppDep) -> None:
-    peers.remove_peer(app, web_actor(caller), Destination, name)
+    peers.remove_peer(app, caller.actor, Destination, name)
 
 
 @router.post("/destinations/{name}/echo")

@@ -26,10 +26,6 @@ class RoleChange(BaseModel):
     modalities: list[str] = []
 
 
-def web_actor(caller: CurrentCaller) -> str:
-    return f"web:{caller.name}"
-
-
 @router.get("")
 def list_users(caller: CurrentCaller, app: AppDep) -> list[UserView]:
     return accounts.list_users(app)
@@ -38,19 +34,19 @@ def list_users(caller: CurrentCaller, app: AppDep) -> list[UserView]:
 @router.post("", status_code=201)
 def add_user(body: NewUser, caller: CurrentCaller, app: AppDep) -> Enrolment:
     """The account; its initial password and TOTP enrolment, shown this once."""
-    return accounts.add_user(app, web_actor(caller), body.username, body.role, body.sources, body.modalities)
+    return accounts.add_user(app, caller.actor, body.username, body.role, body.sources, body.modalities)
 
 
 @router.put("/{username}/role")
 def set_role(username: str, body: RoleChange, caller: CurrentCaller, app: AppDep) -> UserView:
-    return accounts.set_role(app, web_actor(caller), username, body.role, body.sources, body.modalities)
+    return accounts.set_role(app, caller.actor, username, body.role, body.sources, body.modalities)
 
 
 @router.post("/{username}/disable", status_code=204)
 def disable(username: str, caller: CurrentCaller, app: AppDep) -> None:
-    accounts.disable_user(app, web_actor(caller), username)
+    accounts.disable_user(app, caller.actor, username)
 
 
 @router.post("/{username}/reset")
 def reset(username: str, caller: CurrentCaller, app: AppDep) -> Enrolment:
-    return accounts.reset_user(app, web_actor(caller), username)
+    return accounts.reset_user(app, caller.actor, username)
