@@ -31,7 +31,7 @@ from appliance.web.api.routes import (
     peers,
     users,
 )
-from appliance.web.catalogue import ClinicalRecords
+from appliance.web.clinical_records import ClinicalRecords
 from dicom_gateway.errors import DicomwebRefused
 from dicom_gateway.limits import GatewayCapacity
 

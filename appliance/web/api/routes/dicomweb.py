@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from appliance.web.api.deps import CurrentCaller
-from appliance.web.catalogue import CallerCatalogue, ClinicalRecords
+from appliance.web.catalogue import CallerCatalogue
+from appliance.web.clinical_records import ClinicalRecords
 from dicom_gateway.dicomweb.routes import dicomweb_router
 
 
