@@ -22,9 +22,10 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from appliance.context import Appliance
-from appliance.db.tables import Instance, Patient, Series, SeriesState, Study, utcnow
+from appliance.db.tables import Instance, Patient, Series, SeriesState, Study, StudySummary, utcnow
 from appliance.errors import ApplianceError
 from appliance.security.keys import Keyring, WrappedKey
+from appliance.storage import study_summary
 from appliance.storage.store import new_object_id
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from dicom_gateway import status
@@ -37,7 +38,10 @@ log = logging.getLogger(__name__)
 _BATCH_MAX = 128
 _REWRAP_BATCH = 500
 _COMMIT_WAIT_SECONDS = 120.0
-_PATIENT, _STUDY, _SERIES, _INSTANCE = (t.__table__ for t in (Patient, Study, Series, Instance))  # type: ignore[attr-defined]
+_PATIENT, _STUDY, _SERIES, _INSTANCE, _SUMMARY = (
+    t.__table__  # type: ignore[attr-defined]
+    for t in (Patient, Study, Series, Instance, StudySummary)
+)
 
 
 @dataclass(frozen=True)
@@ -265,14 +269,18 @@ class ObjectWriter:
         key: tuple[str, str],
         find: dict[str, str],
         row: Callable[[], dict[str, Any]],
+        inserted: Callable[[int], object] | None = None,
     ) -> int:
-        """The id of the patient, study or series ``key``: cached, found, or inserted."""
+        """The id of the patient, study or series ``key``: cached, found, or inserted (and then
+        ``inserted`` called with it, in the same transaction)."""
         pk = self._known.get(key) or created.get(key)
         if pk is None:
             kind = key[0]
             pk = connection.execute(_FIND[kind], find).scalar()
             if pk is None:
                 pk = connection.execute(_INSERT[kind], row()).inserted_primary_key[0]
+                if inserted is not None:
+                    inserted(pk)
         created[key] = pk
         return pk
 
@@ -301,6 +309,14 @@ class ObjectWriter:
             ("study", instance.study_uid),
             {"study_uid": instance.study_uid},
             lambda: {"study_uid": instance.study_uid, "patient_pk": patient_pk, "created_at": utcnow()},
+            # a new study's query attributes, from its first instance (once per study, not per instance)
+            lambda pk: connection.execute(
+                insert(_SUMMARY),
+                {
+                    "study_pk": pk,
+                    "attributes_enc": study_summary.seal(fields, study_summary.summary_of(instance.part10)),
+                },
+            ),
         )
         return self._row_id(
             connection,

@@ -1,15 +1,15 @@
 """The decrypted query attributes of the clinical store, in this process's memory only.
 
-``ClinicalRecords`` (one per HTTP service) owns them: study summaries (kept encrypted in
-``study_summary`` once read from a study's first instance), each study's QIDO record and an index
-of exact values, the study rows (sources, modalities, counts) read again only when an instance has
-come or gone, and the headers of series and instances read from the encrypted store the first time
-they are asked for. It also owns the writer that STOW-RS stores through.
+``ClinicalRecords`` (one per HTTP service) owns them: study summaries (written encrypted to
+``study_summary`` with a study's first instance; read from the store for older studies), each
+study's QIDO record and an index of exact values, the study rows (sources, modalities, counts)
+read again only when an instance has come or gone, and the headers of series and instances read
+from the encrypted store the first time they are asked for. It also owns the writer that STOW-RS
+stores through.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,25 +25,12 @@ from sqlmodel import Session, select
 from appliance.context import Appliance
 from appliance.db.tables import Instance, Series, Study, StudySummary
 from appliance.security.keys import WrappedKey
+from appliance.storage import study_summary
 from appliance.storage.writer import ObjectWriter
 
-_SUMMARY_COLUMN = "study_summary.attributes"
-_STUDY_KEYWORDS = (
-    "SpecificCharacterSet PatientName PatientID IssuerOfPatientID PatientBirthDate PatientSex "
-    "StudyInstanceUID StudyDate StudyTime AccessionNumber ReferringPhysicianName StudyID "
-    "StudyDescription TimezoneOffsetFromUTC"
-).split()
 _SERIES_KEYWORDS = "SeriesNumber SeriesDescription SeriesDate SeriesTime BodyPartExamined".split()
 _INSTANCE_KEYWORDS = "InstanceNumber Rows Columns NumberOfFrames BitsAllocated".split()
 SERIES_TAGS = frozenset(f"{tag_for_keyword(k):08X}" for k in _SERIES_KEYWORDS)
-
-
-def _json_of(dataset: Dataset, keywords: list[str]) -> dict:
-    chosen = Dataset()
-    for keyword in keywords:
-        if keyword in dataset:
-            chosen[keyword] = dataset[keyword]
-    return chosen.to_json_dict()
 
 
 def element(vr: str, *values: object) -> dict:
@@ -147,10 +134,10 @@ class ClinicalRecords:
             cached = self._studies.get(study_pk)
         if cached is not None:
             return cached
-        stored = session.get(StudySummary, study_pk)
+        stored = session.get(StudySummary, study_pk)  # written with the study's first instance
         if stored is not None:
-            summary = json.loads(self.app.fields.decrypt(_SUMMARY_COLUMN, stored.attributes_enc))
-        else:
+            summary = study_summary.unseal(self.app.fields, stored.attributes_enc)
+        else:  # a study stored before summaries were written at ingest
             first = session.exec(
                 select(Instance)
                 .join(Series, Instance.series_pk == Series.id)  # type: ignore[arg-type]
@@ -158,8 +145,8 @@ class ClinicalRecords:
                 .order_by(Instance.id)  # type: ignore[arg-type]
                 .limit(1)
             ).one()
-            summary = _json_of(self._read(first), _STUDY_KEYWORDS)
-            encrypted = self.app.fields.encrypt(_SUMMARY_COLUMN, json.dumps(summary))
+            summary = study_summary.json_of(self._read(first), study_summary.STUDY_KEYWORDS)
+            encrypted = study_summary.seal(self.app.fields, summary)
             try:
                 with Session(self.app.engine) as writer:
                     writer.add(StudySummary(study_pk=study_pk, attributes_enc=encrypted))
@@ -209,7 +196,7 @@ class ClinicalRecords:
         with self._lock:
             cached = self._headers.get(row.id)
         if cached is None:
-            cached = _json_of(self._read(row), _SERIES_KEYWORDS + _INSTANCE_KEYWORDS)
+            cached = study_summary.json_of(self._read(row), _SERIES_KEYWORDS + _INSTANCE_KEYWORDS)
             with self._lock:
                 self._headers[row.id] = cached
         return cached

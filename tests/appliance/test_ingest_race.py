@@ -20,13 +20,13 @@ def test_both_stores_succeed_when_their_lookups_cross(home, tmp_path):
         """Inserts a new patient only once the other committer has looked for it too: both
         lookups miss, both insert, and the second insert meets the first one's row."""
 
-        def _row_id(self, connection, created, key, find, row):  # type: ignore[no-untyped-def]
+        def _row_id(self, connection, created, key, find, row, inserted=None):  # type: ignore[no-untyped-def]
             def after_both_looked():  # type: ignore[no-untyped-def]
                 if key[0] == "patient":
                     both_looked.wait(timeout=30)
                 return row()
 
-            return super()._row_id(connection, created, key, find, after_both_looked)
+            return super()._row_id(connection, created, key, find, after_both_looked, inserted)
 
     paths = write_series(tmp_path / "in", ct_series(2))
     instances = [instance_from_part10(path.read_bytes(), "SCU", "APPLIANCE") for path in paths]

@@ -19,9 +19,11 @@ from pynetdicom import AE
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import CTImageStorage
 from sqlalchemy import update
+from sqlmodel import select
 
 from appliance.context import open_appliance
-from appliance.db.tables import BreakGlass, Role, utcnow
+from appliance.db.tables import BreakGlass, Role, Study, StudySummary, utcnow
+from appliance.storage import study_summary
 from audit.reader import read_entries
 from testbed.processes import OrthancProcess
 from testbed.synthetic import ct_series
@@ -42,6 +44,23 @@ def _body(part10: bytes) -> bytes:
     """The dataset after the file meta group (whose length its first element gives)."""
     group_length = int.from_bytes(part10[140:144], "little")
     return part10[144 + group_length :]
+
+
+def test_each_study_has_its_encrypted_summary_from_its_first_instance(site):
+    """Written as the study arrived, before any search: the first search reads no instance."""
+    app = open_appliance(site.home)
+    try:
+        with app.session() as session:
+            rows = session.exec(select(StudySummary, Study).where(StudySummary.study_pk == Study.id)).all()
+            summaries = {
+                study.study_uid: study_summary.unseal(app.fields, row.attributes_enc) for row, study in rows
+            }
+    finally:
+        app.close()
+    first = site.study_a[0]
+    assert summaries[first.StudyInstanceUID]["00100020"]["Value"] == [first.PatientID]
+    assert site.study_b[0].StudyInstanceUID in summaries
+    assert first.PatientID.encode() not in b"".join(row.attributes_enc for row, _ in rows)
 
 
 def test_a_clinician_limited_to_a_source_sees_and_reads_only_its_studies(site):
