@@ -158,26 +158,39 @@ class CallerCatalogue:
     def retrieve(
         self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
     ) -> list[StoredInstance]:
+        """One lookup of the study and its scope, one query for its instances (their columns only:
+        a series of hundreds of rows made as ORM objects cost milliseconds before the first byte)."""
         with self.app.session() as session:
-            if not self.records.study_rows(session, study_uid):
+            (study,) = self.records.study_rows(session, study_uid) or [None]
+            if study is None:
                 raise DicomwebRefused(404, "no such study")
-            visible = self._visible(session, study_uid)
-            if not visible:
-                summary = self.records.summary(session, self.records.study_rows(session, study_uid)[0].pk)
+            granted = break_glass.granted_studies(self.app, self.caller.user)
+            summary = self.records.summary(session, study.pk)
+            if not self._in_scope(study, self._allowed_aes(session), granted):
                 self._audit_access(study_uid, _patient_id(summary), 0, ok=False)
                 raise DicomwebRefused(
                     403, "this study is outside your scope; POST /api/break-glass with a reason to open it"
                 )
-            found = []
-            for _, series in self._series_rows(session, study_uid):
-                if series_uid is not None and series.series_uid != series_uid:
-                    continue
-                for row in self._instances_of(session, series):
-                    if instance_uid is None or row.sop_instance_uid == instance_uid:
-                        found.append(self._stored(row))
-            if not found:
-                raise DicomwebRefused(404, "no such series or instance in this study")
-            summary = self.records.summary(session, visible[0].pk)
+            statement = (
+                select(
+                    Instance.sop_instance_uid,
+                    Instance.transfer_syntax_uid,
+                    Instance.size,
+                    Instance.object_id,
+                    Instance.kek_id,
+                    Instance.wrapped_key,
+                )
+                .join(Series, Instance.series_pk == Series.id)  # type: ignore[arg-type]
+                .where(Series.study_pk == study.pk)
+                .order_by(Series.id, Instance.id)  # type: ignore[arg-type]
+            )
+            if series_uid is not None:
+                statement = statement.where(Series.series_uid == series_uid)
+            if instance_uid is not None:
+                statement = statement.where(Instance.sop_instance_uid == instance_uid)
+            found = [self._stored(*row) for row in session.exec(statement)]
+        if not found:
+            raise DicomwebRefused(404, "no such series or instance in this study")
         self._audit_access(study_uid, _patient_id(summary), len(found), ok=True)
         return found
 
@@ -235,12 +248,11 @@ class CallerCatalogue:
             )
         )
 
-    def _stored(self, row: Instance) -> StoredInstance:
-        key, store = WrappedKey(row.kek_id, row.wrapped_key), self.app.store
-        object_id = row.object_id
-        return StoredInstance(
-            row.sop_instance_uid, row.transfer_syntax_uid, lambda: store.get(object_id, key)
-        )
+    def _stored(
+        self, sop_instance_uid: str, syntax: str, size: int, object_id: str, kek_id: str, wrapped: bytes
+    ) -> StoredInstance:
+        store, key = self.app.store, WrappedKey(kek_id, wrapped)
+        return StoredInstance(sop_instance_uid, syntax, size, lambda: store.get(object_id, key))
 
 
 def _patient_id(summary: dict) -> str:

@@ -22,6 +22,7 @@ class StoredInstance:
 
     sop_instance_uid: str
     transfer_syntax_uid: str
+    size: int  # of the Part 10 bytes ``read`` gives
     read: Callable[[], bytes]
 
 

@@ -90,9 +90,14 @@ def _instances_response(instances: list[StoredInstance], accept: str) -> Streami
     _check_convertible(instances, wanted)
     mark = multipart.boundary()
     parts = (_converted(i.read(), i.transfer_syntax_uid, wanted) for i in instances)
+    as_stored = all(wanted in (None, i.transfer_syntax_uid) for i in instances)
+    sizes = [i.size for i in instances]
     return StreamingResponse(
         multipart.stream(parts, "application/dicom", mark),
         media_type=multipart.content_type("application/dicom", mark, wanted or "*"),
+        headers={"Content-Length": str(multipart.length(sizes, "application/dicom", mark))}
+        if as_stored
+        else None,
     )
 
 
