@@ -31,6 +31,11 @@ def test_compose_config_is_valid_and_wired():
     assert environment["APPLIANCE_KEYS__SOURCE"] == "env"
     assert environment["APPLIANCE_KEK_FILE"] == "/run/secrets/appliance_kek"
     assert not any(k in environment for k in ("APPLIANCE_KEK", "POSTGRES_PASSWORD"))
+    # HTTP beyond loopback is HTTPS, its certificate and key compose secrets (the appliance refuses
+    # plain HTTP on 0.0.0.0), and the health probe speaks HTTPS
+    assert environment["APPLIANCE_HTTP__TLS_CERTIFICATE"] == "/run/secrets/http_certificate"
+    assert environment["APPLIANCE_HTTP__TLS_PRIVATE_KEY"] == "/run/secrets/http_private_key"
+    assert any("https://127.0.0.1:8080/health/ready" in part for part in appliance["healthcheck"]["test"])
     assert appliance["depends_on"] == {
         "postgres": {"condition": "service_healthy"},
         "orthanc": {"condition": "service_healthy"},
@@ -38,7 +43,13 @@ def test_compose_config_is_valid_and_wired():
     assert all("healthcheck" in services[name] for name in ("appliance", "postgres", "orthanc"))
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
     assert services["orthanc"]["environment"]["ORTHANC__AUTHENTICATION_ENABLED"] == "true"
-    assert set(config["secrets"]) == {"appliance_kek", "postgres_password", "ORTHANC__REGISTERED_USERS"}
+    assert set(config["secrets"]) == {
+        "appliance_kek",
+        "postgres_password",
+        "ORTHANC__REGISTERED_USERS",
+        "http_certificate",
+        "http_private_key",
+    }
     assert not any("shared" in str(volume) for volume in appliance.get("volumes", []))
 
 
