@@ -16,9 +16,10 @@ from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from appliance.access import one_time_codes, passwords
+from appliance.access.tokens import revoke_all
 from appliance.admin.changes import record_change
 from appliance.context import Appliance
-from appliance.db.tables import Role, UserAccount, as_utc, utcnow
+from appliance.db.tables import Role, Source, UserAccount, as_utc, utcnow
 from appliance.errors import AccessRefused, ConfigError, NotFound
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
 
@@ -117,11 +118,18 @@ def _fresh_secrets(app: Appliance, user: UserAccount) -> Enrolment:
 
 
 def _scope(
-    sources: list[str] | None, modalities: list[str] | None, role: Role
+    session: Session, sources: list[str] | None, modalities: list[str] | None, role: Role
 ) -> tuple[list[str], list[str]]:
+    """The scope as stored; a source name that is not a source is refused (a typo would otherwise
+    leave a clinician who sees nothing, with no word why)."""
     if (sources or modalities) and role is not Role.CLINICIAN:
         raise ConfigError("only a clinician's access is limited to sources or modalities")
-    return sorted(set(sources or [])), sorted({m.upper() for m in modalities or []})
+    named = sorted(set(sources or []))
+    known = set(session.exec(select(Source.name).where(Source.name.in_(named))))  # type: ignore[attr-defined]
+    unknown = [name for name in named if name not in known]
+    if unknown:
+        raise ConfigError(f"no source named {', '.join(unknown)}; 'appliance sources list' shows them")
+    return named, sorted({m.upper() for m in modalities or []})
 
 
 def add_user(
@@ -137,8 +145,8 @@ def add_user(
             f"user name {username!r} is not usable: 1-64 letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit"
         )
-    scoped_sources, scoped_modalities = _scope(sources, modalities, role)
     with app.session() as session:
+        scoped_sources, scoped_modalities = _scope(session, sources, modalities, role)
         if session.exec(select(UserAccount).where(UserAccount.username == username)).first():
             raise ConfigError(f"user {username} exists already; 'appliance users reset {username}' re-enrols")
         user = UserAccount(
@@ -170,8 +178,6 @@ def list_users(app: Appliance) -> list[UserView]:
 
 def disable_user(app: Appliance, actor: str, username: str) -> None:
     """The account can no longer sign in, and its tokens stop working at once."""
-    from appliance.access.tokens import revoke_all
-
     with app.session() as session:
         user = _get(session, username)
         user.disabled, user.changed_at = True, utcnow()
@@ -183,8 +189,6 @@ def disable_user(app: Appliance, actor: str, username: str) -> None:
 
 def reset_user(app: Appliance, actor: str, username: str) -> Enrolment:
     """A new initial password and TOTP enrolment; unlocks and re-enables the account."""
-    from appliance.access.tokens import revoke_all
-
     with app.session() as session:
         user = _get(session, username)
         enrolment = _fresh_secrets(app, user)
@@ -206,8 +210,8 @@ def set_role(
     sources: list[str] | None = None,
     modalities: list[str] | None = None,
 ) -> UserView:
-    scoped_sources, scoped_modalities = _scope(sources, modalities, role)
     with app.session() as session:
+        scoped_sources, scoped_modalities = _scope(session, sources, modalities, role)
         user = _get(session, username)
         user.role, user.sources, user.modalities = role, scoped_sources, scoped_modalities
         user.changed_at = utcnow()

@@ -2,7 +2,8 @@
 
 The grant raises a Security Alert audit event (110113) at once, which the ATNA forwarder also sends
 to the site's syslog, and stays in the auditors' review queue until an auditor marks it reviewed
-with a comment. The reason's free text is stored encrypted (it may name the patient).
+with a comment. The reason's free text is stored encrypted (it may name the patient) and shown
+only in that queue, never in the event.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ def grant(
             outcome=Outcome.SUCCESS,
             type_code="Emergency Override Started",
             participants=(Participant(user.username, host=address, is_requestor=True, role=user.role.value),),
-            objects=(
-                ParticipantObject("study", study_uid, {"reason_code": reason_code, "reason": reason_text}),
-            ),
+            # the reason's text stays in the (encrypted) grant, read in the review queue: this event
+            # also goes to the site's syslog, and the text may name the patient
+            objects=(ParticipantObject("study", study_uid, {"reason_code": reason_code, "grant": row.id}),),
             description=f"break-glass access to a study for {minutes} minutes ({reason_code})",
         )
     )

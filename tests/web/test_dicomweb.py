@@ -101,6 +101,7 @@ def test_a_clinician_limited_to_a_source_sees_and_reads_only_its_studies(site):
     assert any(o["id"] == study_b for e in denied for o in e["objects"])
     alerts = [e for e in events if e["event_id"] == "110113" and e["type"] == "Emergency Override Started"]
     assert alerts and alerts[-1]["participants"][0]["user_id"] == "ward-a-doctor"
+    assert "unconscious" not in json.dumps(alerts[-1])  # the reason's text stays in the grant (syslog-bound)
     reads = [e for e in events if e["event_id"] == "110103" and e["outcome"] == 0]
     read_objects = {(o["kind"], o["id"]) for e in reads for o in e["objects"]}
     assert ("patient", site.study_a[0].PatientID) in read_objects and ("study", study_a) in read_objects
