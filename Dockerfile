@@ -11,7 +11,7 @@ COPY models models
 COPY durable durable
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir torch==2.13.0 --index-url "$TORCH_INDEX"
-RUN pip install --no-cache-dir '.[postgres]'
+RUN pip install --no-cache-dir '.[appliance,postgres]'
 RUN useradd --system --home /var/lib/appliance appliance && mkdir -p /var/lib/appliance && chown appliance /var/lib/appliance
 USER appliance
 ENV APPLIANCE_HOME=/var/lib/appliance/home

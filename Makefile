@@ -6,7 +6,7 @@ PYTHON ?= python3
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,postgres]'
+	$(VENV)/bin/pip install -q -e '.[appliance,test,postgres]'
 	touch $@
 
 .PHONY: install system-deps run test benchmark

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
+from typing import TypeVar
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
@@ -163,6 +165,68 @@ def deidentify_files(
         workers, context, initializer=_start_worker, initargs=(source, target, deidentifier)
     ) as pool:
         yield from _reported(pool.map(_in_worker, files, chunksize=8), on_patient)
+
+
+Key = TypeVar("Key", bound=Hashable)
+_bytes_worker: Deidentifier | None = None
+
+
+def _start_bytes_worker(deidentifier: Deidentifier) -> None:
+    global _bytes_worker
+    free_text.warm_up()
+    _bytes_worker = deidentifier
+
+
+def deidentify_encoded(data: bytes, deidentifier: Deidentifier, name: str = "") -> Outcome:
+    """One Part 10 object given as bytes: its Outcome; an object that cannot be read or
+    de-identified comes back quarantined, with the kind of error (never its text)."""
+    try:
+        dataset = dcmread(BytesIO(data))
+    except Exception as error:
+        return Outcome(
+            None, Report(source=name, quarantined=f"cannot be read ({type(error).__name__})"), None
+        )
+    why = incomplete(dataset)
+    if why is not None:
+        return Outcome(None, Report(source=name, quarantined=f"not whole: {why}"), None)
+    try:
+        return deidentifier.deidentify(dataset, name)
+    except Exception as error:
+        report = Report(source=name, quarantined=f"de-identification failed ({type(error).__name__})")
+        return Outcome(None, report, None)
+
+
+def _bytes_in_worker(data: bytes) -> Outcome:
+    assert _bytes_worker is not None
+    return deidentify_encoded(data, _bytes_worker)
+
+
+def deidentify_stream(
+    items: Iterable[tuple[Key, bytes]], deidentifier: Deidentifier, workers: int, window: int = 16
+) -> Iterator[tuple[Key, Outcome]]:
+    """De-identify objects given as bytes in ``workers`` processes, yielding each as it is done.
+
+    At most ``window`` objects are in the workers at once, so memory stays bounded however many
+    come; the caller can write the ones done while the next are de-identified."""
+    free_text.warm_up()
+    if workers <= 1:
+        for key, data in items:
+            yield key, deidentify_encoded(data, deidentifier)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(
+        workers, context, initializer=_start_bytes_worker, initargs=(deidentifier,)
+    ) as pool:
+        running: dict[Future[Outcome], Key] = {}
+        for key, data in items:
+            running[pool.submit(_bytes_in_worker, data)] = key
+            if len(running) >= window:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield running.pop(future), future.result()
+        for future in list(running):
+            yield running.pop(future), future.result()
 
 
 def _reported(

@@ -11,3 +11,23 @@ class ProfileError(AnonymizerError):
 
 class Quarantined(AnonymizerError):
     """An object cannot be released; the message says why (never with a PHI value in it)."""
+
+
+class ReleaseError(AnonymizerError):
+    """A dataset release could not be written or read; the message says what to do."""
+
+
+class WorkspaceUnreachable(ReleaseError):
+    """The workspace (folder, S3, DICOMweb) did not answer, or refused the credentials."""
+
+
+class ReleaseRejected(ReleaseError):
+    """A release failed verification: signature, a file's hash, a missing or an extra file."""
+
+
+class NoRoom(ReleaseError):
+    """The disk filled up while writing; what was written stays and the same command resumes."""
+
+
+class ObjectMissing(ReleaseError):
+    """A key the reader asked for is not in the workspace."""

@@ -10,8 +10,12 @@ from appliance.admin.model_registry import install_demo_model
 from appliance.config import CONFIG_FILE, load_settings
 from appliance.config_file import default_config
 from appliance.context import open_appliance
+from appliance.db.tables import WorkspaceKind
 from appliance.errors import ConfigError
+from appliance.research.workspaces import LOCAL, add_workspace
 from appliance.security.keys import DirectoryKeySource
+
+LOCAL_WORKSPACE_DIR = "research-workspace"
 
 
 def init_home(home: Path) -> list[str]:
@@ -49,6 +53,9 @@ def _lay_out(home: Path, config_text: str) -> list[str]:
         created.append("database (schema at the newest migration)")
         model = install_demo_model(app, "appliance init")
         created.append(f"demo model {model.name} {model.version}, active for CT (synthetic phantoms only)")
+        folder = home / LOCAL_WORKSPACE_DIR
+        add_workspace(app, "appliance init", LOCAL, WorkspaceKind.DIR, str(folder))
+        created.append(f"research workspace {LOCAL!r}: the folder {LOCAL_WORKSPACE_DIR}/ (releases go there)")
     finally:
         app.close()
     return created

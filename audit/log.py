@@ -140,6 +140,20 @@ class AuditLog:
             if not self._written.wait_for(lambda: self._committed >= target, timeout):
                 raise AuditError(f"audit log did not write {target - self._committed} events in {timeout}s")
 
+    def checkpoint(self) -> str:
+        """Write what is queued and sign a checkpoint of the whole log now; its note ("" while the
+        log is empty). A dataset release holds it: the log as it stood when the release was made."""
+        self.flush()
+        notes: list[str] = []
+
+        def sign_and_read() -> None:  # under the lock: no append moves the size in between
+            self._write_checkpoint()
+            if self._tree.size:
+                notes.append((self.directory / CHECKPOINTS / f"{self._tree.size:012d}.note").read_text())
+
+        self._locked(sign_and_read)
+        return notes[0] if notes else ""
+
     def close(self) -> None:
         """Write what is queued, sign a checkpoint of the whole log, and record it as a clean stop
         (the witness must hold a checkpoint at least that new: see :mod:`audit.verify`). Once only."""

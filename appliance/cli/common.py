@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from anonymizer.errors import AnonymizerError
 from appliance.config import HOME_ENV, resolve_home
 from appliance.errors import ApplianceError
 
@@ -42,12 +43,13 @@ def open_home(home: str | None) -> Appliance:
 
 
 class ApplianceGroup(click.Group):
-    """A command group that reports the appliance's own errors as one line and exit status 1."""
+    """A command group that reports the appliance's own errors, and the anonymizer's (releases),
+    as one line and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ApplianceError as exc:
+        except (ApplianceError, AnonymizerError) as exc:
             raise click.ClickException(str(exc)) from exc
 
 

@@ -1,5 +1,6 @@
 """``appliance``: init, serve, keys, sources, destinations, send, sends, studies, models, jobs,
-anonymize, users.
+anonymize, users, workspaces,
+datasets, holdout.
 
 Each command lives in a module of this package that is imported only when that command runs (or
 help lists it): nearly all of a command's start is imports (pydantic and SQLModel classes,
@@ -29,6 +30,9 @@ COMMANDS = {
     "jobs": "appliance.cli.jobs:jobs",
     "anonymize": "appliance.cli.anonymize:anonymize",
     "users": "appliance.cli.users:users",
+    "workspaces": "appliance.cli.workspaces:workspaces",
+    "datasets": "appliance.cli.datasets:datasets",
+    "holdout": "appliance.cli.holdout:holdout",
 }
 
 

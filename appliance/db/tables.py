@@ -240,3 +240,87 @@ class StudySummary(SQLModel, table=True):
 
     study_pk: int = Field(foreign_key="study.id", primary_key=True)
     attributes_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class WorkspaceKind(enum.StrEnum):
+    DIR = "dir"
+    S3 = "s3"
+    DICOMWEB = "dicomweb"
+
+
+class Workspace(SQLModel, table=True):
+    """Where dataset releases go. S3 credentials, when given from a file, are kept encrypted."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    kind: WorkspaceKind
+    url: str = Field(max_length=1024)
+    endpoint: str | None = Field(default=None, max_length=1024)
+    region: str | None = Field(default=None, max_length=64)
+    credentials_enc: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class HoldOut(SQLModel, table=True):
+    """A study, or every study of a patient (by the patient's keyed lookup), kept for validating
+    models here: no release ever includes it."""
+
+    __tablename__ = "hold_out"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_uid: str | None = Field(default=None, max_length=64, index=True, unique=True)
+    patient_lookup: str | None = Field(default=None, max_length=64, index=True, unique=True)
+    rule: str = Field(
+        max_length=128, description="how it was chosen: study, patient, or the fraction and seed"
+    )
+    added_by: str = Field(max_length=128)
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class ReleaseState(enum.StrEnum):
+    BUILDING = "building"  # its instances are chosen; being de-identified and uploaded
+    SEALED = "sealed"  # every file is up; the signed manifest is made and being published
+    COMPLETE = "complete"
+
+
+class DatasetRelease(SQLModel, table=True):
+    __tablename__ = "dataset_release"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, index=True)
+    version: int
+    parent: int | None = None
+    workspace: str = Field(max_length=64)
+    state: ReleaseState = ReleaseState.BUILDING
+    criteria: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    profile: str = Field(max_length=64)
+    excluded_held_out: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    envelope: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    manifest_digest: str | None = Field(default=None, max_length=64)
+    manifest_url: str | None = Field(default=None, max_length=2048)
+
+
+class ItemState(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    QUARANTINED = "quarantined"
+
+
+class ReleaseItem(SQLModel, table=True):
+    """One stored instance chosen for a release, and what became of it (paths are pseudonymised)."""
+
+    __tablename__ = "release_item"
+    __table_args__ = (UniqueConstraint("release_pk", "instance_pk"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_pk: int = Field(foreign_key="dataset_release.id", index=True)
+    instance_pk: int = Field(foreign_key="instance.id")
+    state: ItemState = ItemState.PENDING
+    path: str | None = Field(default=None, max_length=512)
+    sha256: str | None = Field(default=None, max_length=64)
+    size: int | None = None
+    modality: str | None = Field(default=None, max_length=16)
+    sop_class: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=512, description="why it was quarantined (no PHI)")

@@ -1,0 +1,97 @@
+"""Which stored instances a release takes: the criteria, the held-out set, the AI results."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date
+
+from sqlmodel import select
+
+from appliance.context import Appliance
+from appliance.db.tables import Instance, Series, Study, StudySummary
+from appliance.errors import ConfigError
+from appliance.research.holdout import held_out_study_pks
+from appliance.storage.study_summary import unseal
+
+RESULTS = ("none", "all", "accepted")
+
+
+@dataclass(frozen=True)
+class ReleaseCriteria:
+    """What a release command asked for; a rerun with the same criteria resumes its version."""
+
+    modalities: tuple[str, ...] = ()
+    studies: tuple[str, ...] = ()
+    since: date | None = None
+    until: date | None = None
+    profile: str = "research"
+    with_results: str = "none"
+
+    def as_dict(self) -> dict:
+        values = asdict(self)
+        values.update(
+            modalities=sorted(self.modalities),
+            studies=sorted(self.studies),
+            since=self.since.isoformat() if self.since else None,
+            until=self.until.isoformat() if self.until else None,
+        )
+        return values
+
+
+@dataclass(frozen=True)
+class Selection:
+    instance_pks: list[int]
+    excluded_studies: int  # held-out studies that matched and were left out
+    held_out_named: list[str]  # held-out studies the command named (a release refuses them)
+
+
+def _study_dates(app: Appliance, study_pks: set[int]) -> dict[int, str]:
+    """StudyDate (YYYYMMDD) of each study, from its encrypted summary."""
+    dates: dict[int, str] = {}
+    with app.session() as session:
+        rows = session.exec(select(StudySummary).where(StudySummary.study_pk.in_(study_pks))).all()  # type: ignore[attr-defined]
+    for row in rows:
+        value = unseal(app.fields, row.attributes_enc).get("00080020", {}).get("Value", [""])[0]
+        dates[row.study_pk] = str(value)
+    return dates
+
+
+def select_instances(app: Appliance, criteria: ReleaseCriteria) -> Selection:
+    own_ae = app.settings.dicom.ae_title
+    query = (
+        select(Instance.id, Instance.source_ae, Series.modality, Study.id, Study.study_uid)
+        .join(Series, Series.id == Instance.series_pk)
+        .join(Study, Study.id == Series.study_pk)
+    )
+    if criteria.studies:
+        query = query.where(Study.study_uid.in_(criteria.studies))  # type: ignore[attr-defined]
+    with app.session() as session:
+        rows = session.exec(query.order_by(Instance.id)).all()
+    held = held_out_study_pks(app)
+    named = sorted({uid for _, _, _, study_pk, uid in rows if study_pk in held and uid in criteria.studies})
+    if criteria.studies:
+        missing = set(criteria.studies) - {uid for *_, uid in rows}
+        if missing:
+            raise ConfigError(f"no stored study {sorted(missing)[0]} (see `appliance studies list`)")
+    dates = _study_dates(app, {row[3] for row in rows}) if criteria.since or criteria.until else {}
+    since = criteria.since.strftime("%Y%m%d") if criteria.since else ""
+    until = criteria.until.strftime("%Y%m%d") if criteria.until else "99999999"
+    chosen_images: dict[int, list[int]] = {}
+    results: dict[int, list[int]] = {}
+    excluded: set[int] = set()
+    for instance_pk, source_ae, modality, study_pk, _ in rows:
+        if dates and not since <= dates.get(study_pk, "") <= until:
+            continue
+        is_result = source_ae == own_ae and modality in ("SEG", "SR")
+        if not is_result and criteria.modalities and modality not in criteria.modalities:
+            continue
+        if study_pk in held:
+            excluded.add(study_pk)
+            continue
+        (results if is_result else chosen_images).setdefault(study_pk, []).append(instance_pk)
+    chosen = [pk for pks in chosen_images.values() for pk in pks]
+    if criteria.with_results == "all":  # the results of the studies whose images go
+        chosen += [pk for study_pk, pks in results.items() if study_pk in chosen_images for pk in pks]
+    # "accepted": a clinician's accepted or corrected results; none is recorded until the web
+    # application's review lands, so none goes
+    return Selection(sorted(chosen), len(excluded), named)

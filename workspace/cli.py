@@ -1,0 +1,123 @@
+"""``research``: list, pull and verify the dataset releases in a research workspace."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from anonymizer.errors import AnonymizerError
+from anonymizer.release.manifest import verify_manifest
+from anonymizer.release.stores import open_store
+from models.errors import ModelError
+from workspace.errors import ResearchError
+from workspace.locations import parse_release
+
+
+class _Group(click.Group):
+    """Errors the research side expects are one line and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (ResearchError, AnonymizerError, ModelError) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def _trusted(path: Path) -> list[Ed25519PublicKey]:
+    try:
+        key = load_pem_public_key(path.read_bytes())
+    except (ValueError, TypeError):
+        raise ResearchError(
+            f"{path} is not a PEM public key: get it with `appliance datasets signing-key`"
+        ) from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ResearchError(f"{path} is not an Ed25519 key: releases are signed with Ed25519")
+    return [key]
+
+
+trust_option = click.option(
+    "--trust",
+    "trust",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the appliance's release-signing public key (PEM, from `appliance datasets signing-key`)",
+)
+endpoint_option = click.option("--endpoint", metavar="URL", help="S3 endpoint of a server other than AWS")
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="imaging-appliance", prog_name="research")
+def research() -> None:
+    """The research workspace: dataset releases from the appliance, verified and ready for MONAI."""
+
+
+@research.command("ls")
+@click.argument("url")
+@endpoint_option
+@click.option(
+    "--trust", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="also verify each"
+)
+def ls(url: str, endpoint: str | None, trust: Path | None) -> None:
+    """The datasets and versions at a workspace URL (s3://BUCKET/PREFIX or a folder)."""
+    store = open_store(url, endpoint)
+    keys = [k for k in store.keys("datasets/") if k.endswith("/manifest.dsse.json")]
+    if not keys:
+        click.echo("(no release)")
+    for key in sorted(keys, key=lambda k: (k.split("/")[1], int(k.split("/")[2][1:]))):
+        _, name, version, _ = key.split("/")
+        line = f"{url.rstrip('/')}/{name}/{version}"
+        if trust is not None:
+            manifest = verify_manifest(store.get(key), _trusted(trust))
+            line += f"  {manifest.counts['instances']} instances, created {manifest.created}, verified"
+        click.echo(line)
+
+
+@research.command("pull")
+@click.argument("release_url", metavar="URL/NAME/vN")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@trust_option
+@endpoint_option
+@click.option("--validation", default=0.2, show_default=True, help="share of patients for validation")
+def pull_command(
+    release_url: str, folder: Path, trust: Path, endpoint: str | None, validation: float
+) -> None:
+    """Verify and download a release into FOLDER, then write its NIfTI volumes and datalist.json.
+
+    Interrupted, the same command resumes: files already there with the right hash stay."""
+    from workspace.datalist import DATALIST, write_datalist
+    from workspace.pull import pull
+
+    address = parse_release(release_url)
+    store = open_store(address.workspace, endpoint)
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            click.echo(f"\rpulled {done}/{total}", nl=False, err=True)
+
+    manifest, downloaded = pull(store, address, folder, _trusted(trust), progress)
+    datalist = write_datalist(folder, manifest, validation)
+    click.echo(
+        f"{manifest.name} v{manifest.version}: {len(manifest.files)} files verified "
+        f"({downloaded} downloaded); "
+        f"{len(datalist['training'])} training and {len(datalist['validation'])} validation volumes "
+        f"in {folder / DATALIST}"
+    )
+
+
+@research.command("verify")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@trust_option
+def verify_command(folder: Path, trust: Path) -> None:
+    """Re-check a pulled copy: the signature, every file's hash, nothing missing or added."""
+    from workspace.pull import verify_copy
+
+    manifest = verify_copy(folder, _trusted(trust))
+    click.echo(f"{manifest.name} v{manifest.version}: signature and {len(manifest.files)} files verified")
+
+
+if __name__ == "__main__":
+    research()
