@@ -4,7 +4,7 @@ Each image series becomes one NIfTI volume with its geometry (``models.volume``:
 along their normal, RAS affine); a SEG in the release that references the series becomes its label
 volume on the same grid (segment numbers as label values). Patients are split between training and
 validation by a hash of their pseudonym, so one patient's studies never sit on both sides and the
-split is the same at every pull of every version.
+split is the same at every pull of every version (with two patients or more, each side has one).
 """
 
 from __future__ import annotations
@@ -80,8 +80,13 @@ def write_datalist(folder: Path, manifest: ReleaseManifest, validation_fraction:
             seg_of[uid] = seg
     patients = sorted({key[0] for key in series})
     validation = {p for p in patients if _validation(p, validation_fraction)}
-    if len(patients) > 1 and not validation:  # at least one patient to validate on
-        validation = {min(patients, key=lambda p: hashlib.sha256(p.encode()).digest())}
+    first = min(patients, key=lambda p: hashlib.sha256(p.encode()).digest(), default="")
+    if len(patients) < 2:  # one patient: it is all there is to train on
+        validation = set()
+    elif not validation:  # at least one patient to validate on, and one to train on
+        validation = {first}
+    elif validation == set(patients):
+        validation.discard(first)
     datalist: dict[str, list[dict]] = {"training": [], "validation": []}
     for (patient, study, series_uid), paths in sorted(series.items()):
         volume = build_volume(dcmread(p) for p in paths)

@@ -104,7 +104,7 @@ class Releaser:
         profile = named_profile(criteria.profile, self.app.settings.deidentify.profiles)
         target = target_of(self.app, workspace)
         target.check()
-        row, resumed = self._version(name, workspace_name, criteria, profile)
+        row, resumed = self.prepare(name, workspace_name, criteria, profile)
         summary = ReleaseSummary(name, row.version, excluded_held_out=row.excluded_held_out, resumed=resumed)
         if row.state == ReleaseState.BUILDING:
             self._send(row, target, profile, summary)
@@ -113,7 +113,7 @@ class Releaser:
             row = self._publish(row, target)
         return self._summarised(row, summary)
 
-    def _version(
+    def prepare(
         self, name: str, workspace: str, criteria: ReleaseCriteria, profile: Profile
     ) -> tuple[DatasetRelease, bool]:
         """The unfinished version these criteria resume, or a new one with its instances chosen."""

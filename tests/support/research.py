@@ -3,6 +3,7 @@ appliance's release key on disk, and moto's standalone S3 server as a real HTTP 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +32,12 @@ def store_datasets(app: Appliance, datasets: list[Dataset], calling: str = "SCU"
             buffer.is_little_endian, buffer.is_implicit_VR = True, False
             write_dataset(buffer, ds)
             instance = parse_instance(
-                buffer.getvalue(), ExplicitVRLittleEndian, ds.SOPClassUID, ds.SOPInstanceUID, calling, "APPLIANCE"
+                buffer.getvalue(),
+                ExplicitVRLittleEndian,
+                ds.SOPClassUID,
+                ds.SOPInstanceUID,
+                calling,
+                "APPLIANCE",
             )
             writer.write(NewObject.received(instance))
     finally:
@@ -42,6 +48,7 @@ def store_datasets(app: Appliance, datasets: list[Dataset], calling: str = "SCU"
 class S3Server:
     endpoint: str
     process: subprocess.Popen
+    credentials: tuple[str, str] = ("test", "test")
 
     def client(self, key: str = "test", secret: str = "test"):  # type: ignore[no-untyped-def]
         import boto3
@@ -53,21 +60,43 @@ class S3Server:
 
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+_KEYS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+
+_ALL_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
 
 
 @contextmanager
-def s3_server(log: Path, port: int | None = None) -> Iterator[S3Server]:
-    """moto's standalone S3 server (``moto_server``, from the ``moto[server]`` package) on loopback."""
+def s3_server(log: Path, port: int | None = None, checked_keys: bool = False) -> Iterator[S3Server]:
+    """moto's standalone S3 server (``moto_server``, from the ``moto[server]`` package) on loopback.
+
+    With ``checked_keys`` it refuses unknown access keys, as S3 does: its first four requests (the
+    ones allowed before authentication starts) make a user, its key and policy, and a bucket
+    ``research``; ``credentials`` are then that user's."""
     port = port or free_port()
     executable = Path(sys.executable).with_name("moto_server")
+    env = {**os.environ, **S3_ENV}
+    if checked_keys:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [str(executable), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **S3_ENV},
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     server = S3Server(f"http://127.0.0.1:{port}", process)
     try:
         wait_for(lambda: _answers(server), 30, "moto_server")
+        if checked_keys:
+            import boto3
+
+            iam = boto3.client("iam", endpoint_url=server.endpoint, region_name="us-east-1", **_KEYS)
+            iam.create_user(UserName="releaser")
+            key = iam.create_access_key(UserName="releaser")["AccessKey"]
+            iam.put_user_policy(UserName="releaser", PolicyName="s3", PolicyDocument=json.dumps(_ALL_S3))
+            server.credentials = (key["AccessKeyId"], key["SecretAccessKey"])
+            server.client(*server.credentials).create_bucket(Bucket="research")
         yield server
     finally:
         process.terminate()

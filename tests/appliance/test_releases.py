@@ -1,0 +1,183 @@
+"""Dataset releases on the appliance's side: versions, content addressing, pseudonyms stable across
+versions, the held-out set, quarantine, the signed manifest and its audit event."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from pydicom import dcmread
+
+from anonymizer.release.manifest import manifest_key, verify_manifest
+from appliance.context import open_appliance
+from appliance.errors import ConfigError
+from appliance.research import holdout
+from appliance.research.releases import Releaser, export_signing_key
+from appliance.research.selection import ReleaseCriteria
+from audit import checkpoint
+from testbed.synthetic import FakePatient, ct_series
+from tests.support.inspect import audit_events, plaintext_hits
+from tests.support.research import store_datasets
+
+ALICE = FakePatient("Quixlebottom^Wilhelmina^Q", "PID-7382049", "19610213")
+BOB = FakePatient("Zarnowski^Bartholomew", "PID-5550123", "19480707")
+
+
+def _workspace(home: Path) -> Path:
+    return home / "research-workspace"
+
+
+def _manifest(app, name: str, version: int):  # type: ignore[no-untyped-def]
+    envelope = (_workspace(app.settings.home) / manifest_key(name, version)).read_bytes()
+    return verify_manifest(envelope, [export_signing_key(app).public_key()])
+
+
+@pytest.fixture
+def app(home: Path):  # type: ignore[no-untyped-def]
+    opened = open_appliance(home)
+    yield opened
+    opened.close()
+
+
+def test_versions_reuse_what_was_uploaded_and_keep_pseudonyms(app) -> None:  # type: ignore[no-untyped-def]
+    alice = ct_series(4, ALICE, seed=1)
+    store_datasets(app, alice)
+    first = Releaser(app, "cli:test", workers=1).release("lungs", "local", ReleaseCriteria())
+    assert (first.version, first.instances, first.uploaded, first.present) == (1, 4, 4, 0)
+
+    store_datasets(app, ct_series(3, BOB, seed=2))
+    second = Releaser(app, "cli:test", workers=2).release("lungs", "local", ReleaseCriteria())
+    assert (second.version, second.instances, second.uploaded, second.present) == (2, 7, 3, 4)
+
+    v1, v2 = _manifest(app, "lungs", 1), _manifest(app, "lungs", 2)
+    assert v2.parent == 1 and v1.parent is None
+    assert {f.path: f.sha256 for f in v1.files}.items() <= {f.path: f.sha256 for f in v2.files}.items()
+    assert v2.counts == {
+        "patients": 2, "studies": 2, "series": 2, "instances": 7, "quarantined": {}, "held_out_excluded_studies": 0,
+    }  # fmt: skip
+    assert v2.policy.profile == "research" and v2.policy.methods[0]["code"] == "113100"
+    assert "PS3.15 Table E.1-1" in v2.policy.table and len(v2.policy.fingerprint) == 64
+    # the manifest holds the audit log's checkpoint, which verifies with the audit key
+    audit_key = load_pem_public_key(app.signing_public_key_path.read_bytes())
+    assert checkpoint.verify(v2.audit_checkpoint, audit_key, app.settings.audit.origin).size > 0
+    # every file is de-identified: no name, ID or birth date of either patient in the workspace
+    needles = [
+        v.lower().encode() for p in (ALICE, BOB) for v in (p.patient_id, p.birth_date, p.name.split("^")[0])
+    ]
+    assert plaintext_hits(_workspace(app.settings.home), needles) == []
+    out = dcmread(_workspace(app.settings.home) / "objects" / "sha256" / v2.files[0].sha256)
+    assert out.PatientID == v2.files[0].path.split("/")[0] and out.PatientIdentityRemoved == "YES"
+
+
+def test_the_release_is_audited_with_its_manifest_digest(app, home: Path) -> None:  # type: ignore[no-untyped-def]
+    store_datasets(app, ct_series(2, ALICE, seed=3))
+    summary = Releaser(app, "cli:test", workers=1).release("one", "local", ReleaseCriteria())
+    app.audit.flush()
+    exports = [
+        e for e in audit_events(home) if e["event_id"] == "110106" and "one" in e["description"]
+    ]
+    assert len(exports) == 1 and exports[0]["outcome"] == 0
+    detail = exports[0]["objects"][0]
+    assert detail["id"] == "one/v1" and detail["detail"]["manifest_sha256"] == summary.manifest_sha256
+
+
+def test_held_out_studies_never_leave_and_naming_one_is_refused(app, home: Path) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = ct_series(3, ALICE, seed=4), ct_series(3, BOB, seed=5)
+    store_datasets(app, alice + bob)
+    held_study = str(alice[0].StudyInstanceUID)
+    assert holdout.add_study(app, "cli:test", held_study)
+    summary = Releaser(app, "cli:test", workers=1).release("cohort", "local", ReleaseCriteria())
+    assert summary.instances == 3 and summary.excluded_held_out == 1
+    assert _manifest(app, "cohort", 1).counts["held_out_excluded_studies"] == 1
+
+    with pytest.raises(ConfigError, match="is held out"):
+        Releaser(app, "cli:test", workers=1).release(
+            "cohort", "local", ReleaseCriteria(studies=(held_study,))
+        )
+    refused = [e for e in audit_events(home) if e["event_id"] == "110106" and e["outcome"] == 8]
+    assert [o["id"] for o in refused[0]["objects"]] == [held_study]
+    # a patient held out: every study of theirs, now and later
+    holdout.add_patient(app, "cli:test", BOB.patient_id)
+    store_datasets(app, ct_series(2, BOB, seed=6))
+    with pytest.raises(ConfigError, match="no stored instance matches"):
+        Releaser(app, "cli:test", workers=1).release("cohort", "local", ReleaseCriteria())
+
+
+def test_a_fraction_holds_out_the_same_studies_for_the_same_seed(app) -> None:  # type: ignore[no-untyped-def]
+    for seed in range(10):
+        store_datasets(app, ct_series(1, FakePatient(patient_id=f"P{seed}"), seed=seed))
+    chosen = holdout.add_fraction(app, "cli:test", 0.3, 7, "CT")
+    assert 0 < len(chosen) < 10
+    assert holdout.add_fraction(app, "cli:test", 0.3, 7, "CT") == []  # the same ones: held out already
+    assert {h.study_uid for h in holdout.list_held_out(app)} == set(chosen)
+
+
+def test_criteria_choose_instances_and_a_quarantined_one_stays_counted(app, home: Path) -> None:  # type: ignore[no-untyped-def]
+    with open(home / "appliance.toml", "a") as config:
+        config.write('\n[deidentify.profiles.keep-station]\noptions = ["retain_device_identity"]\n')
+    reopened = open_appliance(home)
+    try:
+        ct = ct_series(3, ALICE, seed=7)
+        ct[1].StationName = "Quixlebottom"  # the patient's name where the profile keeps the value
+        mr = ct_series(2, ALICE, seed=8)
+        for ds in mr:
+            ds.Modality, ds.StudyDate = "MR", "20240101"
+        store_datasets(reopened, ct + mr)
+        criteria = ReleaseCriteria(modalities=("CT",), profile="keep-station")
+        summary = Releaser(reopened, "cli:test", workers=1).release("ct-only", "local", criteria)
+        assert summary.instances == 2
+        assert summary.quarantined == {"PHI gate: PatientName in (0008,1010) StationName": 1}
+        manifest = _manifest(reopened, "ct-only", 1)
+        assert {f.modality for f in manifest.files} == {"CT"}
+        assert manifest.counts["quarantined"] == summary.quarantined
+
+        from datetime import date
+
+        dated = ReleaseCriteria(since=date(2023, 1, 1), until=date(2024, 6, 30))
+        assert Releaser(reopened, "cli:test", workers=1).release("dated", "local", dated).instances == 2
+    finally:
+        reopened.close()
+
+
+def test_an_unfinished_version_is_resumed_only_by_the_same_criteria(app) -> None:  # type: ignore[no-untyped-def]
+    from appliance.db.tables import DatasetRelease, ReleaseState
+
+    store_datasets(app, ct_series(3, ALICE, seed=9))
+    releaser = Releaser(app, "cli:test", workers=1)
+    row, resumed = releaser.prepare("half", "local", ReleaseCriteria(), releaser_profile(app))
+    assert not resumed and row.state == ReleaseState.BUILDING  # as a run killed before any upload leaves it
+    with pytest.raises(ConfigError, match="unfinished"):
+        releaser.release("half", "local", ReleaseCriteria(modalities=("MR",)))
+    summary = releaser.release("half", "local", ReleaseCriteria())
+    assert summary.resumed and summary.version == 1 and summary.instances == 3
+    with app.session() as session:
+        assert session.get(DatasetRelease, row.id).state == ReleaseState.COMPLETE
+
+
+def releaser_profile(app):  # type: ignore[no-untyped-def]
+    from anonymizer.profile import named_profile
+
+    return named_profile("research")
+
+
+def test_datasets_commands_print_json_and_the_signing_key(home: Path, tmp_path: Path) -> None:
+    from testbed.processes import run_cli
+
+    app = open_appliance(home)
+    try:
+        store_datasets(app, ct_series(2, ALICE, seed=10))
+    finally:
+        app.close()
+    result = run_cli(home, "datasets", "release", "demo", "--to", "local", "--json")
+    shown = json.loads(result.stdout)
+    assert shown["name"] == "demo" and shown["version"] == 1 and shown["instances"] == 2
+    assert shown["quarantined"] == {} and shown["manifest"].endswith("datasets/demo/v1/manifest.dsse.json")
+    key = run_cli(home, "datasets", "signing-key").stdout
+    manifest = verify_manifest(Path(shown["manifest"]).read_bytes(), [load_pem_public_key(key.encode())])
+    assert manifest.name == "demo"
+    listed = json.loads(run_cli(home, "datasets", "list", "--json").stdout)
+    assert [(r["name"], r["version"], r["state"]) for r in listed] == [("demo", 1, "complete")]
+    statement = json.loads(run_cli(home, "datasets", "show", "demo").stdout)["statement"]
+    assert statement["predicate"]["counts"]["instances"] == 2
