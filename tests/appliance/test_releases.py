@@ -55,7 +55,8 @@ def test_versions_reuse_what_was_uploaded_and_keep_pseudonyms(app) -> None:  # t
     assert v2.parent == 1 and v1.parent is None
     assert {f.path: f.sha256 for f in v1.files}.items() <= {f.path: f.sha256 for f in v2.files}.items()
     assert v2.counts == {
-        "patients": 2, "studies": 2, "series": 2, "instances": 7, "quarantined": {}, "held_out_excluded_studies": 0,
+        "patients": 2, "studies": 2, "series": 2, "instances": 7,
+        "quarantined": {}, "held_out_excluded_studies": 0,
     }  # fmt: skip
     assert v2.policy.profile == "research" and v2.policy.methods[0]["code"] == "113100"
     assert "PS3.15 Table E.1-1" in v2.policy.table and len(v2.policy.fingerprint) == 64
