@@ -193,7 +193,7 @@ class S3Store:
             ) from None
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in {"NoSuchBucket"}:
+            if code in {"NoSuchBucket", "404", "NotFound"}:  # a key's 404 is answered where it is asked
                 raise ReleaseError(
                     f"bucket {self.location.bucket} does not exist: create it or fix the URL"
                 ) from None
