@@ -9,6 +9,7 @@ COPY anonymizer anonymizer
 COPY audit audit
 COPY models models
 COPY durable durable
+COPY workspace workspace
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir torch==2.13.0 --index-url "$TORCH_INDEX"
 RUN pip install --no-cache-dir '.[appliance,postgres]'

@@ -1,4 +1,5 @@
-"""docker-compose.yml is valid and wires the appliance to PostgreSQL and Orthanc: every service
+"""docker-compose.yml is valid and wires the appliance to PostgreSQL and Orthanc, with MinIO as the
+research workspace: every service
 has a health check, the appliance starts only once its peers are healthy, secrets come from files
 (compose secrets, never environment values), Orthanc asks for authentication, and a GPU profile
 reserves the GPU."""
@@ -23,7 +24,7 @@ def _config() -> dict:
 def test_compose_config_is_valid_and_wired():
     config = _config()
     services = config["services"]
-    assert {"appliance", "postgres", "orthanc"} <= set(services)
+    assert {"appliance", "postgres", "orthanc", "minio"} <= set(services)
     assert "version" not in yaml.safe_load((REPO / "docker-compose.yml").read_text())  # obsolete key
     appliance = services["appliance"]
     environment = appliance["environment"]
@@ -40,7 +41,12 @@ def test_compose_config_is_valid_and_wired():
         "postgres": {"condition": "service_healthy"},
         "orthanc": {"condition": "service_healthy"},
     }
-    assert all("healthcheck" in services[name] for name in ("appliance", "postgres", "orthanc"))
+    assert all("healthcheck" in services[name] for name in ("appliance", "postgres", "orthanc", "minio"))
+    # MinIO, the S3 research workspace: its root credentials are secrets too
+    assert services["minio"]["environment"] == {
+        "MINIO_ROOT_USER_FILE": "/run/secrets/minio_root_user",
+        "MINIO_ROOT_PASSWORD_FILE": "/run/secrets/minio_root_password",
+    }
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
     assert services["orthanc"]["environment"]["ORTHANC__AUTHENTICATION_ENABLED"] == "true"
     assert set(config["secrets"]) == {
@@ -49,6 +55,8 @@ def test_compose_config_is_valid_and_wired():
         "ORTHANC__REGISTERED_USERS",
         "http_certificate",
         "http_private_key",
+        "minio_root_user",
+        "minio_root_password",
     }
     assert not any("shared" in str(volume) for volume in appliance.get("volumes", []))
 
