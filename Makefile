@@ -30,3 +30,4 @@ benchmark: system-deps install
 	$(VENV)/bin/python benchmarks/deidentify.py
 	$(VENV)/bin/python benchmarks/dicomweb.py
 	$(VENV)/bin/python benchmarks/login.py
+	$(VENV)/bin/python benchmarks/research_export.py

@@ -16,7 +16,7 @@ import pytest
 from appliance.context import open_appliance
 from testbed.processes import APPLIANCE, REPO, OrthancProcess, free_port, local_http, run_cli, wait_for
 from testbed.synthetic import FakePatient, ct_series
-from tests.support.research import S3_ENV, s3_server, store_datasets
+from testbed.research import S3_ENV, s3_server, store_datasets
 
 pytestmark = pytest.mark.slow
 PATIENT = FakePatient("Fenwick^Rosalind", "PID-4417", "19590909")

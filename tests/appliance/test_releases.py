@@ -19,7 +19,7 @@ from appliance.research.selection import ReleaseCriteria
 from audit import checkpoint
 from testbed.synthetic import FakePatient, ct_series
 from tests.support.inspect import audit_events, plaintext_hits
-from tests.support.research import store_datasets
+from testbed.research import store_datasets
 
 ALICE = FakePatient("Quixlebottom^Wilhelmina^Q", "PID-7382049", "19610213")
 BOB = FakePatient("Zarnowski^Bartholomew", "PID-5550123", "19480707")

@@ -26,7 +26,7 @@ from models.volume import build_volume
 from testbed.processes import REPO
 from testbed.synthetic import FakePatient, ct_series
 from tests.support.datasets import read_back
-from tests.support.research import store_datasets
+from testbed.research import store_datasets
 
 RESEARCH = [sys.executable, "-m", "workspace.cli"]
 PATIENTS = [

@@ -1,5 +1,5 @@
-"""Research export fixtures: instances stored straight through the appliance's writer, the
-appliance's release key on disk, and moto's standalone S3 server as a real HTTP peer."""
+"""Research export parts for tests and benchmarks: instances stored straight through the
+appliance's writer (no network), and moto's standalone S3 server as a real HTTP peer."""
 
 from __future__ import annotations
 

@@ -1,0 +1,133 @@
+"""Research export: a release and a pull, each against its plain-tool peer, in one run.
+
+Release (de-identify + PHI gate + upload to S3): ``appliance datasets release NAME --to cloud`` as a
+whole process, start-up included, against the two steps a site would otherwise script, run one
+after the other as whole processes: ``appliance anonymize IN OUT`` (the same engine, profile and
+worker processes) of the same instances, then a plain boto3 ``upload_file`` of every output file
+(8 threads, boto3's default transfer settings). Pull: ``research pull URL/NAME/vN DIR`` as a whole
+process (signature, every hash, the files, then the NIfTI volumes and datalist.json) against a
+plain boto3 ``download_file`` of the same objects (8 threads, no checks). The S3 server is moto's
+standalone server on loopback (``moto[server]``) for both sides; each round writes to a new
+bucket, so no round finds what an earlier one uploaded, and the two sides alternate.
+
+    python benchmarks/research_export.py [--count 200] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from appliance.context import open_appliance  # noqa: E402
+from appliance.home import init_home  # noqa: E402
+from testbed.processes import APPLIANCE, REPO, run_cli  # noqa: E402
+from testbed.research import S3_ENV, s3_server, store_datasets  # noqa: E402
+from testbed.synthetic import FakePatient, ct_series, write_series  # noqa: E402
+
+ENV = {**os.environ, **S3_ENV}
+UPLOAD = """
+import sys, boto3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+endpoint, bucket, root = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=endpoint)
+files = [p for p in Path(root).rglob("*") if p.is_file()]
+with ThreadPoolExecutor(8) as pool:
+    list(pool.map(lambda p: s3.upload_file(str(p), bucket, p.relative_to(root).as_posix()), files))
+"""
+DOWNLOAD = """
+import sys, boto3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+endpoint, bucket, prefix, root = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint)
+keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])]
+def get(key):
+    target = Path(root) / key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    s3.download_file(bucket, key, str(target))
+with ThreadPoolExecutor(8) as pool:
+    list(pool.map(get, keys))
+"""
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=ENV)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[:4]} failed: {result.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        work = Path(tmp)
+        patients = [FakePatient(f"Bench^Patient{n}", f"PID-{n}", "19700101") for n in range(4)]
+        datasets = [
+            ds for n, p in enumerate(patients) for ds in ct_series(args.count // 4, p, size=512, seed=n)
+        ]
+        files = write_series(work / "in", datasets)
+        home = work / "home"
+        init_home(home)
+        app = open_appliance(home)
+        try:
+            store_datasets(app, datasets)
+        finally:
+            app.close()
+        key = work / "release.pem"
+        key.write_text(run_cli(home, "datasets", "signing-key").stdout)
+        size_mb = sum(f.stat().st_size for f in files) / 1e6
+        print(f"{len(files)} CT instances of 512x512 ({size_mb:.0f} MB), 4 patients, {args.rounds} rounds")
+        times: dict[str, list[float]] = {k: [] for k in ("release", "anonymize+upload", "pull", "download")}
+        with s3_server(work / "moto.log") as s3:
+            client = s3.client()
+            for round_no in range(args.rounds):
+                ours, peers = f"ours-{round_no}", f"peer-{round_no}"
+                client.create_bucket(Bucket=ours)
+                client.create_bucket(Bucket=peers)
+                run_cli(home, "workspaces", "add", ours, "--s3", f"s3://{ours}/ws", "--endpoint", s3.endpoint)
+                anon, pulled, plain = (work / f"{what}-{round_no}" for what in ("anon", "pull", "down"))
+                release_commands = {
+                    "release": [
+                        [*APPLIANCE, "datasets", "release", f"r{round_no}", "--to", ours, "--home", str(home)]
+                    ],
+                    "anonymize+upload": [
+                        [*APPLIANCE, "anonymize", str(work / "in"), str(anon), "--home", str(home)],
+                        [sys.executable, "-c", UPLOAD, s3.endpoint, peers, str(anon)],
+                    ],
+                }
+                url = f"s3://{ours}/ws/r{round_no}/v1"
+                trust = ["--trust", str(key), "--endpoint", s3.endpoint]
+                pull_commands = {
+                    "pull": [[sys.executable, "-m", "workspace.cli", "pull", url, str(pulled), *trust]],
+                    "download": [[sys.executable, "-c", DOWNLOAD, s3.endpoint, ours, "ws/", str(plain)]],
+                }
+                for commands in (release_commands, pull_commands):
+                    names = list(commands) if round_no % 2 == 0 else list(commands)[::-1]  # alternate
+                    for name in names:
+                        times[name].append(sum(timed(command) for command in commands[name]))
+        count = len(files)
+        for name, values in times.items():
+            print(f"{name:18s} median {statistics.median(values):6.2f} s  best {min(values):6.2f} s  "
+                  f"{count / statistics.median(values):6.1f} inst/s")  # fmt: skip
+        for ours, peer, goal in (("release", "anonymize+upload", 1.0), ("pull", "download", 0.8)):
+            median = statistics.median(times[peer]) / statistics.median(times[ours])
+            best = min(times[peer]) / min(times[ours])
+            print(f"{ours} / {peer} speed: {median:.2f} median, {best:.2f} best (goal >= {goal})")
+
+
+if __name__ == "__main__":
+    main()
