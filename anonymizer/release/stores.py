@@ -234,6 +234,7 @@ class S3Store:
                 Bucket=self.location.bucket,
                 Key=self._key(key),
                 Body=data,
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=_b64(hashlib.sha256(data).digest()),
                 Metadata={"sha256": sha256},
             )

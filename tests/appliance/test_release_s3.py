@@ -15,8 +15,8 @@ import pytest
 
 from appliance.context import open_appliance
 from testbed.processes import APPLIANCE, REPO, OrthancProcess, free_port, local_http, run_cli, wait_for
-from testbed.synthetic import FakePatient, ct_series
 from testbed.research import S3_ENV, s3_server, store_datasets
+from testbed.synthetic import FakePatient, ct_series
 
 pytestmark = pytest.mark.slow
 PATIENT = FakePatient("Fenwick^Rosalind", "PID-4417", "19590909")
@@ -178,3 +178,31 @@ def test_a_release_to_a_research_pacs_over_dicomweb(home: Path, tmp_path: Path) 
         assert len(orthanc.instances()) == 5
     finally:
         orthanc.stop()
+
+
+def test_large_objects_go_in_parts_and_every_upload_carries_its_sha256(tmp_path: Path) -> None:
+    from anonymizer.release.stores import S3Store, parse_s3_url, sha256_hex
+
+    with s3_server(tmp_path / "moto.log") as s3:
+        client = s3.client()
+        client.create_bucket(Bucket="research")
+        store = S3Store(parse_s3_url("s3://research/ws", s3.endpoint), s3.credentials)
+        big = os.urandom(9 * 1024 * 1024)  # over the 8 MB part size: two parts
+        small = b"small object"
+        for data in (big, small):
+            digest = sha256_hex(data)
+            assert not store.has(f"objects/sha256/{digest}", digest)
+            store.put(f"objects/sha256/{digest}", data, digest)
+            assert store.has(f"objects/sha256/{digest}", digest)
+            assert store.get(f"objects/sha256/{digest}") == data
+        head = client.head_object(
+            Bucket="research", Key=f"ws/objects/sha256/{sha256_hex(big)}", ChecksumMode="ENABLED"
+        )
+        assert head["ETag"].strip('"').endswith("-2") and head["Metadata"]["sha256"] == sha256_hex(big)
+        import base64
+        import hashlib
+
+        head = client.head_object(
+            Bucket="research", Key=f"ws/objects/sha256/{sha256_hex(small)}", ChecksumMode="ENABLED"
+        )
+        assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(small).digest()).decode()

@@ -17,9 +17,9 @@ from appliance.research import holdout
 from appliance.research.releases import Releaser, export_signing_key
 from appliance.research.selection import ReleaseCriteria
 from audit import checkpoint
+from testbed.research import store_datasets
 from testbed.synthetic import FakePatient, ct_series
 from tests.support.inspect import audit_events, plaintext_hits
-from testbed.research import store_datasets
 
 ALICE = FakePatient("Quixlebottom^Wilhelmina^Q", "PID-7382049", "19610213")
 BOB = FakePatient("Zarnowski^Bartholomew", "PID-5550123", "19480707")
@@ -76,9 +76,7 @@ def test_the_release_is_audited_with_its_manifest_digest(app, home: Path) -> Non
     store_datasets(app, ct_series(2, ALICE, seed=3))
     summary = Releaser(app, "cli:test", workers=1).release("one", "local", ReleaseCriteria())
     app.audit.flush()
-    exports = [
-        e for e in audit_events(home) if e["event_id"] == "110106" and "one" in e["description"]
-    ]
+    exports = [e for e in audit_events(home) if e["event_id"] == "110106" and "one" in e["description"]]
     assert len(exports) == 1 and exports[0]["outcome"] == 0
     detail = exports[0]["objects"][0]
     assert detail["id"] == "one/v1" and detail["detail"]["manifest_sha256"] == summary.manifest_sha256
@@ -182,3 +180,17 @@ def test_datasets_commands_print_json_and_the_signing_key(home: Path, tmp_path: 
     assert [(r["name"], r["version"], r["state"]) for r in listed] == [("demo", 1, "complete")]
     statement = json.loads(run_cli(home, "datasets", "show", "demo").stdout)["statement"]
     assert statement["predicate"]["counts"]["instances"] == 2
+
+
+def test_workspace_commands_add_list_and_remove(home: Path, tmp_path: Path) -> None:
+    from testbed.processes import run_cli
+
+    run_cli(home, "workspaces", "add", "lab", "--dir", str(tmp_path / "lab"))
+    listed = json.loads(run_cli(home, "workspaces", "list", "--json").stdout)
+    assert [(w["name"], w["kind"]) for w in listed] == [("lab", "dir"), ("local", "dir")]
+    both = run_cli(home, "workspaces", "add", "x", "--dir", "a", "--s3", "s3://b/c", check=False)
+    assert both.returncode == 1 and "exactly one of" in both.stderr
+    run_cli(home, "workspaces", "remove", "lab")
+    assert "lab" not in run_cli(home, "workspaces", "list").stdout
+    missing = run_cli(home, "datasets", "release", "d", "--to", "lab", check=False)
+    assert missing.returncode == 1 and "no workspace named lab (known: local)" in missing.stderr

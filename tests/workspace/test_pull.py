@@ -24,9 +24,9 @@ from models.codes import code_for
 from models.results import write_results
 from models.volume import build_volume
 from testbed.processes import REPO
+from testbed.research import store_datasets
 from testbed.synthetic import FakePatient, ct_series
 from tests.support.datasets import read_back
-from testbed.research import store_datasets
 
 RESEARCH = [sys.executable, "-m", "workspace.cli"]
 PATIENTS = [
