@@ -28,42 +28,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
-
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testbed.dcmtk import dcmtk, storescu_parallel  # noqa: E402
+from testbed.peak_rss import PeakRss  # noqa: E402
 from testbed.processes import ApplianceProcess, OrthancProcess, free_port, run_cli, wait_for  # noqa: E402
 from testbed.synthetic import ct_series, write_series  # noqa: E402
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
-
-
-class PeakRss:
-    """Peak resident memory of a process and its children (the gateway worker processes)."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            try:
-                tree = [self.process, *self.process.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in tree))
-            except psutil.Error:
-                return
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 def bench_appliance(files: list[Path], work: Path, parallel: int, round_no: int) -> tuple[float, int]:

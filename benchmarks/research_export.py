@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.context import open_appliance  # noqa: E402
 from appliance.home import init_home  # noqa: E402
+from testbed.peak_rss import PeakRss  # noqa: E402
 from testbed.processes import APPLIANCE, REPO, run_cli  # noqa: E402
 from testbed.research import S3_ENV, s3_server, store_datasets  # noqa: E402
 from testbed.synthetic import FakePatient, ct_series, write_series  # noqa: E402
@@ -60,12 +61,22 @@ with ThreadPoolExecutor(8) as pool:
 """
 
 
+PEAKS: dict[str, int] = {}  # the largest resident memory of each command's process tree
+
+
 def timed(command: list[str]) -> float:
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=ENV)
-    if result.returncode != 0:
-        raise RuntimeError(f"{command[:4]} failed: {result.stderr[-2000:]}")
-    return time.perf_counter() - started
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=ENV
+    )
+    rss = PeakRss(process.pid)
+    _, err = process.communicate()
+    taken = time.perf_counter() - started
+    name = " ".join(command[1:5])
+    PEAKS[name] = max(PEAKS.get(name, 0), rss.stop())
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:4]} failed: {err[-2000:]}")
+    return taken
 
 
 def main() -> None:
@@ -127,6 +138,8 @@ def main() -> None:
             median = statistics.median(times[peer]) / statistics.median(times[ours])
             best = min(times[peer]) / min(times[ours])
             print(f"{ours} / {peer} speed: {median:.2f} median, {best:.2f} best (goal >= {goal})")
+        release = max(peak for name, peak in PEAKS.items() if "datasets release" in name)
+        print(f"release peak RSS (the command and its de-identifying processes): {release / 1e6:.0f} MB")
 
 
 if __name__ == "__main__":
