@@ -9,7 +9,6 @@ then holds ``files/`` (the DICOM files at their pseudonymised paths) and ``relea
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,20 +24,12 @@ from anonymizer.release.manifest import (
     release_prefix,
     verify_manifest,
 )
-from anonymizer.release.stores import WorkspaceStore, room_checked
+from anonymizer.release.stores import WorkspaceStore, file_sha256, room_checked
 from workspace.locations import ReleaseAddress
 
 FILES = "files"
 ENVELOPE = "release.dsse.json"
 _DOWNLOADS = 8
-
-
-def _sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            hasher.update(block)
-    return hasher.hexdigest()
 
 
 def fetch_manifest(
@@ -69,7 +60,7 @@ def fetch_manifest(
 def _fetch(store: WorkspaceStore, entry: ReleaseFile, folder: Path) -> bool:
     """Download one file unless it is there with the right hash; True when it was downloaded."""
     target = folder / FILES / entry.path
-    if target.is_file() and target.stat().st_size == entry.size and _sha256(target) == entry.sha256:
+    if target.is_file() and target.stat().st_size == entry.size and file_sha256(target) == entry.sha256:
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
@@ -80,7 +71,7 @@ def _fetch(store: WorkspaceStore, entry: ReleaseFile, folder: Path) -> bool:
         raise ReleaseRejected(
             f"{entry.path}: missing from the workspace (object {entry.sha256[:12]}...)"
         ) from None
-    found = _sha256(part)
+    found = file_sha256(part)
     if found != entry.sha256:
         part.unlink()
         raise ReleaseRejected(
@@ -136,7 +127,7 @@ def verify_copy(folder: Path, trusted: list[Ed25519PublicKey]) -> ReleaseManifes
         path = folder / FILES / entry.path
         if not path.is_file():
             raise ReleaseRejected(f"{FILES}/{entry.path} is missing")
-        if _sha256(path) != entry.sha256:
+        if file_sha256(path) != entry.sha256:
             raise ReleaseRejected(f"{FILES}/{entry.path} does not match the manifest's SHA-256")
     _check_no_extra(folder, manifest)
     return manifest

@@ -80,7 +80,7 @@ class FolderStore:
 
     def has(self, key: str, sha256: str) -> bool:
         path = self._path(key)
-        return path.is_file() and _file_sha256(path) == sha256
+        return path.is_file() and file_sha256(path) == sha256
 
     def put(self, key: str, data: bytes, sha256: str) -> None:
         path = self._path(key)
@@ -121,7 +121,8 @@ class FolderStore:
         )
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
     hasher = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(1 << 20):

@@ -155,19 +155,32 @@ class Releaser:
             session.refresh(row)
         return row, False
 
-    def _refuse_held_out(self, name: str, studies: list[str]) -> None:
+    def _audit_export(
+        self, outcome: AuditOutcome, objects: tuple[ParticipantObject, ...], description: str, to: str = ""
+    ) -> None:
+        """A release (or its refusal) as an Export event (110106), on disk before this returns."""
+        participants = (Participant(self.actor, is_requestor=True),)
+        if to:
+            participants += (Participant(to, role="Destination Media"),)
         self.app.audit.emit(
             AuditEvent(
                 event_id=EventID.EXPORT,
                 action=Action.READ,
-                outcome=AuditOutcome.SERIOUS_FAILURE,
+                outcome=outcome,
                 type_code="Dataset Release",
-                participants=(Participant(self.actor, is_requestor=True),),
-                objects=tuple(ParticipantObject("study", uid) for uid in studies),
-                description=f"release of {name} refused: {len(studies)} named studies are held out",
+                participants=participants,
+                objects=objects,
+                description=description,
             )
         )
         self.app.audit.flush()
+
+    def _refuse_held_out(self, name: str, studies: list[str]) -> None:
+        self._audit_export(
+            AuditOutcome.SERIOUS_FAILURE,
+            tuple(ParticipantObject("study", uid) for uid in studies),
+            f"release of {name} refused: {len(studies)} named studies are held out",
+        )
         raise ConfigError(
             f"study {studies[0]} is held out (kept for validating models here) and never leaves: "
             "leave it out of --study, or remove it from the held-out set with `appliance holdout remove`"
@@ -356,27 +369,13 @@ class Releaser:
                 .select_from(ReleaseItem)
                 .where(ReleaseItem.release_pk == row.id, ReleaseItem.state == ItemState.SENT)
             ).one()
-        self.app.audit.emit(
-            AuditEvent(
-                event_id=EventID.EXPORT,
-                action=Action.READ,
-                outcome=AuditOutcome.SUCCESS,
-                type_code="Dataset Release",
-                participants=(
-                    Participant(self.actor, is_requestor=True),
-                    Participant(target.url, role="Destination Media"),
-                ),
-                objects=(
-                    ParticipantObject(
-                        "dataset",
-                        f"{row.name}/v{row.version}",
-                        {"manifest_sha256": row.manifest_digest, "manifest": url, "instances": instances},
-                    ),
-                ),
-                description=f"dataset {row.name} v{row.version} released to {row.workspace}",
-            )
+        detail = {"manifest_sha256": row.manifest_digest, "manifest": url, "instances": instances}
+        self._audit_export(
+            AuditOutcome.SUCCESS,
+            (ParticipantObject("dataset", f"{row.name}/v{row.version}", detail),),
+            f"dataset {row.name} v{row.version} released to {row.workspace}",
+            to=target.url,
         )
-        self.app.audit.flush()
         with self.app.session() as session:
             stored = session.get(DatasetRelease, row.id)
             assert stored is not None
