@@ -229,27 +229,29 @@ class Releaser:
 
         done: list[ReleaseItem] = []
         saved = time.monotonic()
-        with ThreadPoolExecutor(_UPLOADS, thread_name_prefix="release-upload") as uploads:
-            running: dict[Future[bool], ReleaseItem] = {}
-            for item_id, outcome in deidentify_stream(objects(), deidentifier, self.workers):
-                sop_class, modality = kinds.pop(item_id)
-                item = self._item(item_id, outcome, sop_class, modality)
-                if outcome.patient is not None:
-                    pseudonyms.record(outcome.patient)
-                if outcome.encoded is None:
-                    done.append(item)
-                    continue
-                running[uploads.submit(self._upload, target, item, outcome)] = item
-                while len(running) >= 2 * _UPLOADS:
-                    done += self._collect(running, summary, FIRST_COMPLETED)
-                if time.monotonic() - saved > _SAVE_EVERY:
-                    pseudonyms.save()  # before the items: a pseudonym released is one the map holds
-                    self._save(done)
-                    done, saved = [], time.monotonic()
-            while running:
-                done += self._collect(running, summary, FIRST_COMPLETED)
-        pseudonyms.save()
-        self._save(done)
+        try:
+            with ThreadPoolExecutor(_UPLOADS, thread_name_prefix="release-upload") as uploads:
+                running: dict[Future[bool], ReleaseItem] = {}
+                for item_id, outcome in deidentify_stream(objects(), deidentifier, self.workers):
+                    sop_class, modality = kinds.pop(item_id)
+                    item = self._item(item_id, outcome, sop_class, modality)
+                    if outcome.patient is not None:
+                        pseudonyms.record(outcome.patient)
+                    if outcome.encoded is None:
+                        done.append(item)
+                        continue
+                    running[uploads.submit(self._upload, target, item, outcome)] = item
+                    while len(running) >= 2 * _UPLOADS:
+                        done += self._collect(running, summary)
+                    if time.monotonic() - saved > _SAVE_EVERY:
+                        pseudonyms.save()  # before the items: a pseudonym released is one the map holds
+                        self._save(done)
+                        done, saved = [], time.monotonic()
+                while running:
+                    done += self._collect(running, summary)
+        finally:  # what is done stays done, also when an upload failed: the rerun skips it
+            pseudonyms.save()
+            self._save(done)
 
     @staticmethod
     def _item(item_id: int, outcome: Outcome, sop_class: str, modality: str) -> ReleaseItem:
@@ -284,10 +286,9 @@ class Releaser:
         return True
 
     @staticmethod
-    def _collect(
-        running: dict[Future[bool], ReleaseItem], summary: ReleaseSummary, when: str
-    ) -> list[ReleaseItem]:
-        finished, _ = wait(running, return_when=when)
+    def _collect(running: dict[Future[bool], ReleaseItem], summary: ReleaseSummary) -> list[ReleaseItem]:
+        """The items whose uploads ended (at least one); an upload that failed raises here."""
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
         done = []
         for future in finished:
             item = running.pop(future)
