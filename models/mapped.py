@@ -14,9 +14,12 @@ resampling's output, mostly zeros never written (see models.resampling).
 from __future__ import annotations
 
 import mmap
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _mapping(nbytes: int) -> mmap.mmap:
@@ -32,6 +35,8 @@ def mapped_array(shape: tuple[int, ...], dtype: type | np.dtype) -> np.ndarray:
 
 def mapped_tensor(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     """A zero-filled tensor of ``like``'s dtype and device; on the CPU in its own mapping."""
+    import torch  # here: a volume (models.volume) is built without torch, as ``research pull`` does
+
     count = int(np.prod(shape))
     if like.device.type != "cpu" or count == 0:
         return torch.zeros(shape, dtype=like.dtype, device=like.device)

@@ -1,6 +1,7 @@
 """A pulled release as MONAI training input: NIfTI volumes and ``datalist.json``.
 
-Each image series becomes one NIfTI volume with its geometry (``models.volume``: slices sorted
+Each image series becomes one NIfTI volume (uncompressed ``.nii``: int16 where the values are whole
+Hounsfield units, else float32) with its geometry (``models.volume``: slices sorted
 along their normal, RAS affine); a SEG in the release that references the series becomes its label
 volume on the same grid (segment numbers as label values). Patients are split between training and
 validation by a hash of their pseudonym, so one patient's studies never sit on both sides and the
@@ -69,6 +70,18 @@ def label_volume(seg: Dataset, volume: Volume) -> np.ndarray:
     return labels
 
 
+def _compact(values: np.ndarray) -> np.ndarray:
+    """int16 when every value is a whole number in its range (CT in HU), else float32, as given."""
+    if (
+        values.size
+        and -32768 <= values.min()
+        and values.max() <= 32767
+        and np.array_equal(values, np.rint(values))
+    ):
+        return values.astype(np.int16)
+    return np.ascontiguousarray(values)
+
+
 def write_datalist(folder: Path, manifest: ReleaseManifest, validation_fraction: float = 0.2) -> dict:
     """Write the volumes and ``datalist.json`` of a pulled release; return the datalist."""
     series: dict[tuple[str, str, str], list[Path]] = defaultdict(list)
@@ -97,9 +110,9 @@ def write_datalist(folder: Path, manifest: ReleaseManifest, validation_fraction:
     datalist: dict[str, list[dict]] = {"training": [], "validation": []}
     for (patient, study, series_uid), paths in sorted(series.items()):
         volume = build_volume(dcmread(p) for p in paths)
-        relative = Path(NIFTI) / patient / study / f"{series_uid}.nii.gz"
+        relative = Path(NIFTI) / patient / study / f"{series_uid}.nii"
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(np.ascontiguousarray(volume.array), volume.affine_ras), folder / relative)
+        nib.save(nib.Nifti1Image(_compact(volume.array), volume.affine_ras), folder / relative)
         entry = {"image": relative.as_posix(), "patient": patient, "study": study, "series": series_uid}
         if series_uid in seg_of:
             label = relative.with_name(f"{series_uid}.label.nii.gz")

@@ -65,13 +65,12 @@ def _fetch(store: WorkspaceStore, entry: ReleaseFile, folder: Path) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     try:
-        store.download(object_key(entry.sha256), part)
+        found = store.download(object_key(entry.sha256), part)
     except ObjectMissing:
         part.unlink(missing_ok=True)
         raise ReleaseRejected(
             f"{entry.path}: missing from the workspace (object {entry.sha256[:12]}...)"
         ) from None
-    found = file_sha256(part)
     if found != entry.sha256:
         part.unlink()
         raise ReleaseRejected(

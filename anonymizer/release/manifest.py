@@ -33,9 +33,12 @@ def check_name(name: str) -> str:
     return name
 
 
+OBJECTS = "objects/sha256/"
+
+
 def object_key(sha256: str) -> str:
     """Where a file's bytes live in a workspace: named by their SHA-256, shared by every version."""
-    return f"objects/sha256/{sha256}"
+    return OBJECTS + sha256
 
 
 def release_prefix(name: str, version: int) -> str:

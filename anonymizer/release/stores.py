@@ -13,7 +13,7 @@ import base64
 import errno
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,14 +39,24 @@ class WorkspaceStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
-    def download(self, key: str, target: Path) -> None:
-        """Stream ``key`` into ``target`` (created or replaced)."""
+    def download(self, key: str, target: Path) -> str:
+        """Stream ``key`` into ``target`` (created or replaced); the SHA-256 of what was written."""
 
     def keys(self, prefix: str) -> list[str]: ...
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _write_hashed(blocks: Iterable[bytes], target: Path) -> str:
+    """Write ``blocks`` to ``target``, hashing them on the way: the file is read once, not twice."""
+    hasher = hashlib.sha256()
+    with room_checked(target.parent), open(target, "wb") as out:
+        for block in blocks:
+            hasher.update(block)
+            out.write(block)
+    return hasher.hexdigest()
 
 
 @contextmanager
@@ -102,13 +112,12 @@ class FolderStore:
         except FileNotFoundError:
             raise ObjectMissing(f"{key} is not in the workspace {self.url}") from None
 
-    def download(self, key: str, target: Path) -> None:
+    def download(self, key: str, target: Path) -> str:
         source = self._path(key)
         if not source.is_file():
             raise ObjectMissing(f"{key} is not in the workspace {self.url}")
-        with room_checked(target.parent), open(source, "rb") as src, open(target, "wb") as out:
-            while block := src.read(1 << 20):
-                out.write(block)
+        with open(source, "rb") as src:
+            return _write_hashed(iter(lambda: src.read(1 << 20), b""), target)
 
     def keys(self, prefix: str) -> list[str]:
         base = self._path(prefix)
@@ -273,7 +282,7 @@ class S3Store:
                     raise ObjectMissing(f"{key} is not in the workspace {self.url}") from None
                 raise
 
-    def download(self, key: str, target: Path) -> None:
+    def download(self, key: str, target: Path) -> str:
         from botocore.exceptions import ClientError
 
         with self._talking(f"downloaded {key}"):
@@ -283,9 +292,7 @@ class S3Store:
                 if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
                     raise ObjectMissing(f"{key} is not in the workspace {self.url}") from None
                 raise
-            with room_checked(target.parent), open(target, "wb") as out:
-                for block in body.iter_chunks(1 << 20):
-                    out.write(block)
+            return _write_hashed(body.iter_chunks(1 << 20), target)
 
     def keys(self, prefix: str) -> list[str]:
         found: list[str] = []

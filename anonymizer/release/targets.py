@@ -3,10 +3,11 @@ manifest last, or a research PACS over DICOMweb (STOW-RS; the manifest stays wit
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 from anonymizer.errors import ReleaseError, WorkspaceUnreachable
-from anonymizer.release.manifest import ReleaseFile, manifest_key, object_key
+from anonymizer.release.manifest import OBJECTS, ReleaseFile, manifest_key, object_key
 from anonymizer.release.stores import WorkspaceStore
 
 
@@ -25,15 +26,28 @@ class ReleaseTarget(Protocol):
 
 
 class ObjectTarget:
+    """Files under ``objects/sha256/``. What the workspace holds is listed once (a page per 1,000
+    objects), so that only a file found there costs a request to check its SHA-256; a new one
+    costs none before its upload."""
+
     def __init__(self, store: WorkspaceStore) -> None:
         self.store = store
         self.url = store.url
+        self._listed: set[str] | None = None
+        self._lock = threading.Lock()
+
+    def _present(self) -> set[str]:
+        with self._lock:
+            if self._listed is None:
+                self._listed = set(self.store.keys(OBJECTS))
+            return self._listed
 
     def check(self) -> None:
         self.store.check()
 
     def has(self, entry: ReleaseFile, sop_instance_uid: str) -> bool:
-        return self.store.has(object_key(entry.sha256), entry.sha256)
+        key = object_key(entry.sha256)
+        return key in self._present() and self.store.has(key, entry.sha256)
 
     def put(self, entry: ReleaseFile, sop_instance_uid: str, data: bytes) -> None:
         self.store.put(object_key(entry.sha256), data, entry.sha256)
