@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
@@ -168,13 +168,13 @@ def deidentify_files(
 
 
 Key = TypeVar("Key", bound=Hashable)
-_bytes_worker: Deidentifier | None = None
+_loaded_worker: tuple[Deidentifier, Callable[[Any], bytes]] | None = None
 
 
-def _start_bytes_worker(deidentifier: Deidentifier) -> None:
-    global _bytes_worker
+def _start_loading_worker(deidentifier: Deidentifier, load: Callable[[Any], bytes]) -> None:
+    global _loaded_worker
     free_text.warm_up()
-    _bytes_worker = deidentifier
+    _loaded_worker = (deidentifier, load)
 
 
 def deidentify_encoded(data: bytes, deidentifier: Deidentifier, name: str = "") -> Outcome:
@@ -196,37 +196,56 @@ def deidentify_encoded(data: bytes, deidentifier: Deidentifier, name: str = "") 
         return Outcome(None, report, None)
 
 
-def _bytes_in_worker(data: bytes) -> Outcome:
-    assert _bytes_worker is not None
-    return deidentify_encoded(data, _bytes_worker)
+def _loaded_in_worker(key: Any) -> Outcome:
+    assert _loaded_worker is not None
+    deidentifier, load = _loaded_worker
+    return deidentify_encoded(load(key), deidentifier)
+
+
+def _given_in_worker(data: bytes) -> Outcome:
+    assert _loaded_worker is not None
+    return deidentify_encoded(data, _loaded_worker[0])
 
 
 def deidentify_stream(
-    items: Iterable[tuple[Key, bytes]], deidentifier: Deidentifier, workers: int, window: int = 16
+    keys: Iterable[Key],
+    load: Callable[[Key], bytes],
+    deidentifier: Deidentifier,
+    workers: int,
+    window: int = 16,
 ) -> Iterator[tuple[Key, Outcome]]:
-    """De-identify objects given as bytes in ``workers`` processes, yielding each as it is done.
+    """De-identify the objects ``load(key)`` gives, in ``workers`` processes, yielding each as done.
 
-    At most ``window`` objects are in the workers at once, so memory stays bounded however many
-    come; the caller can write the ones done while the next are de-identified."""
+    Where processes fork, each worker calls ``load`` itself (reading and decrypting in parallel,
+    and no object's bytes cross a pipe on the way in); where they are spawned, ``load`` runs here
+    and stays here (whatever it holds, such as keys, is never pickled to a child). At most
+    ``window`` objects are in the workers at once, so memory stays bounded however many come, and
+    the caller can write those done while the next are de-identified."""
     free_text.warm_up()
     if workers <= 1:
-        for key, data in items:
-            yield key, deidentify_encoded(data, deidentifier)
+        for key in keys:
+            yield key, deidentify_encoded(load(key), deidentifier)
         return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(
-        workers, context, initializer=_start_bytes_worker, initargs=(deidentifier,)
-    ) as pool:
+    forking = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if forking else "spawn")
+    initargs = (deidentifier, load if forking else _not_in_child)
+    with ProcessPoolExecutor(workers, context, initializer=_start_loading_worker, initargs=initargs) as pool:
         running: dict[Future[Outcome], Key] = {}
-        for key, data in items:
-            running[pool.submit(_bytes_in_worker, data)] = key
+        for key in keys:
+            task = (
+                pool.submit(_loaded_in_worker, key) if forking else pool.submit(_given_in_worker, load(key))
+            )
+            running[task] = key
             if len(running) >= window:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield running.pop(future), future.result()
         for future in list(running):
             yield running.pop(future), future.result()
+
+
+def _not_in_child(key: Any) -> bytes:
+    raise AssertionError("spawned workers are given bytes, never a loader")
 
 
 def _reported(

@@ -245,7 +245,7 @@ class S3Store:
                 Key=self._key(key),
                 Body=data,
                 ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=_b64(hashlib.sha256(data).digest()),
+                ChecksumSHA256=_b64(bytes.fromhex(sha256)),
                 Metadata={"sha256": sha256},
             )
 

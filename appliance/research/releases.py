@@ -58,6 +58,17 @@ def export_public_pem(app: Appliance) -> str:
     return public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """An item still to release: where its stored object is, and what kind of object it is."""
+
+    item_id: int
+    object_id: str
+    key: WrappedKey
+    sop_class: str
+    modality: str
+
+
 @dataclass
 class ReleaseSummary:
     name: str
@@ -187,8 +198,8 @@ class Releaser:
         )
 
     # -- de-identify and upload ------------------------------------------------------------------
-    def _pending(self, release_pk: int) -> Iterator[tuple[int, bytes, str, str]]:
-        """(item id, the stored object's bytes, its SOP class, its modality) of every pending item."""
+    def _pending(self, release_pk: int) -> Iterator[_Pending]:
+        """Every pending item of the release, read a page at a time."""
         last = 0
         while True:
             with self.app.session() as session:
@@ -211,7 +222,7 @@ class Releaser:
             if not rows:
                 return
             for item_id, object_id, kek_id, wrapped, sop_class, modality in rows:
-                yield item_id, self.app.store.get(object_id, WrappedKey(kek_id, wrapped)), sop_class, modality
+                yield _Pending(item_id, object_id, WrappedKey(kek_id, wrapped), sop_class, modality)
             last = rows[-1][0]
 
     def _send(
@@ -220,21 +231,20 @@ class Releaser:
         table = load_table(self.app.settings.path(self.app.settings.deidentify.profile_table))
         deidentifier = Deidentifier(pseudonymisation_secret(self.app), profile, table)
         pseudonyms = PseudonymMap(self.app)
-        kinds: dict[int, tuple[str, str]] = {}
+        store = self.app.store
 
-        def objects() -> Iterator[tuple[int, bytes]]:
-            for item_id, data, sop_class, modality in self._pending(row.id):
-                kinds[item_id] = (sop_class, modality)
-                yield item_id, data
+        def load(pending: _Pending) -> bytes:  # in the de-identifying processes, where they fork
+            return store.get(pending.object_id, pending.key)
 
         done: list[ReleaseItem] = []
         saved = time.monotonic()
         try:
             with ThreadPoolExecutor(_UPLOADS, thread_name_prefix="release-upload") as uploads:
                 running: dict[Future[bool], ReleaseItem] = {}
-                for item_id, outcome in deidentify_stream(objects(), deidentifier, self.workers):
-                    sop_class, modality = kinds.pop(item_id)
-                    item = self._item(item_id, outcome, sop_class, modality)
+                for pending, outcome in deidentify_stream(
+                    self._pending(row.id), load, deidentifier, self.workers
+                ):
+                    item = self._item(pending.item_id, outcome, pending.sop_class, pending.modality)
                     if outcome.patient is not None:
                         pseudonyms.record(outcome.patient)
                     if outcome.encoded is None:
