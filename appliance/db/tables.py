@@ -324,3 +324,41 @@ class ReleaseItem(SQLModel, table=True):
     modality: str | None = Field(default=None, max_length=16)
     sop_class: str | None = Field(default=None, max_length=64)
     reason: str | None = Field(default=None, max_length=512, description="why it was quarantined (no PHI)")
+
+
+class InferenceResult(SQLModel, table=True):
+    """What a model found in a series: its SEG and SR, and the volume of each segment."""
+
+    __tablename__ = "inference_result"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_pk: int = Field(foreign_key="job.id", index=True)
+    study_uid: str = Field(max_length=64, index=True)
+    series_uid: str = Field(max_length=64)
+    seg_uid: str = Field(max_length=64, index=True)
+    sr_uid: str = Field(max_length=64)
+    model: str = Field(max_length=128)
+    version: str = Field(max_length=64)
+    volumes_ml: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Decision(enum.StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    CORRECTED = "corrected"
+
+
+class ResultAssessment(SQLModel, table=True):
+    """A clinician's decision on an AI result (IHE AIRAI's assessment); the newest one counts."""
+
+    __tablename__ = "result_assessment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    result_pk: int = Field(foreign_key="inference_result.id", index=True)
+    decision: Decision
+    reason_code: str | None = Field(default=None, max_length=32)
+    reason_text_enc: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    username: str = Field(max_length=64)
+    decided_at: datetime = Field(default_factory=utcnow)
+    assessment_uid: str | None = Field(default=None, max_length=64, description="the SR sent to the PACS")

@@ -27,7 +27,7 @@ from typing import Any
 from sqlmodel import select
 
 from appliance.context import Appliance
-from appliance.db.tables import Destination, Instance, utcnow
+from appliance.db.tables import Destination, InferenceResult, Instance, utcnow
 from appliance.jobs.payloads import SeriesComplete
 from appliance.jobs.queue import ClaimedJob, JobQueue
 from appliance.pipeline.assembly import receiving_series
@@ -221,17 +221,31 @@ class JobRecorder:
             _audit(self.app, payload, Outcome.MINOR_FAILURE, f"attempt {failed.attempts}: {reply.reason}")
             log.warning("inference job %s attempt %s failed: %s", job.id, failed.attempts, reply.reason)
         else:
-            summary = self._store_results(reply)
+            summary = self._store_results(reply, payload)
             model = f"{reply.model.name} {reply.model.version}"
             _audit(self.app, payload, Outcome.SUCCESS, summary, model)
             log.info("inference job %s: %s", job.id, summary)
             self.queue.finish(job.id, outcome=summary)
 
-    def _store_results(self, reply: Done) -> str:
+    def _store_results(self, reply: Done, payload: SeriesComplete) -> str:
         pks = [self.writer.write(result) for result in reply.results]
+        seg, sr = (result.sop_instance_uid for result in reply.results)
+        with self.app.session() as session:  # what the worklist and the review pages show
+            session.add(
+                InferenceResult(
+                    job_pk=reply.job,
+                    study_uid=payload.study_uid,
+                    series_uid=payload.series_uid,
+                    seg_uid=seg,
+                    sr_uid=sr,
+                    model=reply.model.name,
+                    version=reply.model.version,
+                    volumes_ml=dict(reply.volumes_ml),
+                )  # fmt: skip
+            )
+            session.commit()
         for destination in result_destinations(self.app):
             enqueue(self.app, destination, pks)
-        seg, sr = (result.sop_instance_uid for result in reply.results)
         volumes = ", ".join(f"{label} {ml:.1f} mL" for label, ml in reply.volumes_ml.items())
         ahead = "; prepared ahead while the series was quiet" if reply.prepared_ahead else ""
         return (
