@@ -279,9 +279,26 @@ def sign_in(app: Appliance, username: str, password: str, otp: str, address: str
     return user
 
 
+def first_sign_in_enrolment(app: Appliance, username: str, password: str, address: str) -> str | None:
+    """The one-time code enrolment URI (to show as a QR code) of an account that has never signed
+    in, once its initial password is given right; None for any other account. A wrong password
+    counts as a failed sign-in, as on the sign-in itself."""
+    with app.session() as session:
+        user = session.exec(select(UserAccount).where(UserAccount.username == username)).first()
+        if user is None or not user.must_change_password or user.last_totp_step or user.disabled:
+            return None
+        locked = as_utc(user.locked_until) if user.locked_until else None
+        if (locked is not None and locked > utcnow()) or not passwords.verify_password(
+            user.password_hash, password
+        ):
+            _signed_in(app, session, username, password, "", address)  # refuses: locked, or counts it
+        secret = app.fields.decrypt(_TOTP_COLUMN, user.totp_secret_enc)
+    return one_time_codes.enrolment_uri(secret, username)
+
+
 def change_password(
     app: Appliance, username: str, password: str, otp: str, new_password: str, address: str
-) -> None:
+) -> UserAccount:
     with app.session() as session:
         user = _signed_in(app, session, username, password, otp, address)
         passwords.check_new_password(new_password, password)
@@ -289,4 +306,6 @@ def change_password(
         user.must_change_password, user.changed_at = False, utcnow()
         session.add(user)
         session.commit()
+        session.refresh(user)
     audit_sign_in(app, username, user.role.value, address, True, "password changed")
+    return user

@@ -68,6 +68,24 @@ RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/api/models/{name}/{version}/activate"): ADMIN,
     ("POST", "/api/models/{name}/{version}/retire"): ADMIN,
     ("GET", "/api/keys"): ADMIN,
+    # the web pages
+    ("GET", "/"): PUBLIC,
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): PUBLIC,
+    ("POST", "/enrol"): PUBLIC,
+    ("POST", "/logout"): SIGNED_IN,
+    ("GET", "/worklist"): CLINICAL,
+    ("GET", "/worklist/states"): CLINICAL,
+    ("GET", "/studies/{study}"): CLINICAL,
+    ("POST", "/studies/{study}/results/{result}/assessment"): CLINICAL,
+    ("GET", "/audit"): AUDITOR,
+    ("GET", "/audit/integrity"): AUDITOR,
+    ("GET", "/audit/break-glass"): AUDITOR,
+    ("POST", "/audit/break-glass/{grant}/review"): AUDITOR,
+    ("GET", "/datasets"): frozenset({Role.RESEARCHER, Role.ADMIN}),
+    ("GET", "/admin"): ADMIN,
+    ("POST", "/admin/destinations/{name}/echo"): ADMIN,
+    ("POST", "/admin/jobs/{job}/retry"): ADMIN,
 }
 
 

@@ -14,15 +14,14 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from appliance.admin.audit_reading import COLUMNS, read_log, row_of
+from appliance.admin.audit_reading import COLUMNS, inclusion_proof, read_log, row_of
 from appliance.cli.common import ApplianceGroup, actor, home_option, open_home
 from appliance.config import load_settings, resolve_home
-from audit import merkle
 from audit.errors import AuditIntegrityError, WitnessError
 from audit.events import Participant
 from audit.log import CHECKPOINTS
 from audit.reader import Filter
-from audit.verify import leaf_hashes, verify_log
+from audit.verify import verify_log
 
 WITNESS_FAILED = 3  # exit status of `audit verify` when the witness is missing or older than a clean stop
 
@@ -164,24 +163,5 @@ def _origin_of(log_dir: Path) -> str:
 @click.argument("index", type=int)
 def audit_prove(home: str | None, index: int) -> None:
     """Print an RFC 6962 inclusion proof of entry INDEX in the newest checkpoint, as JSON."""
-    path = resolve_home(home)
-    settings = load_settings(path)
-    directory = settings.path(settings.audit.directory)
-    notes = sorted((directory / "checkpoints").glob("*.note"))
-    if not notes:
-        raise click.ClickException("no checkpoint yet; a running appliance writes one within a minute")
-    note = notes[-1].read_text()
-    size = int(note.split("\n")[1])
-    hashes = leaf_hashes(directory)[:size]
-    if not 0 <= index < size:
-        raise click.ClickException(f"entry {index} is not covered by the newest checkpoint (size {size})")
-    encode = lambda value: base64.b64encode(value).decode()  # noqa: E731
-    proof = {
-        "leaf_index": index,
-        "tree_size": size,
-        "leaf_hash": encode(hashes[index]),
-        "proof": [encode(h) for h in merkle.inclusion_proof(hashes, index)],
-        "root": encode(merkle.root(hashes)),
-        "checkpoint": note,
-    }
+    proof = inclusion_proof(load_settings(resolve_home(home)), index)
     click.echo(json.dumps(proof, indent=2))

@@ -12,9 +12,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from appliance.context import Appliance
 from appliance.errors import AccessRefused, ApplianceError, NotFound
@@ -32,6 +33,8 @@ from appliance.web.api.routes import (
     users,
 )
 from appliance.web.clinical_records import ClinicalRecords
+from appliance.web.pages import auditing, console, releases, review, session, worklist
+from appliance.web.pages.rendering import HERE, refused_page, render, wants_page
 from dicom_gateway.errors import DicomwebRefused
 from dicom_gateway.limits import GatewayCapacity
 
@@ -68,9 +71,16 @@ def create_app(
         operations.router,
         metrics.router(app, capacity),
         openapi.router,
+        session.router,
+        worklist.router(records),
+        review.router(records),
+        auditing.router,
+        releases.router,
+        console.router,
     ]
     for router in routers:
         api.include_router(router)
+    api.mount("/static", StaticFiles(directory=HERE / "static"), name="static")  # CSS and JS: no PHI
     api.state.routes = [
         (method, route.path_format)
         for router in routers
@@ -80,9 +90,17 @@ def create_app(
     ]
 
     @api.exception_handler(AccessRefused)
-    def refused(request: Request, exc: AccessRefused) -> JSONResponse:
+    def refused(request: Request, exc: AccessRefused) -> Response:
+        if wants_page(request):
+            return refused_page(request, exc.status, str(exc))
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    @api.exception_handler(HTTPException)
+    def http_refused(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code in (401, 403) and wants_page(request):
+            return refused_page(request, exc.status_code, str(exc.detail))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @api.exception_handler(DicomwebRefused)
     def dicomweb_refused(request: Request, exc: DicomwebRefused) -> JSONResponse:
@@ -93,7 +111,9 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @api.exception_handler(ApplianceError)
-    def bad_request(request: Request, exc: ApplianceError) -> JSONResponse:
+    def bad_request(request: Request, exc: ApplianceError) -> Response:
+        if wants_page(request):
+            return render(request, "denied.html", status_code=400, reason=str(exc), title="Not done")
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     @api.exception_handler(Exception)

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from appliance.access import break_glass
 from appliance.db.tables import Instance, Series, Source
+from appliance.errors import AccessRefused, NotFound
 from appliance.security.keys import WrappedKey
 from appliance.web.api.deps import Caller
 from appliance.web.clinical_records import SERIES_TAGS, ClinicalRecords, StudyRow, element
@@ -56,6 +57,10 @@ class CallerCatalogue:
             not modalities or bool(row.modalities & modalities)
         )
 
+    def visible_rows(self, session: Session) -> list[StudyRow]:
+        """The caller's studies as index rows (UIDs, modalities, counts: no patient data, no audit)."""
+        return self._visible(session)
+
     def _visible(self, session: Session, study_uid: str | None = None) -> list[StudyRow]:
         aes = self._allowed_aes(session)
         granted = break_glass.granted_studies(self.app, self.caller.user)
@@ -81,7 +86,9 @@ class CallerCatalogue:
             )
         )
 
-    def _audit_access(self, study_uid: str, patient_id: str, count: int, ok: bool) -> None:
+    def _audit_access(
+        self, study_uid: str, patient_id: str, count: int, ok: bool, how: str = "WADO-RS"
+    ) -> None:
         objects = [ParticipantObject("study", study_uid, {"instances": count})]
         if patient_id:
             objects.insert(0, ParticipantObject("patient", patient_id))
@@ -90,10 +97,10 @@ class CallerCatalogue:
                 event_id=EventID.INSTANCES_ACCESSED,
                 action=Action.READ,
                 outcome=Outcome.SUCCESS if ok else Outcome.SERIOUS_FAILURE,
-                type_code="WADO-RS",
+                type_code=how,
                 participants=(self._participant(),),
                 objects=tuple(objects),
-                description=f"{count} instance(s) read over DICOMweb"
+                description=f"{count} instance(s) read ({how})"
                 if ok
                 else "refused: outside the user's scope",
             )
@@ -154,6 +161,24 @@ class CallerCatalogue:
                     record["00080018"] = element("UI", row.sop_instance_uid)
                     records.append(record)
         return records
+
+    def open_study(self, study_uid: str) -> dict:
+        """A study's record for its review page: read (audited with its patient) when in scope;
+        refused (403, audited as a failed access) when not; 404 when there is no such study."""
+        with self.app.session() as session:
+            (study,) = self.records.study_rows(session, study_uid) or [None]
+            if study is None:
+                raise NotFound(f"no study {study_uid}")
+            summary = self.records.summary(session, study.pk)
+            granted = break_glass.granted_studies(self.app, self.caller.user)
+            if not self._in_scope(study, self._allowed_aes(session), granted):
+                self._audit_access(study_uid, _patient_id(summary), 0, ok=False, how="Study page")
+                raise AccessRefused(
+                    "this study is outside your scope; break the glass with a reason to open it"
+                )
+            record = self.records.study_record(session, study)
+        self._audit_access(study_uid, _patient_id(summary), study.instance_count, ok=True, how="Study page")
+        return record
 
     def retrieve(
         self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from appliance.access import rules, tokens
 from appliance.context import Appliance
@@ -19,6 +20,9 @@ from appliance.db.tables import Role, UserAccount
 
 SESSION_COOKIE = "appliance_session"
 CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"  # the same token in a page's form
+CSRF_COOKIE = "appliance_csrf"  # readable by the page (not HttpOnly): its forms post it back
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -61,7 +65,17 @@ def _credentials(request: Request) -> tuple[str | None, bool]:
     return (cookie, True) if cookie else (None, False)
 
 
-def authorize(request: Request) -> None:
+async def authorize(request: Request) -> None:
+    """A page's form carries the CSRF token as the field ``csrf_token`` (a form cannot set a
+    header); it is read here, and the rest runs in the thread pool as the routes' database work does."""
+    form_token = None
+    if request.method not in _SAFE_METHODS and CSRF_HEADER not in request.headers:
+        if request.headers.get("content-type", "").startswith(_FORM_TYPES):
+            form_token = (await request.form()).get(CSRF_FIELD)
+    await run_in_threadpool(_authorize, request, form_token if isinstance(form_token, str) else None)
+
+
+def _authorize(request: Request, form_token: str | None) -> None:
     route = request.scope.get("route")
     method = "GET" if request.method == "HEAD" else request.method
     allowed = rules.allowed(method, getattr(route, "path_format", ""))
@@ -78,13 +92,36 @@ def authorize(request: Request) -> None:
     if (
         from_cookie
         and request.method not in _SAFE_METHODS
-        and not bearer.csrf_matches(request.headers.get(CSRF_HEADER))
+        and not bearer.csrf_matches(request.headers.get(CSRF_HEADER) or form_token)
     ):
         raise HTTPException(403, f"a request with the session cookie needs the {CSRF_HEADER} header")
     if bearer.user.role not in allowed:
+        request.state.refused = Caller(bearer.user, client_address(request))  # for the denied page's audit
         raise HTTPException(403, f"the {bearer.user.role.value} role may not use this route")
     request.state.caller = Caller(bearer.user, client_address(request))
     request.state.token = token
+
+
+def set_session_cookies(response: Response, issued: tokens.IssuedToken) -> None:
+    """The session token (HttpOnly) and its CSRF token (readable, so that a page's forms send it)."""
+    for name, value, http_only in (
+        (SESSION_COOKIE, issued.access_token, True),
+        (CSRF_COOKIE, issued.csrf_token, False),
+    ):
+        response.set_cookie(
+            name,
+            value,
+            max_age=issued.expires_in,
+            httponly=http_only,
+            secure=True,
+            samesite="strict",
+            path="/",
+        )
+
+
+def clear_session_cookies(response: Response) -> None:
+    for name, http_only in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
+        response.delete_cookie(name, path="/", secure=True, httponly=http_only, samesite="strict")
 
 
 def current_caller(request: Request) -> Caller:

@@ -6,7 +6,13 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from appliance.access import accounts, tokens
-from appliance.web.api.deps import SESSION_COOKIE, AppDep, CurrentCaller, client_address
+from appliance.web.api.deps import (
+    AppDep,
+    CurrentCaller,
+    clear_session_cookies,
+    client_address,
+    set_session_cookies,
+)
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -40,15 +46,7 @@ def login(body: Login, request: Request, response: Response, app: AppDep) -> Tok
     address = client_address(request)
     user = accounts.sign_in(app, body.username, body.password, body.otp, address)
     issued = tokens.issue(app, user, address)
-    response.set_cookie(
-        SESSION_COOKIE,
-        issued.access_token,
-        max_age=issued.expires_in,
-        httponly=True,
-        secure=True,
-        samesite="strict",
-        path="/",
-    )
+    set_session_cookies(response, issued)
     return Token(access_token=issued.access_token, expires_in=issued.expires_in, csrf_token=issued.csrf_token)
 
 
@@ -65,7 +63,7 @@ def logout(request: Request, response: Response, caller: CurrentCaller, app: App
     accounts.audit_sign_in(
         app, caller.name, caller.role.value, caller.address, True, "signed out", logout=True
     )
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    clear_session_cookies(response)
 
 
 @router.get("/me")

@@ -1,0 +1,55 @@
+"""The admins' console: sources, destinations (with an echo), models, users, keys, jobs (retry),
+health. Each action calls what the CLI calls, so its checks and audit are the same."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import select
+
+from appliance.access import accounts
+from appliance.admin import model_registry, peers
+from appliance.db.tables import Destination, Job, Source
+from appliance.pipeline import sending
+from appliance.pipeline.sending import remote_of
+from appliance.security import rotation
+from appliance.web.api.deps import AppDep, CurrentCaller
+from appliance.web.pages.rendering import render
+from dicom_gateway import scu
+from dicom_gateway.errors import GatewayError
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def console(
+    request: Request, caller: CurrentCaller, app: AppDep, echoed: str = "", failed: str = ""
+) -> HTMLResponse:
+    in_use = rotation.keys_in_use(app)
+    with app.session() as session:
+        jobs = list(session.exec(select(Job).order_by(Job.id.desc()).limit(50)))  # type: ignore[attr-defined]
+    return render(
+        request, "admin.html",
+        sources=peers.list_peers(app, Source), destinations=peers.list_peers(app, Destination),
+        models=model_registry.list_models(app), users=accounts.list_users(app),
+        keys=[(kid, kid == app.keyring.active_id, in_use.get(kid, 0)) for kid in app.keyring.ids],
+        jobs=jobs, echoed=echoed, failed=failed,
+    )  # fmt: skip
+
+
+@router.post("/admin/destinations/{name}/echo")
+def echo(name: str, caller: CurrentCaller, app: AppDep) -> Response:
+    destination = peers.get_destination(app, name)
+    try:
+        scu.echo(remote_of(app, destination), app.settings.send.ae_title)
+    except GatewayError as exc:
+        return RedirectResponse("/admin?" + urlencode({"failed": f"{name}: {exc}"}), status_code=303)
+    return RedirectResponse("/admin?" + urlencode({"echoed": name}), status_code=303)
+
+
+@router.post("/admin/jobs/{job}/retry")
+def retry(job: int, caller: CurrentCaller, app: AppDep) -> Response:
+    sending.retry(app, job)
+    return RedirectResponse("/admin", status_code=303)

@@ -1,0 +1,144 @@
+"""The clinicians' worklist: their studies with the AI's state, model and findings.
+
+The studies come through the caller's catalogue (their scope; the view is a Query audit event).
+The states refresh on their own from ``/worklist/states``, which names studies by UID only: a
+refresh reads no patient data. Filter, sort and pagination run over the caller's studies here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlmodel import select
+
+from appliance.context import Appliance
+from appliance.db.tables import InferenceResult, Job, JobKind, JobState
+from appliance.web.api.deps import AppDep, CurrentCaller
+from appliance.web.catalogue import CallerCatalogue
+from appliance.web.clinical_records import ClinicalRecords
+from appliance.web.pages.rendering import render
+from dicom_gateway.dicomweb.query import Query
+
+PAGE_SIZE = 50
+COLUMNS = [("patient", "Patient"), ("date", "Date"), ("modalities", "Modality"), ("description", "Study"),
+           ("state", "AI state")]  # fmt: skip
+STATES = ["waiting", "running", "done", "no rule matched", "failed"]
+
+
+@dataclass(frozen=True)
+class AiState:
+    state: str  # waiting, running, done, no rule matched, failed: <reason>
+    model: str = ""
+    findings: str = ""
+
+
+def _value(record: dict, tag: str) -> str:
+    values = record.get(tag, {}).get("Value") or [""]
+    first = values[0]
+    return str(first.get("Alphabetic", "") if isinstance(first, dict) else first)
+
+
+def findings_of(result: InferenceResult) -> str:
+    return ", ".join(f"{label} {ml:.1f} mL" for label, ml in result.volumes_ml.items())
+
+
+def ai_states(app: Appliance, study_uids: set[str]) -> dict[str, AiState]:
+    """Each study's AI state: its newest result, else its series' jobs (the least advanced wins)."""
+    with app.session() as session:
+        results = session.exec(
+            select(InferenceResult)
+            .where(InferenceResult.study_uid.in_(study_uids))
+            .order_by(InferenceResult.id)  # type: ignore[attr-defined]
+        ).all()
+        jobs = session.exec(select(Job).where(Job.kind == JobKind.SERIES_COMPLETE).order_by(Job.id)).all()
+    states: dict[str, AiState] = {}
+    for job in jobs:
+        study = job.payload.get("study_uid")
+        if study not in study_uids:
+            continue
+        if job.state == JobState.PENDING:
+            states[study] = AiState("waiting")
+        elif job.state == JobState.RUNNING:
+            states[study] = AiState("running")
+        elif job.state == JobState.FAILED:
+            states[study] = AiState(f"failed: {job.last_error or 'no reason recorded'}")
+        elif study not in states:  # done: with a result (below), else no model's rule matched it
+            states[study] = AiState("no rule matched")
+    for result in results:
+        if states.get(result.study_uid, AiState("done")).state == "no rule matched":
+            states[result.study_uid] = AiState(
+                "done", f"{result.model} {result.version}", findings_of(result)
+            )
+    return states
+
+
+def router(records: ClinicalRecords) -> APIRouter:
+    pages = APIRouter(include_in_schema=False)
+
+    @pages.get("/worklist", response_class=HTMLResponse)
+    def worklist(
+        request: Request,
+        caller: CurrentCaller,
+        q: str = "",
+        modality: str = "",
+        state: str = "",
+        sort: str = "date",
+        order: str = "desc",
+        page: int = 1,
+    ) -> HTMLResponse:
+        studies = CallerCatalogue(records, caller).studies(Query.parse([]))
+        states = ai_states(records.app, {_value(s, "0020000D") for s in studies})
+        rows = []
+        for record in studies:
+            uid = _value(record, "0020000D")
+            ai = states.get(uid, AiState("waiting"))
+            modalities = "/".join(v for v in record.get("00080061", {}).get("Value", []))
+            rows.append({
+                "study_uid": uid, "patient": _value(record, "00100010"),
+                "patient_id": _value(record, "00100020"), "date": _value(record, "00080020"),
+                "modalities": modalities,
+                "description": _value(record, "00081030"), "state": ai.state, "model": ai.model,
+                "findings": ai.findings,
+            })  # fmt: skip
+        needle = q.strip().lower()
+        rows = [
+            r for r in rows
+            if (not needle or needle in r["patient"].lower() or needle in r["patient_id"].lower())
+            and (not modality or modality in r["modalities"].split("/"))
+            and (not state or r["state"].startswith(state))
+        ]  # fmt: skip
+        key = sort if sort in dict(COLUMNS) else "date"
+        rows.sort(key=lambda r: (r[key], r["study_uid"]), reverse=order != "asc")
+        pages_count = max(1, ceil(len(rows) / PAGE_SIZE))
+        page = min(max(page, 1), pages_count)
+        base = {"q": q, "modality": modality, "state": state, "sort": key, "order": order}
+
+        def sort_link(column: str) -> str:
+            flipped = "desc" if (column == key and order == "asc") else "asc"
+            return "/worklist?" + urlencode({**base, "sort": column, "order": flipped})
+
+        def page_link(number: int) -> str:
+            return "/worklist?" + urlencode({**base, "page": number})
+
+        all_modalities = sorted(
+            {m for r in rows for m in r["modalities"].split("/") if m} | ({modality} - {""})
+        )
+        return render(
+            request, "worklist.html", rows=rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], total=len(rows),
+            page=page, pages=pages_count, q=q, modality=modality, state=state, sort=key, order=order,
+            columns=COLUMNS, states=STATES, modalities=all_modalities, sort_link=sort_link,
+            page_link=page_link,
+        )  # fmt: skip
+
+    @pages.get("/worklist/states")
+    def worklist_states(caller: CurrentCaller, app: AppDep) -> dict[str, dict]:
+        """The AI state of each study the caller may see, by UID (no patient data)."""
+        with app.session() as session:
+            visible = {row.study_uid for row in CallerCatalogue(records, caller).visible_rows(session)}
+        return {uid: vars(ai) for uid, ai in ai_states(app, visible).items()}
+
+    return pages

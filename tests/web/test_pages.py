@@ -1,0 +1,112 @@
+"""The web pages in a real browser (Chromium driven by Playwright), end to end: storescu sends a CT
+series, the demo model reads it, a clinician signs in for the first time (enrolling the one-time
+code from the QR code), finds the study on the worklist with its AI result, opens it and accepts
+the result; a researcher who opens the same study gets the denied page; both are in the audit log."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pyotp
+import pytest
+
+from appliance.access import accounts
+from appliance.context import open_appliance
+from appliance.db.tables import Role
+from testbed.dcmtk import storescu
+from testbed.phantom import make_phantom
+from testbed.processes import ApplianceProcess, run_cli, wait_for
+from testbed.synthetic import FakePatient, phantom_series, write_series
+from tests.support.browser import chromium, screenshot
+from tests.support.environments import INFERENCE
+from tests.support.inspect import audit_events
+
+pytestmark = pytest.mark.slow
+PATIENT = FakePatient("Haverford^Cordelia", "PID-77031", "19620911")
+NEW_PASSWORD = "correct horse battery staple"
+
+
+class Account:
+    def __init__(self, home: Path, username: str, role: Role) -> None:
+        app = open_appliance(home)
+        try:
+            enrolment = accounts.add_user(app, "test", username, role)
+        finally:
+            app.close()
+        self.username, self.password = username, enrolment.password
+        self.totp = pyotp.TOTP(parse_qs(urlparse(enrolment.totp_uri).query)["secret"][0])
+        self.used: set[int] = set()
+
+    def code(self) -> str:
+        """A code of a time step not used yet (each is accepted once)."""
+        while int(time.time() // 30) in self.used:
+            time.sleep(1)
+        step = int(time.time() // 30)
+        self.used.add(step)
+        return self.totp.at(step * 30)
+
+    def first_sign_in(self, page, base: str, target: str) -> None:  # type: ignore[no-untyped-def]
+        page.goto(base + target)
+        assert page.url.startswith(base + "/login")  # not signed in: to the sign-in page, then back
+        page.get_by_label("User name").fill(self.username)
+        page.get_by_label("Password", exact=True).fill(self.password)
+        page.get_by_role("button", name="Sign in").click()
+        assert page.get_by_role("img", name="QR code of your one-time code enrolment").locator("svg").count() == 1
+        screenshot(page, f"enrol-{self.username}")
+        page.get_by_role("textbox", name="One-time code").fill(self.code())
+        page.get_by_label("New password").fill(NEW_PASSWORD)
+        page.get_by_role("button", name="Save and sign in").click()
+
+
+@pytest.fixture
+def read_by_the_model(home: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    appliance = ApplianceProcess(home, tmp_path / "appliance.out", INFERENCE).start()
+    try:
+        phantom = make_phantom((96, 80, 24), (2.5, 2.5, 5.0), seed=11, lesion_count=2)
+        files = write_series(tmp_path / "in", phantom_series(phantom.hu, (2.5, 2.5, 5.0), patient=PATIENT))
+        assert storescu(appliance.dicom_port, files).returncode == 0
+        wait_for(lambda: "done" in run_cli(home, "jobs").stdout, 180, "the demo model's result")
+        yield appliance, str(phantom_series(phantom.hu, (2.5, 2.5, 5.0), patient=PATIENT)[0].StudyInstanceUID)
+    finally:
+        appliance.stop()
+
+
+def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(home: Path, read_by_the_model) -> None:
+    appliance, _ = read_by_the_model
+    base = f"http://127.0.0.1:{appliance.http_port}"
+    clinician = Account(home, "dr-ada", Role.CLINICIAN)
+    researcher = Account(home, "rex", Role.RESEARCHER)
+    with chromium() as browser:
+        page = browser.new_page()
+        clinician.first_sign_in(page, base, "/worklist")
+        assert page.url == base + "/worklist"
+        row = page.get_by_role("row").filter(has_text="Haverford")
+        assert row.count() == 1
+        assert row.locator("[data-cell=state]").inner_text() == "done"
+        assert row.locator("[data-cell=model]").inner_text().startswith("lesion_ct_segmentation")
+        assert "mL" in row.locator("[data-cell=findings]").inner_text()
+        screenshot(page, "worklist")
+        row.get_by_role("link").click()
+        assert page.get_by_role("heading", level=1).inner_text().startswith("Haverford")
+        study_url = page.url
+        page.get_by_role("button", name="Accept").click()
+        assert page.get_by_role("status").inner_text().startswith("Assessment: accepted by dr-ada")
+        screenshot(page, "study-accepted")
+
+        other = browser.new_context().new_page()
+        researcher.first_sign_in(other, base, "/datasets")
+        denied = other.goto(study_url)
+        assert denied.status == 403
+        assert other.get_by_role("heading", name="Not allowed").is_visible()
+        screenshot(other, "denied")
+
+    study = study_url.rsplit("/", 1)[1]
+    events = audit_events(home)
+    reads = [e for e in events if e["event_id"] == "110103" and any(o["id"] == study for o in e["objects"])]
+    assert [e["outcome"] for e in reads if e["type"] == "Study page"][:1] == [0]  # the clinician's read
+    refused = [e for e in reads if e["outcome"] == 8]
+    assert refused and refused[-1]["participants"][0]["user_id"] == "rex"
+    accepted = [e for e in events if e["event_id"] == "110110" and e["type"] == "AI Result Assessment"]
+    assert len(accepted) == 1 and accepted[0]["participants"][0]["user_id"] == "dr-ada"
