@@ -5,10 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date
 
+from sqlalchemy import func
 from sqlmodel import select
 
 from appliance.context import Appliance
-from appliance.db.tables import Instance, Series, Study, StudySummary
+from appliance.db.tables import (
+    Decision,
+    InferenceResult,
+    Instance,
+    ResultAssessment,
+    Series,
+    Study,
+    StudySummary,
+)
 from appliance.errors import ConfigError
 from appliance.research.holdout import held_out_study_pks
 from appliance.storage.study_summary import unseal
@@ -59,7 +68,14 @@ def _study_dates(app: Appliance, study_pks: set[int]) -> dict[int, str]:
 def select_instances(app: Appliance, criteria: ReleaseCriteria) -> Selection:
     own_ae = app.settings.dicom.ae_title
     query = (
-        select(Instance.id, Instance.source_ae, Series.modality, Study.id, Study.study_uid)
+        select(
+            Instance.id,
+            Instance.source_ae,
+            Series.modality,
+            Study.id,
+            Study.study_uid,
+            Instance.sop_instance_uid,
+        )
         .join(Series, Series.id == Instance.series_pk)
         .join(Study, Study.id == Series.study_pk)
     )
@@ -68,9 +84,9 @@ def select_instances(app: Appliance, criteria: ReleaseCriteria) -> Selection:
     with app.session() as session:
         rows = session.exec(query.order_by(Instance.id)).all()
     held = held_out_study_pks(app)
-    named = sorted({uid for _, _, _, study_pk, uid in rows if study_pk in held and uid in criteria.studies})
+    named = sorted({row[4] for row in rows if row[3] in held and row[4] in criteria.studies})
     if criteria.studies:
-        missing = set(criteria.studies) - {uid for *_, uid in rows}
+        missing = set(criteria.studies) - {row[4] for row in rows}
         if missing:
             raise ConfigError(f"no stored study {sorted(missing)[0]} (see `appliance studies list`)")
     dates = _study_dates(app, {row[3] for row in rows}) if criteria.since or criteria.until else {}
@@ -79,7 +95,8 @@ def select_instances(app: Appliance, criteria: ReleaseCriteria) -> Selection:
     chosen_images: dict[int, list[int]] = {}
     results: dict[int, list[int]] = {}
     excluded: set[int] = set()
-    for instance_pk, source_ae, modality, study_pk, _ in rows:
+    accepted = accepted_results(app) if criteria.with_results == "accepted" else set()
+    for instance_pk, source_ae, modality, study_pk, _, sop_uid in rows:
         if dates and not since <= dates.get(study_pk, "") <= until:
             continue
         is_result = source_ae == own_ae and modality in ("SEG", "SR")
@@ -88,10 +105,26 @@ def select_instances(app: Appliance, criteria: ReleaseCriteria) -> Selection:
         if study_pk in held:
             excluded.add(study_pk)
             continue
-        (results if is_result else chosen_images).setdefault(study_pk, []).append(instance_pk)
+        if is_result and (criteria.with_results == "all" or sop_uid in accepted):
+            results.setdefault(study_pk, []).append(instance_pk)
+        elif not is_result:
+            chosen_images.setdefault(study_pk, []).append(instance_pk)
     chosen = [pk for pks in chosen_images.values() for pk in pks]
-    if criteria.with_results == "all":  # the results of the studies whose images go
-        chosen += [pk for study_pk, pks in results.items() if study_pk in chosen_images for pk in pks]
-    # "accepted": a clinician's accepted or corrected results; none is recorded until the web
-    # application's review lands, so none goes
+    chosen += [pk for study_pk, pks in results.items() if study_pk in chosen_images for pk in pks]
     return Selection(sorted(chosen), len(excluded), named)
+
+
+def accepted_results(app: Appliance) -> set[str]:
+    """The SEG and SR UIDs of the results whose newest assessment accepts (or corrects) them."""
+    with app.session() as session:
+        newest = (
+            select(ResultAssessment.result_pk, func.max(ResultAssessment.id).label("newest"))
+            .group_by(ResultAssessment.result_pk)
+            .subquery()
+        )
+        rows = session.exec(
+            select(InferenceResult.seg_uid, InferenceResult.sr_uid, ResultAssessment.decision)
+            .join(newest, newest.c.result_pk == InferenceResult.id)
+            .join(ResultAssessment, ResultAssessment.id == newest.c.newest)
+        ).all()
+    return {uid for seg, sr, decision in rows if decision != Decision.REJECTED for uid in (seg, sr)}

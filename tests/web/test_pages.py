@@ -5,6 +5,7 @@ the result; a researcher who opens the same study gets the denied page; both are
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -53,7 +54,10 @@ class Account:
         page.get_by_label("User name").fill(self.username)
         page.get_by_label("Password", exact=True).fill(self.password)
         page.get_by_role("button", name="Sign in").click()
-        assert page.get_by_role("img", name="QR code of your one-time code enrolment").locator("svg").count() == 1
+        assert (
+            page.get_by_role("img", name="QR code of your one-time code enrolment").locator("svg").count()
+            == 1
+        )
         screenshot(page, f"enrol-{self.username}")
         page.get_by_role("textbox", name="One-time code").fill(self.code())
         page.get_by_label("New password").fill(NEW_PASSWORD)
@@ -65,10 +69,10 @@ def read_by_the_model(home: Path, tmp_path: Path):  # type: ignore[no-untyped-de
     appliance = ApplianceProcess(home, tmp_path / "appliance.out", INFERENCE).start()
     try:
         phantom = make_phantom((96, 80, 24), (2.5, 2.5, 5.0), seed=11, lesion_count=2)
-        files = write_series(tmp_path / "in", phantom_series(phantom.hu, (2.5, 2.5, 5.0), patient=PATIENT))
-        assert storescu(appliance.dicom_port, files).returncode == 0
+        datasets = phantom_series(phantom.hu, (2.5, 2.5, 5.0), patient=PATIENT)
+        assert storescu(appliance.dicom_port, write_series(tmp_path / "in", datasets)).returncode == 0
         wait_for(lambda: "done" in run_cli(home, "jobs").stdout, 180, "the demo model's result")
-        yield appliance, str(phantom_series(phantom.hu, (2.5, 2.5, 5.0), patient=PATIENT)[0].StudyInstanceUID)
+        yield appliance, str(datasets[0].StudyInstanceUID)
     finally:
         appliance.stop()
 
@@ -110,3 +114,52 @@ def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(home: Path
     assert refused and refused[-1]["participants"][0]["user_id"] == "rex"
     accepted = [e for e in events if e["event_id"] == "110110" and e["type"] == "AI Result Assessment"]
     assert len(accepted) == 1 and accepted[0]["participants"][0]["user_id"] == "dr-ada"
+
+    # the accepted result goes with its study into a release that asks for accepted results
+    released = run_cli(
+        home, "datasets", "release", "reviewed", "--to", "local", "--with-results", "accepted", "--json"
+    )
+    assert json.loads(released.stdout)["instances"] == 24 + 2  # the 24 slices, the SEG and the SR
+
+
+def test_auditors_researchers_and_admins_have_their_pages(home: Path, read_by_the_model) -> None:
+    appliance, study = read_by_the_model
+    base = f"http://127.0.0.1:{appliance.http_port}"
+    run_cli(home, "datasets", "release", "demo", "--to", "local")
+    people = {
+        role: Account(home, f"{role.value}-1", role) for role in (Role.AUDITOR, Role.RESEARCHER, Role.ADMIN)
+    }
+    with chromium() as browser:
+        auditor = browser.new_context().new_page()
+        people[Role.AUDITOR].first_sign_in(auditor, base, "/audit")
+        auditor.get_by_label("Study UID").fill(study)
+        auditor.get_by_role("button", name="Search").click()
+        assert auditor.get_by_role("cell", name="DICOM Instances Transferred").count() >= 1, auditor.locator("table").inner_text()[:3000]
+        auditor.get_by_role("link", name="at").click()  # sortable by every column
+        assert "sort=at" in auditor.url
+        screenshot(auditor, "audit")
+        auditor.get_by_role("link", name="Integrity").click()
+        assert auditor.get_by_role("status").inner_text().startswith("Verified:")
+        auditor.get_by_label("Entry number").fill("0")
+        auditor.get_by_role("button", name="Prove its inclusion").click()
+        assert '"leaf_index": 0' in auditor.locator("pre").inner_text()
+        screenshot(auditor, "audit-integrity")
+        refused = auditor.goto(base + "/worklist")
+        assert refused.status == 403  # an auditor sees no worklist
+
+        researcher = browser.new_context().new_page()
+        people[Role.RESEARCHER].first_sign_in(researcher, base, "/datasets")
+        row = researcher.get_by_role("row").filter(has_text="demo v1")
+        assert "25 instances" not in row.inner_text() and "24 instances" in row.inner_text()
+        assert (
+            "research pull " in row.inner_text()
+            and "BEGIN PUBLIC KEY" in researcher.locator("pre").inner_text()
+        )
+        screenshot(researcher, "datasets")
+
+        admin = browser.new_context().new_page()
+        people[Role.ADMIN].first_sign_in(admin, base, "/admin")
+        assert admin.get_by_role("cell", name="lesion_ct_segmentation", exact=True).count() == 1
+        assert admin.get_by_role("cell", name="local-scu", exact=True).count() == 1
+        screenshot(admin, "admin")
+    assert any(e["event_id"] == "110101" and "audit page" in e["description"] for e in audit_events(home))
