@@ -134,7 +134,7 @@ def test_auditors_researchers_and_admins_have_their_pages(home: Path, read_by_th
         people[Role.AUDITOR].first_sign_in(auditor, base, "/audit")
         auditor.get_by_label("Study UID").fill(study)
         auditor.get_by_role("button", name="Search").click()
-        assert auditor.get_by_role("cell", name="DICOM Instances Transferred").count() >= 1, auditor.locator("table").inner_text()[:3000]
+        assert auditor.get_by_role("cell", name="DICOM Instances Transferred").count() >= 1
         auditor.get_by_role("link", name="at").click()  # sortable by every column
         assert "sort=at" in auditor.url
         screenshot(auditor, "audit")
