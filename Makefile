@@ -7,6 +7,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[appliance,test,postgres]'
+	scripts/fetch-viewer.sh $(VENV)/share/ohif-viewer || echo "the OHIF viewer was not fetched (npm missing?): /viewer will say so"
 	touch $@
 
 .PHONY: install system-deps run test benchmark

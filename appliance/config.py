@@ -87,6 +87,10 @@ class HttpSettings(Section):
     )
     token_seconds: int = Field(900, ge=60, le=86400, description="lifetime of a sign-in's access token")
     break_glass_minutes: int = Field(60, ge=5, le=1440, description="how long emergency access lasts")
+    viewer_directory: Path | None = Field(
+        None,
+        description="OHIF's built viewer (scripts/fetch-viewer.sh); default: the install's share/ohif-viewer",
+    )
 
 
 class KeySettings(Section):

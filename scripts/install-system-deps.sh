@@ -2,9 +2,9 @@
 # Debian packages the tests and benchmarks talk to: dcmtk (storescu/echoscu/storescp), Orthanc
 # with its DICOMweb plugin (a real PACS), PostgreSQL, docker-compose (to validate the compose file),
 # rsyslog with GnuTLS (a SIEM receiving audit messages over syslog/TLS), Tesseract (burned-in text OCR),
-# Chromium (the browser the web pages are tested in, driven by Playwright).
+# Chromium (the browser the web pages are tested in, driven by Playwright), npm (fetches OHIF's build).
 set -euo pipefail
-packages=(dcmtk tesseract-ocr tesseract-ocr-eng orthanc orthanc-dicomweb postgresql docker-compose rsyslog rsyslog-gnutls make chromium fonts-dejavu-core)
+packages=(dcmtk tesseract-ocr tesseract-ocr-eng orthanc orthanc-dicomweb postgresql docker-compose rsyslog rsyslog-gnutls make chromium fonts-dejavu-core npm)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -86,6 +86,10 @@ RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/admin"): ADMIN,
     ("POST", "/admin/destinations/{name}/echo"): ADMIN,
     ("POST", "/admin/jobs/{job}/retry"): ADMIN,
+    # the viewer's own files (no PHI); what it shows comes over DICOMweb, with the session
+    ("GET", "/viewer/app-config.js"): PUBLIC,
+    ("GET", "/viewer/{path}"): PUBLIC,
+    ("GET", "/{asset}"): PUBLIC,  # the viewer's decoders and fonts; nothing else answers there
 }
 
 

@@ -33,7 +33,7 @@ from appliance.web.api.routes import (
     users,
 )
 from appliance.web.clinical_records import ClinicalRecords
-from appliance.web.pages import auditing, console, releases, review, session, worklist
+from appliance.web.pages import auditing, console, releases, review, session, viewer, worklist
 from appliance.web.pages.rendering import HERE, refused_page, render, wants_page
 from dicom_gateway.errors import DicomwebRefused
 from dicom_gateway.limits import GatewayCapacity
@@ -77,6 +77,7 @@ def create_app(
         auditing.router,
         releases.router,
         console.router,
+        viewer.router,
     ]
     for router in routers:
         api.include_router(router)

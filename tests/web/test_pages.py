@@ -1,7 +1,9 @@
 """The web pages in a real browser (Chromium driven by Playwright), end to end: storescu sends a CT
 series, the demo model reads it, a clinician signs in for the first time (enrolling the one-time
 code from the QR code), finds the study on the worklist with its AI result, opens it and accepts
-the result; a researcher who opens the same study gets the denied page; both are in the audit log."""
+the result, then sees the SEG over the images in OHIF (its pixels checked on the screenshot); a
+researcher who opens the same study gets the denied page; all of it is in the audit log. The other
+roles' pages (audit search and proof, releases, console) are opened as their people use them."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pyotp
 import pytest
+from PIL import Image
 
 from appliance.access import accounts
 from appliance.context import open_appliance
@@ -20,13 +24,23 @@ from testbed.dcmtk import storescu
 from testbed.phantom import make_phantom
 from testbed.processes import ApplianceProcess, run_cli, wait_for
 from testbed.synthetic import FakePatient, phantom_series, write_series
-from tests.support.browser import chromium, screenshot
+from tests.support.browser import SCREENSHOTS, chromium, screenshot
 from tests.support.environments import INFERENCE
 from tests.support.inspect import audit_events
 
 pytestmark = pytest.mark.slow
 PATIENT = FakePatient("Haverford^Cordelia", "PID-77031", "19620911")
 NEW_PASSWORD = "correct horse battery staple"
+
+
+def _pixels(png: Path) -> np.ndarray:
+    return np.asarray(Image.open(png).convert("RGB")).astype(int)
+
+
+def overlay_pixels(png: Path) -> int:
+    """Pixels of the segment's colour (OHIF draws the first segment red); the CT is grey."""
+    red, green, blue = np.moveaxis(_pixels(png), 2, 0)
+    return int(((red > 60) & (red > green + 25) & (red > blue + 25)).sum())
 
 
 class Account:
@@ -92,12 +106,20 @@ def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(home: Path
         assert row.locator("[data-cell=model]").inner_text().startswith("lesion_ct_segmentation")
         assert "mL" in row.locator("[data-cell=findings]").inner_text()
         screenshot(page, "worklist")
-        row.get_by_role("link").click()
+        row.get_by_role("link", name="Haverford^Cordelia", exact=True).click()
         assert page.get_by_role("heading", level=1).inner_text().startswith("Haverford")
         study_url = page.url
         page.get_by_role("button", name="Accept").click()
         assert page.get_by_role("status").inner_text().startswith("Assessment: accepted by dr-ada")
         screenshot(page, "study-accepted")
+
+        # one click from the worklist: OHIF on the appliance's DICOMweb, the AI's SEG over the images
+        page.goto(base + "/worklist")
+        page.get_by_role("link", name="View the images of Haverford^Cordelia with the AI result").click()
+        page.get_by_role("button", name="Skip all").click()  # OHIF's guided tour, shown at a first visit
+        wait_for(lambda: overlay_pixels(screenshot(page, "viewer")) > 200, 90, "the SEG drawn over the CT")
+        image = _pixels(SCREENSHOTS / "viewer.png")
+        assert (image.max(axis=2) > 60).sum() > 100_000  # the CT itself is drawn, not only the overlay
 
         other = browser.new_context().new_page()
         researcher.first_sign_in(other, base, "/datasets")

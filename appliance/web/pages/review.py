@@ -16,7 +16,7 @@ from appliance.web.api.deps import AppDep, CurrentCaller
 from appliance.web.catalogue import CallerCatalogue
 from appliance.web.clinical_records import ClinicalRecords
 from appliance.web.pages.rendering import render
-from appliance.web.pages.worklist import _value, findings_of
+from appliance.web.pages.worklist import findings_of, record_value, seg_series, viewer_link
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 
 REJECT_REASONS = {
@@ -49,10 +49,11 @@ def router(records: ClinicalRecords) -> APIRouter:
                 select(InferenceResult).where(InferenceResult.study_uid == study).order_by(InferenceResult.id)
             ).all()
             reviewed = [(result, _latest(session, result.id)) for result in results]  # type: ignore[arg-type]
+        series_of = seg_series(app, list(results))
         rows = [
             {
                 "id": result.id, "model": f"{result.model} {result.version}", "findings": findings_of(result),
-                "seg": result.seg_uid, "series": result.series_uid, "created": result.created_at,
+                "viewer": viewer_link(study, series_of.get(result.seg_uid)), "created": result.created_at,
                 "decision": assessment.decision.value if assessment else "",
                 "by": assessment.username if assessment else "",
                 "reason": REJECT_REASONS.get(assessment.reason_code or "", "") if assessment else "",
@@ -61,8 +62,9 @@ def router(records: ClinicalRecords) -> APIRouter:
         ]  # fmt: skip
         return render(
             request, "study.html", study=study, results=rows, reasons=REJECT_REASONS,
-            patient=_value(record, "00100010"), patient_id=_value(record, "00100020"),
-            date=_value(record, "00080020"), description=_value(record, "00081030"),
+            viewer=viewer_link(study, None), patient=record_value(record, "00100010"),
+            patient_id=record_value(record, "00100020"),
+            date=record_value(record, "00080020"), description=record_value(record, "00081030"),
         )  # fmt: skip
 
     @pages.post("/studies/{study}/results/{result}/assessment")

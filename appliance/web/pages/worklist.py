@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import select
 
 from appliance.context import Appliance
-from appliance.db.tables import InferenceResult, Job, JobKind, JobState
+from appliance.db.tables import InferenceResult, Instance, Job, JobKind, JobState, Series
 from appliance.web.api.deps import AppDep, CurrentCaller
 from appliance.web.catalogue import CallerCatalogue
 from appliance.web.clinical_records import ClinicalRecords
@@ -34,9 +34,27 @@ class AiState:
     state: str  # waiting, running, done, no rule matched, failed: <reason>
     model: str = ""
     findings: str = ""
+    viewer: str = ""  # the viewer opened on the result: the images with the SEG over them
 
 
-def _value(record: dict, tag: str) -> str:
+def viewer_link(study_uid: str, seg_series_uid: str | None) -> str:
+    """OHIF on the study; given the SEG's series, with the segmentation laid over its images."""
+    link = f"/viewer/viewer?StudyInstanceUIDs={study_uid}"
+    return link + (f"&initialSeriesInstanceUID={seg_series_uid}" if seg_series_uid else "")
+
+
+def seg_series(app: Appliance, results: list[InferenceResult]) -> dict[str, str]:
+    """The series UID of each result's SEG (by the SEG's SOP instance UID)."""
+    with app.session() as session:
+        rows = session.exec(
+            select(Instance.sop_instance_uid, Series.series_uid)
+            .join(Series, Series.id == Instance.series_pk)
+            .where(Instance.sop_instance_uid.in_([r.seg_uid for r in results]))  # type: ignore[attr-defined]
+        ).all()
+    return dict(rows)
+
+
+def record_value(record: dict, tag: str) -> str:
     values = record.get(tag, {}).get("Value") or [""]
     first = values[0]
     return str(first.get("Alphabetic", "") if isinstance(first, dict) else first)
@@ -68,11 +86,12 @@ def ai_states(app: Appliance, study_uids: set[str]) -> dict[str, AiState]:
             states[study] = AiState(f"failed: {job.last_error or 'no reason recorded'}")
         elif study not in states:  # done: with a result (below), else no model's rule matched it
             states[study] = AiState("no rule matched")
+    series_of = seg_series(app, list(results))
     for result in results:
         if states.get(result.study_uid, AiState("done")).state == "no rule matched":
-            states[result.study_uid] = AiState(
-                "done", f"{result.model} {result.version}", findings_of(result)
-            )
+            link = viewer_link(result.study_uid, series_of.get(result.seg_uid))
+            model = f"{result.model} {result.version}"
+            states[result.study_uid] = AiState("done", model, findings_of(result), link)
     return states
 
 
@@ -91,18 +110,18 @@ def router(records: ClinicalRecords) -> APIRouter:
         page: int = 1,
     ) -> HTMLResponse:
         studies = CallerCatalogue(records, caller).studies(Query.parse([]))
-        states = ai_states(records.app, {_value(s, "0020000D") for s in studies})
+        states = ai_states(records.app, {record_value(s, "0020000D") for s in studies})
         rows = []
         for record in studies:
-            uid = _value(record, "0020000D")
+            uid = record_value(record, "0020000D")
             ai = states.get(uid, AiState("waiting"))
             modalities = "/".join(v for v in record.get("00080061", {}).get("Value", []))
             rows.append({
-                "study_uid": uid, "patient": _value(record, "00100010"),
-                "patient_id": _value(record, "00100020"), "date": _value(record, "00080020"),
-                "modalities": modalities,
-                "description": _value(record, "00081030"), "state": ai.state, "model": ai.model,
-                "findings": ai.findings,
+                "study_uid": uid, "patient": record_value(record, "00100010"),
+                "patient_id": record_value(record, "00100020"),
+                "date": record_value(record, "00080020"), "modalities": modalities,
+                "description": record_value(record, "00081030"), "state": ai.state, "model": ai.model,
+                "findings": ai.findings, "viewer": ai.viewer or viewer_link(uid, None),
             })  # fmt: skip
         needle = q.strip().lower()
         rows = [
