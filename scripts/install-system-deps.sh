@@ -4,11 +4,12 @@
 # rsyslog with GnuTLS (a SIEM receiving audit messages over syslog/TLS), Tesseract (burned-in text OCR),
 # Chromium (the browser the web pages are tested in, driven by Playwright), npm (fetches OHIF's build).
 set -euo pipefail
-packages=(dcmtk tesseract-ocr tesseract-ocr-eng orthanc orthanc-dicomweb postgresql docker-compose rsyslog rsyslog-gnutls make chromium fonts-dejavu-core npm)
+packages=(dcmtk tesseract-ocr tesseract-ocr-eng orthanc orthanc-dicomweb postgresql docker-compose rsyslog rsyslog-gnutls make chromium fonts-dejavu-core)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+command -v npm >/dev/null || missing+=(npm)  # any npm will do (a Node.js install often brings its own)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
