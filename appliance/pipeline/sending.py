@@ -44,6 +44,17 @@ def enqueue(app: Appliance, destination: str, instance_pks: list[int]) -> Job:
     return job
 
 
+def result_destinations(app: Appliance) -> list[str]:
+    """Where results go: ``inference.destinations`` if named, else the destinations added with
+    ``--results``; none otherwise (the results stay stored here)."""
+    configured = app.settings.inference.destinations
+    if configured:
+        return list(configured)
+    with app.session() as session:
+        marked = select(Destination.name).where(Destination.results).order_by(Destination.name)
+        return list(session.exec(marked).all())
+
+
 def remote_of(app: Appliance, destination: Destination) -> scu.RemoteAE:
     context = None
     if destination.tls:

@@ -16,8 +16,10 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from io import BytesIO
 from typing import Any
 
+from pydicom.dataset import Dataset
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -83,6 +85,25 @@ class NewObject:
             source_ae=instance.calling_ae,
             called_ae=instance.called_ae,
             part10=instance.part10(),
+        )
+
+    @classmethod
+    def result(cls, dataset: Dataset, own_ae: str) -> NewObject:
+        """An object this appliance made (a SEG, an SR), encoded once and never parsed again."""
+        buffer = BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        return cls(
+            sop_class_uid=str(dataset.SOPClassUID),
+            sop_instance_uid=str(dataset.SOPInstanceUID),
+            study_uid=str(dataset.StudyInstanceUID),
+            series_uid=str(dataset.SeriesInstanceUID),
+            modality=str(dataset.get("Modality", ""))[:16],
+            transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
+            patient=PatientIdentity.of(dataset),
+            source_ae=own_ae,
+            called_ae=own_ae,
+            part10=buffer.getvalue(),
+            complete_series=True,
         )
 
 

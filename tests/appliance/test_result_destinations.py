@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from appliance.admin.peers import add_destination
 from appliance.context import open_appliance
-from appliance.pipeline.inference.runner import result_destinations
+from appliance.pipeline.sending import result_destinations
 
 
 def test_only_destinations_marked_for_results_receive_them(home, monkeypatch):

@@ -22,7 +22,7 @@ from appliance.context import open_appliance
 from appliance.db.tables import Role
 from testbed.dcmtk import storescu
 from testbed.phantom import make_phantom
-from testbed.processes import ApplianceProcess, run_cli, wait_for
+from testbed.processes import ApplianceProcess, OrthancProcess, local_http, run_cli, wait_for
 from testbed.synthetic import FakePatient, phantom_series, write_series
 from tests.support.browser import SCREENSHOTS, chromium, screenshot
 from tests.support.environments import INFERENCE
@@ -79,7 +79,16 @@ class Account:
 
 
 @pytest.fixture
-def read_by_the_model(home: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+def pacs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    orthanc = OrthancProcess(tmp_path / "orthanc").start()
+    yield orthanc
+    orthanc.stop()
+
+
+@pytest.fixture
+def read_by_the_model(home: Path, tmp_path: Path, pacs: OrthancProcess):  # type: ignore[no-untyped-def]
+    run_cli(home, "destinations", "add", "pacs", "--ae", "ORTHANC", "--host", "127.0.0.1",
+            "--port", str(pacs.dicom_port), "--results")  # fmt: skip
     appliance = ApplianceProcess(home, tmp_path / "appliance.out", INFERENCE).start()
     try:
         phantom = make_phantom((96, 80, 24), (2.5, 2.5, 5.0), seed=11, lesion_count=2)
@@ -91,7 +100,21 @@ def read_by_the_model(home: Path, tmp_path: Path):  # type: ignore[no-untyped-de
         appliance.stop()
 
 
-def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(home: Path, read_by_the_model) -> None:
+def _assessments_in(pacs: OrthancProcess) -> list[dict]:
+    """The Basic Text SRs the PACS holds, as Orthanc's tags."""
+    found = []
+    for instance in pacs.instances():
+        tags = (
+            local_http().get(f"http://127.0.0.1:{pacs.http_port}/instances/{instance}/tags?simplify").json()
+        )
+        if tags.get("SOPClassUID") == "1.2.840.10008.5.1.4.1.1.88.11":
+            found.append(tags)
+    return found
+
+
+def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(
+    home: Path, read_by_the_model, pacs: OrthancProcess
+) -> None:
     appliance, _ = read_by_the_model
     base = f"http://127.0.0.1:{appliance.http_port}"
     clinician = Account(home, "dr-ada", Role.CLINICIAN)
@@ -136,6 +159,14 @@ def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(home: Path
     assert refused and refused[-1]["participants"][0]["user_id"] == "rex"
     accepted = [e for e in events if e["event_id"] == "110110" and e["type"] == "AI Result Assessment"]
     assert len(accepted) == 1 and accepted[0]["participants"][0]["user_id"] == "dr-ada"
+
+    # the PACS gets the assessment as an SR that names the AI's SEG and SR as its evidence
+    wait_for(lambda: _assessments_in(pacs), 60, "the assessment SR in the PACS")
+    (report,) = _assessments_in(pacs)
+    decision = next(item for item in report["ContentSequence"] if item["ValueType"] == "CODE")
+    assert decision["ConceptCodeSequence"][0]["CodeMeaning"] == "accepted"
+    evidence = report["CurrentRequestedProcedureEvidenceSequence"][0]
+    assert evidence["StudyInstanceUID"] == study and len(evidence["ReferencedSeriesSequence"]) == 2
 
     # the accepted result goes with its study into a release that asks for accepted results
     released = run_cli(

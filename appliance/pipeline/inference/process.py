@@ -45,7 +45,6 @@ from appliance.runtime.child_process import die_with_parent, parent_alive
 from appliance.runtime.heap import keep_freed_memory, return_freed_memory
 from appliance.security.keys import WrappedKey
 from appliance.storage.writer import NewObject
-from dicom_gateway.received import PatientIdentity
 from models import fast_paths, pipeline
 from models.bundle import Predictor
 from models.errors import ModelError
@@ -78,25 +77,6 @@ class StoredSeries:
 
     def whole(self, header: Dataset) -> Dataset:
         return _read(self.app, self._stored[id(header)], headers_only=False)
-
-
-def result_object(dataset: Dataset, own_ae: str) -> NewObject:
-    """A result (SEG or SR) as the one writer takes it: encoded once, never parsed again."""
-    buffer = BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return NewObject(
-        sop_class_uid=str(dataset.SOPClassUID),
-        sop_instance_uid=str(dataset.SOPInstanceUID),
-        study_uid=str(dataset.StudyInstanceUID),
-        series_uid=str(dataset.SeriesInstanceUID),
-        modality=str(dataset.get("Modality", ""))[:16],
-        transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
-        patient=PatientIdentity.of(dataset),
-        source_ae=own_ae,
-        called_ae=own_ae,
-        part10=buffer.getvalue(),
-        complete_series=True,
-    )
 
 
 def _active_model(app: Appliance, name: str) -> Model:
@@ -216,7 +196,7 @@ class SeriesHandler:
         try:
             results = pipeline.finish_series(prepared.series)
             own_ae = self.app.settings.dicom.ae_title
-            objects = tuple(result_object(ds, own_ae) for ds in (results.segmentation, results.report))
+            objects = tuple(NewObject.result(ds, own_ae) for ds in (results.segmentation, results.report))
         except Exception as exc:
             return _failure(prepared.job, exc)
         return Done(

@@ -27,7 +27,7 @@ from typing import Any
 from sqlmodel import select
 
 from appliance.context import Appliance
-from appliance.db.tables import Destination, InferenceResult, Instance, utcnow
+from appliance.db.tables import InferenceResult, Instance, utcnow
 from appliance.jobs.payloads import SeriesComplete
 from appliance.jobs.queue import ClaimedJob, JobQueue
 from appliance.pipeline.assembly import receiving_series
@@ -42,7 +42,7 @@ from appliance.pipeline.inference.messages import (
     Unrouted,
 )
 from appliance.pipeline.inference.process import worker_main
-from appliance.pipeline.sending import enqueue
+from appliance.pipeline.sending import enqueue, result_destinations
 from appliance.runtime.periodic import NextPassIn, Periodic
 from appliance.storage.writer import ObjectWriter
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
@@ -156,17 +156,6 @@ class InferenceProcess:
         if self._connection is not None:
             self._connection.close()
         self._process = self._connection = None
-
-
-def result_destinations(app: Appliance) -> list[str]:
-    """Where results go: ``inference.destinations`` if named, else the destinations added with
-    ``--results``; none otherwise (the results stay stored here)."""
-    configured = app.settings.inference.destinations
-    if configured:
-        return list(configured)
-    with app.session() as session:
-        marked = select(Destination.name).where(Destination.results).order_by(Destination.name)
-        return list(session.exec(marked).all())
 
 
 def _stored_objects(app: Appliance, series_pk: int) -> tuple[StoredObject, ...]:

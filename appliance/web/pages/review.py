@@ -1,17 +1,27 @@
 """A study's review page: its AI results with their findings, and the clinician's assessment of
-each (accept, or reject with a reason). An assessment is kept with the result, audited, and makes
-the result part of the cases that ``datasets release --with-results accepted`` takes."""
+each (accept, or reject with a reason). An assessment is kept with the result, audited, sent to
+the PACS that receive results as an SR naming the result (so the PACS keeps it too), and makes an
+accepted result part of the cases that ``datasets release --with-results accepted`` takes."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from io import BytesIO
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydicom import dcmread
+from pydicom.dataset import Dataset
 from sqlmodel import select
 
-from appliance.db.tables import Decision, InferenceResult, ResultAssessment
+from appliance.context import Appliance
+from appliance.db.tables import Decision, InferenceResult, Instance, ResultAssessment
 from appliance.errors import ConfigError, NotFound
+from appliance.pipeline.assessment_report import assessment_report
+from appliance.pipeline.sending import enqueue, result_destinations
+from appliance.security.keys import WrappedKey
+from appliance.storage.writer import NewObject
 from appliance.web.api.deps import AppDep, CurrentCaller
 from appliance.web.catalogue import CallerCatalogue
 from appliance.web.clinical_records import ClinicalRecords
@@ -36,6 +46,36 @@ def _latest(session, result_pk: int) -> ResultAssessment | None:  # type: ignore
         .where(ResultAssessment.result_pk == result_pk)
         .order_by(ResultAssessment.id.desc())  # type: ignore[attr-defined]
     ).first()
+
+
+def _headers(app: Appliance, sop_uids: list[str]) -> list[Dataset]:
+    with app.session() as session:
+        rows = session.exec(select(Instance).where(Instance.sop_instance_uid.in_(sop_uids))).all()  # type: ignore[attr-defined]
+    return [
+        dcmread(
+            BytesIO(app.store.get(r.object_id, WrappedKey(r.kek_id, r.wrapped_key))), stop_before_pixels=True
+        )
+        for r in rows
+    ]
+
+
+def _report(
+    app: Appliance,
+    records: ClinicalRecords,
+    result: InferenceResult,
+    decision: Decision,
+    reason: str,
+    who: str,
+) -> str:
+    """The assessment as an SR in the study, stored and queued for the PACS that get results."""
+    headers = _headers(app, [result.seg_uid, result.sr_uid])
+    ai_report = next(h for h in headers if h.SOPInstanceUID == result.sr_uid)
+    model = f"{result.model} {result.version}"
+    report = assessment_report(ai_report, headers, decision.value, reason, who, model, datetime.now(UTC))
+    pk = records.writer().write(NewObject.result(report, app.settings.dicom.ae_title))
+    for destination in result_destinations(app):
+        enqueue(app, destination, [pk])
+    return str(report.SOPInstanceUID)
 
 
 def router(records: ClinicalRecords) -> APIRouter:
@@ -84,16 +124,17 @@ def router(records: ClinicalRecords) -> APIRouter:
             row = session.get(InferenceResult, result)
             if row is None or row.study_uid != study:
                 raise NotFound(f"no result {result} in this study")
+            reason = "; ".join(filter(None, (REJECT_REASONS.get(reason_code, ""), reason_text.strip())))
+            sealed = app.fields.encrypt(_REASON_COLUMN, reason_text) if reason_text.strip() else None
             session.add(
                 ResultAssessment(
                     result_pk=result,
                     decision=decision,
                     username=caller.name,
                     reason_code=reason_code or None,
-                    reason_text_enc=app.fields.encrypt(_REASON_COLUMN, reason_text)
-                    if reason_text.strip()
-                    else None,
-                )  # fmt: skip
+                    reason_text_enc=sealed,
+                    assessment_uid=_report(app, records, row, decision, reason, caller.name),
+                )
             )
             session.commit()
         app.audit.emit(
