@@ -8,6 +8,8 @@ field); the flat row form is what CSV exports and tables show.
 from __future__ import annotations
 
 import base64
+import csv
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +72,14 @@ def search(
         key=lambda r: str(r[sort]) if sort != "index" else r[sort],
     )
     return rows[::-1] if order == "desc" else rows
+
+
+def as_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 @dataclass(frozen=True)

@@ -188,9 +188,14 @@ def test_auditors_researchers_and_admins_have_their_pages(home: Path, read_by_th
         auditor.get_by_label("Study UID").fill(study)
         auditor.get_by_role("button", name="Search").click()
         assert auditor.get_by_role("cell", name="DICOM Instances Transferred").count() >= 1
-        auditor.get_by_role("link", name="at").click()  # sortable by every column
-        assert "sort=at" in auditor.url
+        auditor.get_by_role("button", name="at", exact=True).click()  # sortable by every column
+        assert auditor.locator("th[aria-sort]").inner_text() == "at"
+        assert study not in auditor.url  # the search (a study, a patient's ID) never goes in the URL
         screenshot(auditor, "audit")
+        with auditor.expect_download() as download:
+            auditor.get_by_role("button", name="Export as CSV").click()
+        exported = Path(download.value.path()).read_text()
+        assert exported.startswith("index,at,event,") and study in exported
         auditor.get_by_role("link", name="Integrity").click()
         assert auditor.get_by_role("status").inner_text().startswith("Verified:")
         auditor.get_by_label("Entry number").fill("0")

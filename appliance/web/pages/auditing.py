@@ -7,66 +7,67 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel
 
 from appliance.access import break_glass
-from appliance.admin.audit_reading import COLUMNS, inclusion_proof, search, verification
-from appliance.web.api.deps import AppDep, CurrentCaller
+from appliance.admin.audit_reading import COLUMNS, as_csv, inclusion_proof, search, verification
+from appliance.context import Appliance
+from appliance.web.api.deps import AppDep, Caller, CurrentCaller
 from appliance.web.pages.rendering import render
 from audit.events import Participant
 from audit.reader import Filter
 
 router = APIRouter(include_in_schema=False)
-_FILTERS = ("since", "until", "who", "patient_id", "study_uid", "event_id", "outcome")
 
 
-def _moment(value: str) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+class AuditView(BaseModel):
+    """The audit page's search: every filter of ``audit list``, the sort, CSV or a table."""
+
+    since: str = ""
+    until: str = ""
+    who: str = ""
+    patient_id: str = ""
+    study_uid: str = ""
+    event_id: str = ""
+    outcome: str = ""
+    sort: str = "index:desc"
+    format: str = "table"
+
+    def wanted(self) -> Filter:
+        def moment(value: str) -> datetime | None:
+            return datetime.fromisoformat(value) if value else None
+
+        return Filter(
+            moment(self.since), moment(self.until), self.who or None, self.patient_id or None,
+            self.study_uid or None, self.event_id or None, int(self.outcome) if self.outcome else None,
+        )  # fmt: skip
+
+
+def _audit(request: Request, caller: Caller, app: Appliance, view: AuditView) -> Response:
+    reader = Participant(caller.name, host=caller.address, is_requestor=True, role=caller.role.value)
+    key, _, order = view.sort.partition(":")
+    key = key if key in COLUMNS else "index"
+    rows = search(app, reader, view.wanted(), key, order, f"audit page ({view.format})")
+    if view.format == "csv":
+        headers = {"Content-Disposition": 'attachment; filename="audit.csv"', "Cache-Control": "no-store"}
+        return Response(as_csv(rows), media_type="text/csv", headers=headers)
+    return render(request, "audit.html", rows=rows[:500], columns=COLUMNS, view=view, sort=key, order=order)
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(
-    request: Request,
-    caller: CurrentCaller,
-    app: AppDep,
-    since: str = "",
-    until: str = "",
-    who: str = "",
-    patient_id: str = "",
-    study_uid: str = "",
-    event_id: str = "",
-    outcome: str = "",
-    sort: str = "index",
-    order: str = "desc",
-) -> HTMLResponse:
-    wanted = Filter(
-        _moment(since), _moment(until), who or None, patient_id or None, study_uid or None, event_id or None,
-        int(outcome) if outcome else None,
-    )  # fmt: skip
-    reader = Participant(caller.name, host=caller.address, is_requestor=True, role=caller.role.value)
-    key = sort if sort in COLUMNS else "index"
-    rows = search(app, reader, wanted, key, order, "audit page")[:500]
-    given = {
-        name: value
-        for name, value in zip(
-            _FILTERS, (since, until, who, patient_id, study_uid, event_id, outcome), strict=True
-        )
-    }
+def audit_page(request: Request, caller: CurrentCaller, app: AppDep) -> Response:
+    return _audit(request, caller, app, AuditView())
 
-    def sort_link(column: str) -> str:
-        flipped = "desc" if (column == key and order == "asc") else "asc"
-        return "/audit?" + urlencode({**given, "sort": column, "order": flipped})
 
-    csv_link = "/api/audit/events?" + urlencode(
-        {k: v for k, v in given.items() if v} | {"sort": key, "order": order, "format": "csv"}
-    )
-    return render(
-        request, "audit.html", rows=rows, columns=COLUMNS, filters=given, sort=key, order=order,
-        sort_link=sort_link, csv_link=csv_link,
-    )  # fmt: skip
+@router.post("/audit")
+def audit_search(
+    request: Request, caller: CurrentCaller, app: AppDep, view: Annotated[AuditView, Form()]
+) -> Response:
+    """The search comes in a form, never in the URL: a filter can be a patient's ID."""
+    return _audit(request, caller, app, view)
 
 
 @router.get("/audit/integrity", response_class=HTMLResponse)

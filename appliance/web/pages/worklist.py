@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import ceil
-from urllib.parse import urlencode
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
 from sqlmodel import select
 
 from appliance.context import Appliance
 from appliance.db.tables import InferenceResult, Instance, Job, JobKind, JobState, Series
-from appliance.web.api.deps import AppDep, CurrentCaller
+from appliance.web.api.deps import AppDep, Caller, CurrentCaller
 from appliance.web.catalogue import CallerCatalogue
 from appliance.web.clinical_records import ClinicalRecords
 from appliance.web.pages.rendering import render
@@ -27,6 +28,20 @@ PAGE_SIZE = 50
 COLUMNS = [("patient", "Patient"), ("date", "Date"), ("modalities", "Modality"), ("description", "Study"),
            ("state", "AI state")]  # fmt: skip
 STATES = ["waiting", "running", "done", "no rule matched", "failed"]
+
+
+class WorklistView(BaseModel):
+    """What the worklist shows: filters, the sort (``column:asc|desc``) and the page."""
+
+    q: str = ""
+    modality: str = ""
+    state: str = ""
+    sort: str = "date:desc"
+    page: int = 1
+
+    def sorting(self, columns: dict[str, str], default: str) -> tuple[str, str]:
+        key, _, order = self.sort.partition(":")
+        return (key if key in columns else default), ("asc" if order == "asc" else "desc")
 
 
 @dataclass(frozen=True)
@@ -98,17 +113,7 @@ def ai_states(app: Appliance, study_uids: set[str]) -> dict[str, AiState]:
 def router(records: ClinicalRecords) -> APIRouter:
     pages = APIRouter(include_in_schema=False)
 
-    @pages.get("/worklist", response_class=HTMLResponse)
-    def worklist(
-        request: Request,
-        caller: CurrentCaller,
-        q: str = "",
-        modality: str = "",
-        state: str = "",
-        sort: str = "date",
-        order: str = "desc",
-        page: int = 1,
-    ) -> HTMLResponse:
+    def worklist(request: Request, caller: Caller, view: WorklistView) -> HTMLResponse:
         studies = CallerCatalogue(records, caller).studies(Query.parse([]))
         states = ai_states(records.app, {record_value(s, "0020000D") for s in studies})
         rows = []
@@ -123,35 +128,36 @@ def router(records: ClinicalRecords) -> APIRouter:
                 "description": record_value(record, "00081030"), "state": ai.state, "model": ai.model,
                 "findings": ai.findings, "viewer": ai.viewer or viewer_link(uid, None),
             })  # fmt: skip
-        needle = q.strip().lower()
+        needle = view.q.strip().lower()
         rows = [
             r for r in rows
             if (not needle or needle in r["patient"].lower() or needle in r["patient_id"].lower())
-            and (not modality or modality in r["modalities"].split("/"))
-            and (not state or r["state"].startswith(state))
+            and (not view.modality or view.modality in r["modalities"].split("/"))
+            and (not view.state or r["state"].startswith(view.state))
         ]  # fmt: skip
-        key = sort if sort in dict(COLUMNS) else "date"
+        key, order = view.sorting(dict(COLUMNS), "date")
         rows.sort(key=lambda r: (r[key], r["study_uid"]), reverse=order != "asc")
         pages_count = max(1, ceil(len(rows) / PAGE_SIZE))
-        page = min(max(page, 1), pages_count)
-        base = {"q": q, "modality": modality, "state": state, "sort": key, "order": order}
-
-        def sort_link(column: str) -> str:
-            flipped = "desc" if (column == key and order == "asc") else "asc"
-            return "/worklist?" + urlencode({**base, "sort": column, "order": flipped})
-
-        def page_link(number: int) -> str:
-            return "/worklist?" + urlencode({**base, "page": number})
-
+        page = min(max(view.page, 1), pages_count)
         all_modalities = sorted(
-            {m for r in rows for m in r["modalities"].split("/") if m} | ({modality} - {""})
+            {m for r in rows for m in r["modalities"].split("/") if m} | ({view.modality} - {""})
         )
         return render(
             request, "worklist.html", rows=rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], total=len(rows),
-            page=page, pages=pages_count, q=q, modality=modality, state=state, sort=key, order=order,
-            columns=COLUMNS, states=STATES, modalities=all_modalities, sort_link=sort_link,
-            page_link=page_link,
+            page=page, pages=pages_count, view=view, sort=key, order=order, columns=COLUMNS, states=STATES,
+            modalities=all_modalities,
         )  # fmt: skip
+
+    @pages.get("/worklist", response_class=HTMLResponse)
+    def worklist_page(request: Request, caller: CurrentCaller) -> HTMLResponse:
+        return worklist(request, caller, WorklistView())
+
+    @pages.post("/worklist", response_class=HTMLResponse)
+    def worklist_filtered(
+        request: Request, caller: CurrentCaller, view: Annotated[WorklistView, Form()]
+    ) -> HTMLResponse:
+        """Filters, sort and page come in a form, never in the URL: a filter can be a patient's name."""
+        return worklist(request, caller, view)
 
     @pages.get("/worklist/states")
     def worklist_states(caller: CurrentCaller, app: AppDep) -> dict[str, dict]:

@@ -5,8 +5,6 @@ Every search is itself an audit event (Audit Log Used, 110101), naming the audit
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
@@ -15,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from appliance.admin import audit_reading
-from appliance.admin.audit_reading import COLUMNS, verification
+from appliance.admin.audit_reading import verification
 from appliance.web.api.deps import AppDep, CurrentCaller
 from audit.events import Participant
 from audit.reader import Filter
@@ -47,11 +45,7 @@ def search(
     rows = audit_reading.search(app, reader, wanted, sort, order, f"audit search over HTTP ({format})")
     rows = rows[offset : offset + max(0, min(limit, 100000))]
     if format == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        return Response(out.getvalue(), media_type="text/csv")
+        return Response(audit_reading.as_csv(rows), media_type="text/csv")
     return rows
 
 
