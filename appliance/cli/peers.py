@@ -7,8 +7,7 @@ import click
 from appliance.admin import peers
 from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, json_option, open_home
 from appliance.db.tables import Destination, Source
-from appliance.pipeline.sending import remote_of
-from dicom_gateway import scu
+from appliance.pipeline.sending import echo_destination
 from dicom_gateway.errors import GatewayError
 
 
@@ -102,9 +101,8 @@ def destinations_remove(home: str | None, name: str) -> None:
 def destinations_echo(home: str | None, name: str) -> None:
     """C-ECHO a destination."""
     app = open_home(home)
-    destination = peers.get_destination(app, name)
     try:
-        scu.echo(remote_of(app, destination), app.settings.send.ae_title)
+        destination = echo_destination(app, name)
     except GatewayError as exc:
         raise click.ClickException(f"C-ECHO to {name} failed: {exc}") from exc
     click.echo(f"C-ECHO to {name} ({destination.ae_title}@{destination.host}:{destination.port}): success")

@@ -67,6 +67,14 @@ def remote_of(app: Appliance, destination: Destination) -> scu.RemoteAE:
     return scu.RemoteAE(destination.ae_title, destination.host, destination.port, context)
 
 
+def echo_destination(app: Appliance, name: str) -> Destination:
+    """C-ECHO the destination ``name`` (for the CLI, the API and the console alike); GatewayError
+    says why it failed."""
+    destination = get_destination(app, name)
+    scu.echo(remote_of(app, destination), app.settings.send.ae_title)
+    return destination
+
+
 def _outgoing(app: Appliance, instance_pks: list[int]) -> list[scu.OutgoingInstance]:
     with app.session() as session:
         rows = session.exec(select(Instance).where(Instance.id.in_(instance_pks))).all()  # type: ignore[union-attr]

@@ -13,11 +13,9 @@ from appliance.access import accounts
 from appliance.admin import model_registry, peers
 from appliance.db.tables import Destination, Job, Source
 from appliance.pipeline import sending
-from appliance.pipeline.sending import remote_of
 from appliance.security import rotation
 from appliance.web.api.deps import AppDep, CurrentCaller
 from appliance.web.pages.rendering import render
-from dicom_gateway import scu
 from dicom_gateway.errors import GatewayError
 
 router = APIRouter(include_in_schema=False)
@@ -41,9 +39,8 @@ def console(
 
 @router.post("/admin/destinations/{name}/echo")
 def echo(name: str, caller: CurrentCaller, app: AppDep) -> Response:
-    destination = peers.get_destination(app, name)
     try:
-        scu.echo(remote_of(app, destination), app.settings.send.ae_title)
+        sending.echo_destination(app, name)
     except GatewayError as exc:
         return RedirectResponse("/admin?" + urlencode({"failed": f"{name}: {exc}"}), status_code=303)
     return RedirectResponse("/admin?" + urlencode({"echoed": name}), status_code=303)

@@ -8,9 +8,8 @@ from pydantic import BaseModel
 from appliance.admin import peers
 from appliance.db.tables import Destination, Source
 from appliance.errors import AccessRefused
-from appliance.pipeline.sending import remote_of
+from appliance.pipeline.sending import echo_destination
 from appliance.web.api.deps import AppDep, CurrentCaller
-from dicom_gateway import scu
 from dicom_gateway.errors import GatewayError
 
 router = APIRouter(prefix="/api", tags=["sources and destinations"])
@@ -76,9 +75,8 @@ def remove_destination(name: str, caller: CurrentCaller, app: AppDep) -> None:
 
 @router.post("/destinations/{name}/echo")
 def echo(name: str, caller: CurrentCaller, app: AppDep) -> Echo:
-    destination = peers.get_destination(app, name)
     try:
-        scu.echo(remote_of(app, destination), app.settings.send.ae_title)
+        echo_destination(app, name)
     except GatewayError as exc:
         raise AccessRefused(f"C-ECHO to {name} failed: {exc}", 502) from exc
     return Echo(name=name, success=True)
