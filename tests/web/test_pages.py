@@ -8,6 +8,7 @@ roles' pages (audit search and proof, releases, console) are opened as their peo
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -20,6 +21,7 @@ from PIL import Image
 from appliance.access import accounts
 from appliance.context import open_appliance
 from appliance.db.tables import Role
+from appliance.home import init_home
 from testbed.dcmtk import storescu
 from testbed.phantom import make_phantom
 from testbed.processes import ApplianceProcess, OrthancProcess, local_http, run_cli, wait_for
@@ -78,24 +80,34 @@ class Account:
         page.get_by_role("button", name="Save and sign in").click()
 
 
-@pytest.fixture
-def pacs(tmp_path: Path):  # type: ignore[no-untyped-def]
-    orthanc = OrthancProcess(tmp_path / "orthanc").start()
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    orthanc = OrthancProcess(tmp_path_factory.mktemp("orthanc")).start()
     yield orthanc
     orthanc.stop()
 
 
-@pytest.fixture
-def read_by_the_model(home: Path, tmp_path: Path, pacs: OrthancProcess):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, pacs: OrthancProcess):  # type: ignore[no-untyped-def]
+    """One appliance for the module (its home, its process): the demo model has read a phantom
+    series sent by storescu, its results going to the PACS. Each test signs in its own people."""
+    root = tmp_path_factory.mktemp("pages")
+    home = root / "home"
+    umask = os.umask(0o077)
+    try:
+        init_home(home)
+    finally:
+        os.umask(umask)
+    run_cli(home, "sources", "add", "local-scu", "--ae", "SCU", "--host", "127.0.0.1")
     run_cli(home, "destinations", "add", "pacs", "--ae", "ORTHANC", "--host", "127.0.0.1",
             "--port", str(pacs.dicom_port), "--results")  # fmt: skip
-    appliance = ApplianceProcess(home, tmp_path / "appliance.out", INFERENCE).start()
+    appliance = ApplianceProcess(home, root / "appliance.out", INFERENCE).start()
     try:
         phantom = make_phantom((96, 80, 24), (2.5, 2.5, 5.0), seed=11, lesion_count=2)
         datasets = phantom_series(phantom.hu, (2.5, 2.5, 5.0), patient=PATIENT)
-        assert storescu(appliance.dicom_port, write_series(tmp_path / "in", datasets)).returncode == 0
+        assert storescu(appliance.dicom_port, write_series(root / "in", datasets)).returncode == 0
         wait_for(lambda: "done" in run_cli(home, "jobs").stdout, 180, "the demo model's result")
-        yield appliance, str(datasets[0].StudyInstanceUID)
+        yield home, appliance, str(datasets[0].StudyInstanceUID)
     finally:
         appliance.stop()
 
@@ -112,10 +124,8 @@ def _assessments_in(pacs: OrthancProcess) -> list[dict]:
     return found
 
 
-def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(
-    home: Path, read_by_the_model, pacs: OrthancProcess
-) -> None:
-    appliance, _ = read_by_the_model
+def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(site, pacs: OrthancProcess) -> None:
+    home, appliance, _ = site
     base = f"http://127.0.0.1:{appliance.http_port}"
     clinician = Account(home, "dr-ada", Role.CLINICIAN)
     researcher = Account(home, "rex", Role.RESEARCHER)
@@ -175,8 +185,8 @@ def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(
     assert json.loads(released.stdout)["instances"] == 24 + 2  # the 24 slices, the SEG and the SR
 
 
-def test_auditors_researchers_and_admins_have_their_pages(home: Path, read_by_the_model) -> None:
-    appliance, study = read_by_the_model
+def test_auditors_researchers_and_admins_have_their_pages(site) -> None:
+    home, appliance, study = site
     base = f"http://127.0.0.1:{appliance.http_port}"
     run_cli(home, "datasets", "release", "demo", "--to", "local")
     people = {
