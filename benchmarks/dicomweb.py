@@ -8,6 +8,9 @@
   both, then four searches (all studies; a name wildcard; one patient ID; a date range), each
   ``--rounds`` times alternated after one untimed warm-up query per server (the appliance reads
   each study's summary from the store once, then from its encrypted table and memory).
+- Worklist: the clinicians' worklist page over the same studies (all of them filtered and sorted
+  by date on the server, the first 50 rendered as HTML, AI states included) against Orthanc's REST
+  listing of every study with its main tags (``/studies?expand``), each ``--rounds`` times.
 
 Peers in their best documented configuration: Orthanc as Debian ships it with its DICOMweb plugin
 (``orthanc-dicomweb``), ``TCP_NODELAY=1`` (its DCMTK server needs it on loopback); the appliance on
@@ -126,6 +129,13 @@ def main() -> None:
                 report(f"QIDO {name} ({count} of {args.studies + 1})", ours, theirs)
                 if name == "all studies":
                     print(f"  (the appliance's first search, reading each study's summary: {cold:.2f} s)")
+            page = {**ours_headers, "Accept": "text/html"}
+            listing = f"http://127.0.0.1:{orthanc.http_port}/studies?expand"
+            ours, theirs = [], []
+            for _ in range(args.rounds):  # alternated
+                ours.append(timed_get(client, f"{appliance.base_url}/worklist", page)[0])
+                theirs.append(timed_get(client, listing, {})[0])
+            report(f"worklist page vs REST listing ({args.studies + 1})", ours, theirs)
         finally:
             appliance.stop()
             orthanc.stop()
