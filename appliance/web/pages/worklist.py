@@ -81,27 +81,31 @@ def findings_of(result: InferenceResult) -> str:
 
 def ai_states(app: Appliance, study_uids: set[str]) -> dict[str, AiState]:
     """Each study's AI state: its newest result, else its series' jobs (the least advanced wins)."""
-    with app.session() as session:
-        results = session.exec(
-            select(InferenceResult)
-            .where(InferenceResult.study_uid.in_(study_uids))
-            .order_by(InferenceResult.id)  # type: ignore[attr-defined]
+    with app.session() as session:  # every row, matched here: an IN of 10,000 UIDs costs more than it saves
+        results = [
+            r
+            for r in session.exec(select(InferenceResult).order_by(InferenceResult.id))
+            if r.study_uid in study_uids
+        ]
+        jobs = session.exec(
+            select(Job.state, Job.payload, Job.last_error)
+            .where(Job.kind == JobKind.SERIES_COMPLETE)
+            .order_by(Job.id)  # type: ignore[arg-type]
         ).all()
-        jobs = session.exec(select(Job).where(Job.kind == JobKind.SERIES_COMPLETE).order_by(Job.id)).all()
     states: dict[str, AiState] = {}
-    for job in jobs:
-        study = job.payload.get("study_uid")
+    for job_state, payload, last_error in jobs:
+        study = payload.get("study_uid")
         if study not in study_uids:
             continue
-        if job.state == JobState.PENDING:
+        if job_state == JobState.PENDING:
             states[study] = AiState("waiting")
-        elif job.state == JobState.RUNNING:
+        elif job_state == JobState.RUNNING:
             states[study] = AiState("running")
-        elif job.state == JobState.FAILED:
-            states[study] = AiState(f"failed: {job.last_error or 'no reason recorded'}")
+        elif job_state == JobState.FAILED:
+            states[study] = AiState(f"failed: {last_error or 'no reason recorded'}")
         elif study not in states:  # done: with a result (below), else no model's rule matched it
             states[study] = AiState("no rule matched")
-    series_of = seg_series(app, list(results))
+    series_of = seg_series(app, results)
     for result in results:
         if states.get(result.study_uid, AiState("done")).state == "no rule matched":
             link = viewer_link(result.study_uid, series_of.get(result.seg_uid))
