@@ -145,6 +145,12 @@ def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(site, pacs
         page.get_by_role("button", name="Accept").click()
         assert page.get_by_role("status").inner_text().startswith("Assessment: accepted by dr-ada")
         screenshot(page, "study-accepted")
+        page.get_by_role("button", name="Reject").click()  # no reason chosen: refused, nothing kept
+        assert (
+            page.get_by_role("heading", name="Not done").is_visible() and "needs a reason" in page.content()
+        )
+        page.goto(study_url)
+        assert page.get_by_role("status").inner_text().startswith("Assessment: accepted by dr-ada")
 
         # one click from the worklist: OHIF on the appliance's DICOMweb, the AI's SEG over the images
         page.goto(base + "/worklist")
