@@ -20,7 +20,7 @@ from appliance.errors import AccessRefused, NotFound
 from appliance.security.keys import WrappedKey
 from appliance.web.api.deps import Caller
 from appliance.web.clinical_records import SERIES_TAGS, ClinicalRecords, StudyRow, element
-from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from audit.events import Action, AuditEvent, EventID, Outcome, ParticipantObject
 from dicom_gateway import status
 from dicom_gateway.dicomweb.catalogue import StoredInstance
 from dicom_gateway.dicomweb.query import Query
@@ -67,11 +67,6 @@ class CallerCatalogue:
         return [r for r in self.records.study_rows(session, study_uid) if self._in_scope(r, aes, granted)]
 
     # -- audit ----------------------------------------------------------------------------------------
-    def _participant(self) -> Participant:
-        return Participant(
-            self.caller.name, host=self.caller.address, is_requestor=True, role=self.caller.role.value
-        )
-
     def _audit_query(self, level: str, query: Query, study_uid: str | None) -> None:
         detail = {"level": level, "keys": query.keys, "study": study_uid}
         self.app.audit.emit(
@@ -80,7 +75,7 @@ class CallerCatalogue:
                 action=Action.EXECUTE,
                 outcome=Outcome.SUCCESS,
                 type_code="QIDO-RS",
-                participants=(self._participant(),),
+                participants=(self.caller.participant,),
                 objects=(ParticipantObject("query", level, detail),),
                 description=f"DICOMweb search for {level} on {query.describe() or 'no keys'}",
             )
@@ -98,7 +93,7 @@ class CallerCatalogue:
                 action=Action.READ,
                 outcome=Outcome.SUCCESS if ok else Outcome.SERIOUS_FAILURE,
                 type_code=how,
-                participants=(self._participant(),),
+                participants=(self.caller.participant,),
                 objects=tuple(objects),
                 description=f"{count} instance(s) read ({how})"
                 if ok
@@ -264,7 +259,7 @@ class CallerCatalogue:
                 action=Action.CREATE,
                 outcome=Outcome.SUCCESS if ok else Outcome.MINOR_FAILURE,
                 type_code="STOW-RS",
-                participants=(self._participant(),),
+                participants=(self.caller.participant,),
                 objects=(
                     *(ParticipantObject("patient", pid) for pid in sorted(patients)),
                     *(ParticipantObject("study", uid) for uid in sorted(studies)),

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from appliance.access import rules, tokens
 from appliance.context import Appliance
 from appliance.db.tables import Role, UserAccount
+from audit.events import Participant
 
 SESSION_COOKIE = "appliance_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -40,6 +41,11 @@ class Caller:
     @property
     def role(self) -> Role:
         return self.user.role
+
+    @property
+    def participant(self) -> Participant:
+        """This person as the requestor of an audit event: name, address, role."""
+        return Participant(self.name, host=self.address, is_requestor=True, role=self.role.value)
 
     @property
     def actor(self) -> str:

@@ -17,7 +17,6 @@ from appliance.admin.audit_reading import COLUMNS, as_csv, inclusion_proof, sear
 from appliance.context import Appliance
 from appliance.web.api.deps import AppDep, Caller, CurrentCaller
 from appliance.web.pages.rendering import render
-from audit.events import Participant
 from audit.reader import Filter
 
 router = APIRouter(include_in_schema=False)
@@ -47,7 +46,7 @@ class AuditView(BaseModel):
 
 
 def _audit(request: Request, caller: Caller, app: Appliance, view: AuditView) -> Response:
-    reader = Participant(caller.name, host=caller.address, is_requestor=True, role=caller.role.value)
+    reader = caller.participant
     key, _, order = view.sort.partition(":")
     key = key if key in COLUMNS else "index"
     rows = search(app, reader, view.wanted(), key, order, f"audit page ({view.format})")

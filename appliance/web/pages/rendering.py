@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from appliance.db.tables import Role
 from appliance.web.api.deps import CSRF_COOKIE, CSRF_FIELD, Caller, get_appliance
-from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from audit.events import Action, AuditEvent, EventID, Outcome, ParticipantObject
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")  # .html: values are escaped
@@ -52,11 +52,7 @@ def refused_page(request: Request, status: int, reason: str) -> Response:
     objects = (
         (ParticipantObject("study", study),) if study else (ParticipantObject("page", request.url.path),)
     )
-    who = (
-        Participant(refused.name, host=refused.address, is_requestor=True, role=refused.role.value)
-        if refused
-        else None
-    )
+    who = refused.participant if refused else None
     get_appliance(request).audit.emit(
         AuditEvent(
             event_id=EventID.INSTANCES_ACCESSED if study else EventID.APPLICATION_ACTIVITY,

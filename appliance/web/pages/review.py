@@ -27,7 +27,7 @@ from appliance.web.catalogue import CallerCatalogue
 from appliance.web.clinical_records import ClinicalRecords
 from appliance.web.pages.rendering import render
 from appliance.web.pages.worklist import findings_of, record_value, seg_series, viewer_link
-from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from audit.events import Action, AuditEvent, EventID, Outcome, ParticipantObject
 
 REJECT_REASONS = {
     "wrong-anatomy": "segments the wrong structure",
@@ -143,9 +143,7 @@ def router(records: ClinicalRecords) -> APIRouter:
                 action=Action.CREATE,
                 outcome=Outcome.SUCCESS,
                 type_code="AI Result Assessment",
-                participants=(
-                    Participant(caller.name, host=caller.address, is_requestor=True, role=caller.role.value),
-                ),
+                participants=(caller.participant,),
                 objects=(
                     ParticipantObject("study", study),
                     ParticipantObject(

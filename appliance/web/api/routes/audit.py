@@ -15,7 +15,6 @@ from fastapi.responses import Response
 from appliance.admin import audit_reading
 from appliance.admin.audit_reading import verification
 from appliance.web.api.deps import AppDep, CurrentCaller
-from audit.events import Participant
 from audit.reader import Filter
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
@@ -41,7 +40,7 @@ def search(
     format: Literal["json", "csv"] = "json",  # noqa: A002 - the query parameter's name
 ) -> list[dict[str, Any]] | Response:
     wanted = Filter(since, until, who, patient_id, study_uid, event_id, outcome)
-    reader = Participant(caller.name, host=caller.address, is_requestor=True, role=caller.role.value)
+    reader = caller.participant
     rows = audit_reading.search(app, reader, wanted, sort, order, f"audit search over HTTP ({format})")
     rows = rows[offset : offset + max(0, min(limit, 100000))]
     if format == "csv":
