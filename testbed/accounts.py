@@ -20,14 +20,15 @@ PASSWORD = "benchmark password"
 class Enrolled:
     username: str
     totp: pyotp.TOTP
+    step: int  # the step whose code changed the password
 
     def login_body(self) -> dict:
-        """The sign-in request, with the code of the current step (the previous one changed the password)."""
-        return {
-            "username": self.username,
-            "password": PASSWORD,
-            "otp": self.totp.generate_otp(int(time.time() // 30)),
-        }
+        """The sign-in request, with the code of the step after the one that changed the password.
+
+        That step is accepted from the step before it on (one step of drift), so it holds for the
+        next minute; the previous step would be refused if the request crossed a step boundary.
+        """
+        return {"username": self.username, "password": PASSWORD, "otp": self.totp.generate_otp(self.step + 1)}
 
     def token(self, base: str) -> str:
         response = httpx.post(f"{base}/api/auth/login", json=self.login_body())
@@ -36,14 +37,15 @@ class Enrolled:
 
 
 def enrol(home: Path, base: str, username: str, role: str) -> Enrolled:
-    """The account, its initial password already changed (with the previous step's code)."""
+    """The account, its initial password already changed (with the current step's code)."""
     enrolment = json.loads(run_cli(home, "users", "add", username, "--role", role, "--json").stdout)
     totp = pyotp.TOTP(parse_qs(urlparse(enrolment["totp_uri"]).query)["secret"][0])
+    step = int(time.time() // 30)
     body = {
         "username": username,
         "password": enrolment["password"],
-        "otp": totp.generate_otp(int(time.time() // 30) - 1),
+        "otp": totp.generate_otp(step),
         "new_password": PASSWORD,
     }
     httpx.post(f"{base}/api/auth/password", json=body).raise_for_status()
-    return Enrolled(username, totp)
+    return Enrolled(username, totp, step)

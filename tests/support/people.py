@@ -1,8 +1,9 @@
 """People for the HTTP tests: accounts made as ``appliance users add`` makes them, signed in over HTTP.
 
 Each one-time code is accepted once, and only for the steps around now; ``Person`` therefore uses
-the codes of successive steps (previous, current, next) and never the same step twice, which gives
-three sign-ins per account per 30 s: enough for a test, as long as each test uses its own people.
+the codes of successive steps (current, then next) and never the same step twice. It never uses the
+previous step: a request that crosses a step boundary on a slow machine would then arrive two steps
+late and be refused. A third sign-in within one step waits for the next step to begin.
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ class Person:
         return cls(base, username, enrolment.password, secret)
 
     def code(self) -> str:
-        """The code of the next unused step (no earlier than one step ago)."""
-        self.step = max(self.step + 1, int(time.time() // 30) - 1)
+        """The code of the next unused step: the current one, or the next when the current is used."""
+        current = int(time.time() // 30)
+        self.step = max(self.step + 1, current)
+        if self.step > current + 1:
+            time.sleep((self.step - 1) * 30 - time.time() + 0.1)
         return pyotp.TOTP(self.secret).generate_otp(self.step)
 
     def change_password(self) -> httpx.Response:
