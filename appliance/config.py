@@ -186,6 +186,30 @@ class DeidentifySettings(Section):
     )
 
 
+class ComplianceSettings(Section):
+    """The written policy the compliance report checks the appliance against (see appliance.compliance)."""
+
+    interval_hours: float = Field(
+        24.0, ge=0, description="a report this often while running; 0: on demand only"
+    )
+    checkpoint_max_age_minutes: float = Field(
+        60.0, gt=0, description="an audit entry older than this must be covered by a signed checkpoint"
+    )
+    account_idle_days: int = Field(90, ge=1, description="an account unused this long should be disabled")
+    enrolment_days: int = Field(7, ge=1, description="an account must enrol its one-time code within this")
+    break_glass_review_days: int = Field(
+        3, ge=0, description="an emergency access must be reviewed within this"
+    )
+    failed_login_burst: int = Field(5, ge=2, description="this many failed sign-ins of one name, within")
+    failed_login_window_minutes: float = Field(10.0, gt=0, description="...this window, are an attack")
+    key_max_age_days: int = Field(
+        365, ge=1, description="rotate the KEK and signing keys at least this often"
+    )
+    alert_severity: Literal["low", "medium", "high"] = Field(
+        "high", description="a failed check this severe or worse is also a Security Alert (to the syslog)"
+    )
+
+
 class Settings(BaseSettings):
     """Everything the appliance reads at start; paths are relative to ``home``."""
 
@@ -207,6 +231,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     inference: InferenceSettings = InferenceSettings()
     deidentify: DeidentifySettings = DeidentifySettings()
+    compliance: ComplianceSettings = ComplianceSettings()
 
     @classmethod
     def settings_customise_sources(

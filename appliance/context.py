@@ -71,15 +71,14 @@ def rewrap_secrets(session: Session, keyring: Keyring) -> int:
     return count
 
 
-SIGNING_PUBLIC_KEY = "audit-signing-key.pub"
+SIGNING_KEY_NAME = "audit-signing-key"  # the wrapped secret: signs checkpoints and compliance reports
+SIGNING_PUBLIC_KEY = f"{SIGNING_KEY_NAME}.pub"
 
 
 def _audit_log(settings: Settings, engine: Engine, keyring: Keyring) -> tuple[AuditLog, bytes]:
     """The audit log, with its own encryption key and the appliance's signing key (both KEK-wrapped)."""
     key = load_or_create_secret(engine, keyring, "audit-log-key")
-    signing = Ed25519PrivateKey.from_private_bytes(
-        load_or_create_secret(engine, keyring, "audit-signing-key")
-    )
+    signing = Ed25519PrivateKey.from_private_bytes(load_or_create_secret(engine, keyring, SIGNING_KEY_NAME))
     public = settings.home / SIGNING_PUBLIC_KEY
     if not public.exists():
         public.write_bytes(signing.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))

@@ -10,10 +10,12 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import uvicorn
 
+from appliance.compliance import reports as compliance_reports
 from appliance.config import CONFIG_FILE, Settings
 from appliance.context import Appliance
 from appliance.errors import ConfigError
@@ -29,6 +31,8 @@ from appliance.web.app import create_app
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant
 from audit.syslog import Receiver, SyslogForwarder
 from dicom_gateway import tls
+
+_COMPLIANCE_POLL_SECONDS = 3600.0  # the schedule looks again at least this often
 
 if TYPE_CHECKING:
     from appliance.pipeline.inference.runner import InferenceRunner
@@ -156,6 +160,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     runner = _inference_runner(app, on_results=sender.wake)
     assembler = series_assembler(app, on_complete=runner.wake if runner else None)
     syslog = _syslog_forwarder(app)
+    compliance = Periodic("compliance", _COMPLIANCE_POLL_SECONDS, partial(compliance_reports.scheduled, app))
     http = uvicorn.Server(
         uvicorn.Config(
             create_app(app, lambda: gateway.running, gateway.capacity),
@@ -182,6 +187,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
         runner.start()
     if syslog:
         syslog.start()
+    compliance.start()
     http_thread = threading.Thread(target=http.run, name="http", daemon=True)  # uvloop where installed
     http_thread.start()
     _lifecycle_event(app, "Application Start", unclean)
@@ -209,6 +215,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
     sender.stop()
     if syslog:
         syslog.stop()
+    compliance.stop()
     http_thread.join(timeout=10)
     _lifecycle_event(app, "Application Stop")
     app.close()  # the audit log written, checkpointed and its clean stop recorded: then the marker goes

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from appliance.admin.audit_reading import COLUMNS, inclusion_proof, read_log, row_of
 from appliance.cli.common import ApplianceGroup, actor, home_option, open_home
 from appliance.config import load_settings, resolve_home
+from appliance.context import SIGNING_PUBLIC_KEY
 from audit.errors import AuditIntegrityError, WitnessError
 from audit.events import Participant
 from audit.log import CHECKPOINTS
@@ -71,7 +72,7 @@ def audit_list(home, since, until, who, patient_id, study_uid, event_id, outcome
 
 
 def _public_key(home: Path, key_file: str | None) -> Ed25519PublicKey:
-    path = Path(key_file) if key_file else home / "audit-signing-key.pub"
+    path = Path(key_file) if key_file else home / SIGNING_PUBLIC_KEY
     try:
         key = load_pem_public_key(path.read_bytes())
     except (ValueError, TypeError, OSError, UnsupportedAlgorithm) as exc:

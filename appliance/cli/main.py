@@ -33,6 +33,7 @@ COMMANDS = {
     "workspaces": "appliance.cli.workspaces:workspaces",
     "datasets": "appliance.cli.datasets:datasets",
     "holdout": "appliance.cli.holdout:holdout",
+    "compliance": "appliance.cli.compliance:compliance",
 }
 
 

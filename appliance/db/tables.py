@@ -362,3 +362,20 @@ class ResultAssessment(SQLModel, table=True):
     username: str = Field(max_length=64)
     decided_at: datetime = Field(default_factory=utcnow)
     assessment_uid: str | None = Field(default=None, max_length=64, description="the SR sent to the PACS")
+    corrected_seg_uid: str | None = Field(default=None, max_length=64, description="a correction's SEG")
+
+
+class ComplianceReportRow(SQLModel, table=True):
+    """A signed compliance report (see appliance.compliance): its DSSE envelope and what it found."""
+
+    __tablename__ = "compliance_report"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    since: datetime
+    trigger: str = Field(max_length=80, description="schedule, cli, or web:<user>")
+    failed: int = 0
+    worst: str | None = Field(default=None, max_length=16, description="the worst failed finding's severity")
+    fingerprint: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    digest: str = Field(max_length=64, description="SHA-256 of the envelope")

@@ -96,10 +96,11 @@ def select_instances(app: Appliance, criteria: ReleaseCriteria) -> Selection:
     results: dict[int, list[int]] = {}
     excluded: set[int] = set()
     accepted = accepted_results(app) if criteria.with_results == "accepted" else set()
+    clinicians_segs = corrections(app)
     for instance_pk, source_ae, modality, study_pk, _, sop_uid in rows:
         if dates and not since <= dates.get(study_pk, "") <= until:
             continue
-        is_result = source_ae == own_ae and modality in ("SEG", "SR")
+        is_result = (source_ae == own_ae and modality in ("SEG", "SR")) or sop_uid in clinicians_segs
         if not is_result and criteria.modalities and modality not in criteria.modalities:
             continue
         if study_pk in held:
@@ -114,8 +115,18 @@ def select_instances(app: Appliance, criteria: ReleaseCriteria) -> Selection:
     return Selection(sorted(chosen), len(excluded), named)
 
 
+def corrections(app: Appliance) -> set[str]:
+    """The SEGs clinicians made to correct AI results: results, not images, in a release."""
+    with app.session() as session:
+        found = session.exec(
+            select(ResultAssessment.corrected_seg_uid).where(ResultAssessment.corrected_seg_uid.is_not(None))  # type: ignore[union-attr]
+        ).all()
+    return set(found)  # type: ignore[arg-type]
+
+
 def accepted_results(app: Appliance) -> set[str]:
-    """The SEG and SR UIDs of the results whose newest assessment accepts (or corrects) them."""
+    """The objects that label the reviewed cases: the SEG and SR of each result whose newest
+    assessment accepts it, and the clinician's SEG of each whose newest assessment corrects it."""
     with app.session() as session:
         newest = (
             select(ResultAssessment.result_pk, func.max(ResultAssessment.id).label("newest"))
@@ -123,8 +134,18 @@ def accepted_results(app: Appliance) -> set[str]:
             .subquery()
         )
         rows = session.exec(
-            select(InferenceResult.seg_uid, InferenceResult.sr_uid, ResultAssessment.decision)
+            select(
+                InferenceResult.seg_uid,
+                InferenceResult.sr_uid,
+                ResultAssessment.decision,
+                ResultAssessment.corrected_seg_uid,
+            )
             .join(newest, newest.c.result_pk == InferenceResult.id)
             .join(ResultAssessment, ResultAssessment.id == newest.c.newest)
         ).all()
-    return {uid for seg, sr, decision in rows if decision != Decision.REJECTED for uid in (seg, sr)}
+    labels = {
+        Decision.ACCEPTED: lambda seg, sr, corrected: {seg, sr},
+        Decision.CORRECTED: lambda seg, sr, corrected: {corrected},
+        Decision.REJECTED: lambda seg, sr, corrected: set(),
+    }
+    return {uid for seg, sr, decision, corrected in rows for uid in labels[decision](seg, sr, corrected)}

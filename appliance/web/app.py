@@ -33,7 +33,7 @@ from appliance.web.api.routes import (
     users,
 )
 from appliance.web.clinical_records import ClinicalRecords
-from appliance.web.pages import auditing, console, releases, review, session, viewer, worklist
+from appliance.web.pages import auditing, compliance, console, releases, review, session, viewer, worklist
 from appliance.web.pages.rendering import HERE, refused_page, render, wants_page
 from dicom_gateway.errors import DicomwebRefused
 from dicom_gateway.limits import GatewayCapacity
@@ -75,6 +75,7 @@ def create_app(
         worklist.router(records),
         review.router(records),
         auditing.router,
+        compliance.router,
         releases.router,
         console.router,
         viewer.router,

@@ -5,18 +5,23 @@ caller's scope (a clinician limited to sources or modalities) or under a live br
 every query is a Query audit event (110112) and every retrieval a DICOM Instances Accessed event
 (110103) naming the patient and the study; a retrieval outside the scope is refused (403) and
 recorded as a failed access. STOW-RS stores through the same checks and writer as C-STORE,
-recorded as Instances Transferred.
+recorded as Instances Transferred; a SEG stored so that corrects an AI result (OHIF's segmentation
+mode saves its edits over STOW-RS) is recorded as the caller's correction of that result.
 """
 
 from __future__ import annotations
 
 import logging
 
+from pydicom.dataset import Dataset
+from pydicom.uid import SegmentationStorage
 from sqlmodel import Session, select
 
 from appliance.access import break_glass
-from appliance.db.tables import Instance, Series, Source
+from appliance.db.tables import Decision, InferenceResult, Instance, Series, Source
 from appliance.errors import AccessRefused, NotFound
+from appliance.review import assessments, corrections
+from appliance.review.assessments import Assessment
 from appliance.security.keys import WrappedKey
 from appliance.web.api.deps import Caller
 from appliance.web.clinical_records import SERIES_TAGS, ClinicalRecords, StudyRow, element
@@ -214,8 +219,12 @@ class CallerCatalogue:
         self._audit_access(study_uid, _patient_id(summary), len(found), ok=True)
         return found
 
-    def store(self, parts: list[bytes], study_uid: str | None) -> StowOutcome:
-        outcome, keys = StowOutcome(), []
+    def store(
+        self, parts: list[bytes], study_uid: str | None, correcting: InferenceResult | None = None
+    ) -> StowOutcome:
+        """Store ``parts``; a stored SEG that corrects an AI result (``correcting``, or the newest on
+        the series it names) is recorded as the caller's correction of it."""
+        outcome, keys, segs = StowOutcome(), [], []
         seen: dict[bool, tuple[set[str], set[str]]] = {True: (set(), set()), False: (set(), set())}
         for part in parts:
             instance, code = None, status.SUCCESS
@@ -231,6 +240,8 @@ class CallerCatalogue:
             sop = (instance.sop_class_uid, instance.sop_instance_uid) if instance else ("", "")
             if code == status.SUCCESS:
                 outcome.stored.append(sop)
+                if instance is not None and instance.sop_class_uid == SegmentationStorage:
+                    segs.append(instance)
             else:
                 outcome.failed.append((*sop, code))
             if instance is not None:
@@ -242,7 +253,15 @@ class CallerCatalogue:
         if keys:
             self.app.audit.flush()
             self.records.writer().receipts_recorded(keys)
+        for seg in segs:
+            self._record_correction(corrections.header(seg.part10()), correcting)
         return outcome
+
+    def _record_correction(self, seg: Dataset, correcting: InferenceResult | None) -> None:
+        result = correcting or corrections.corrected_result(self.app, seg)
+        if result is not None:
+            correction = Assessment(Decision.CORRECTED, corrected_seg_uid=str(seg.SOPInstanceUID))
+            assessments.record(self.app, self.records.writer(), result, correction, self.caller.participant)
 
     def _checked(self, part: bytes, study_uid: str | None) -> ReceivedInstance:
         dicom = self.app.settings.dicom

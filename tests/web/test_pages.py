@@ -7,6 +7,7 @@ roles' pages (audit search and proof, releases, console) are opened as their peo
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -16,11 +17,18 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pyotp
 import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from dicomweb_client.api import DICOMwebClient
 from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from sqlmodel import select
 
+from anonymizer.release import dsse
 from appliance.access import accounts
+from appliance.compliance.findings import PAYLOAD_TYPE
 from appliance.context import open_appliance
-from appliance.db.tables import Role
+from appliance.db.tables import Decision, InferenceResult, ResultAssessment, Role
 from appliance.home import init_home
 from testbed.dcmtk import storescu
 from testbed.phantom import make_phantom
@@ -29,6 +37,7 @@ from testbed.synthetic import FakePatient, phantom_series, write_series
 from tests.support.browser import SCREENSHOTS, chromium, screenshot
 from tests.support.environments import INFERENCE
 from tests.support.inspect import audit_events
+from tests.support.people import Person
 
 pytestmark = pytest.mark.slow
 PATIENT = FakePatient("Haverford^Cordelia", "PID-77031", "19620911")
@@ -191,6 +200,83 @@ def test_a_clinician_reviews_an_ai_result_and_a_researcher_is_refused(site, pacs
     assert json.loads(released.stdout)["instances"] == 24 + 2  # the 24 slices, the SEG and the SR
 
 
+def _corrected(seg: Dataset, description: str) -> Dataset:
+    """A clinician's edit of the AI's SEG: half its voxels erased, saved as a new SEG of its own."""
+    corrected = copy.deepcopy(seg)
+    pixels = bytearray(corrected.PixelData)
+    pixels[: len(pixels) // 2] = bytes(len(pixels) // 2)
+    corrected.PixelData = bytes(pixels)
+    corrected.SOPInstanceUID, corrected.SeriesInstanceUID = generate_uid(), generate_uid()
+    corrected.file_meta.MediaStorageSOPInstanceUID = corrected.SOPInstanceUID
+    corrected.SeriesDescription, corrected.SeriesNumber = description, 9101
+    return corrected
+
+
+def _newest_assessment(home: Path) -> ResultAssessment:
+    app = open_appliance(home)
+    try:
+        with app.session() as session:
+            return session.exec(select(ResultAssessment).order_by(ResultAssessment.id.desc())).first()  # type: ignore[attr-defined, return-value]
+    finally:
+        app.close()
+
+
+def test_a_clinician_corrects_an_ai_result_by_upload_and_from_the_viewer(site, tmp_path: Path) -> None:
+    """A correction uploaded on the study page, then one saved over STOW-RS as OHIF's segmentation
+    mode saves: each is kept as the result's assessment, and the newest is the case's label."""
+    home, appliance, study = site
+    base = f"http://127.0.0.1:{appliance.http_port}"
+    app = open_appliance(home)
+    try:
+        with app.session() as session:
+            result = session.exec(select(InferenceResult)).one()
+        stower = Person.add(app, base, "dr-stow", Role.CLINICIAN)
+    finally:
+        app.close()
+    client = DICOMwebClient(f"{base}/dicomweb", headers={"Authorization": f"Bearer {stower.token()}"})
+    (series,) = [s for s in client.search_for_series(study) if s["00080060"]["Value"] == ["SEG"]]
+    ai_seg = client.retrieve_instance(study, series["0020000E"]["Value"][0], result.seg_uid)
+    uploaded = _corrected(ai_seg, "Corrected on the study page")
+    uploaded.save_as(tmp_path / "corrected.dcm", enforce_file_format=True)
+    ai_seg.save_as(tmp_path / "ai.dcm", enforce_file_format=True)
+
+    clinician = Account(home, "dr-cy", Role.CLINICIAN)
+    with chromium() as browser:
+        page = browser.new_page()
+        clinician.first_sign_in(page, base, f"/studies/{study}")
+        page.get_by_label("Corrected SEG file").set_input_files(tmp_path / "ai.dcm")
+        page.get_by_role("button", name="Upload the correction").click()
+        refusal = page.get_by_role("alert")
+        wait_for(lambda: "the AI's own result" in refusal.inner_text(), 30, "the refusal of the AI's SEG")
+        page.get_by_label("Corrected SEG file").set_input_files(tmp_path / "corrected.dcm")
+        page.get_by_role("button", name="Upload the correction").click()
+        status = page.get_by_role("status")
+        shown = "Assessment: corrected by dr-cy"
+        wait_for(lambda: status.inner_text().startswith(shown), 30, "the correction")
+        assert uploaded.SOPInstanceUID in status.inner_text()
+        screenshot(page, "study-corrected")
+    assert _newest_assessment(home).corrected_seg_uid == uploaded.SOPInstanceUID
+
+    # OHIF saves an edited segmentation with STOW-RS: the same request, from dicomweb-client
+    saved = _corrected(uploaded, "Corrected in the viewer")
+    client.store_instances([saved])
+    newest = _newest_assessment(home)
+    assert (newest.decision, newest.username) == (Decision.CORRECTED, "dr-stow")
+    assert newest.corrected_seg_uid == saved.SOPInstanceUID
+    assessed = [e for e in audit_events(home) if e["type"] == "AI Result Assessment"]
+    corrections = [e for e in assessed if "corrected" in e["description"]]
+    assert [e["participants"][0]["user_id"] for e in corrections] == ["dr-cy", "dr-stow"]
+
+    # the newest correction, not the AI's SEG nor the earlier correction, labels the case for research
+    released = run_cli(
+        home, "datasets", "release", "corrected", "--to", "local", "--with-results", "accepted", "--json"
+    )
+    assert json.loads(released.stdout)["instances"] == 24 + 1
+    shown = json.loads(run_cli(home, "datasets", "show", "corrected").stdout)
+    modalities = [f["modality"] for f in shown["statement"]["predicate"]["files"]]
+    assert (modalities.count("SEG"), modalities.count("SR")) == (1, 0)
+
+
 def test_auditors_researchers_and_admins_have_their_pages(site) -> None:
     home, appliance, study = site
     base = f"http://127.0.0.1:{appliance.http_port}"
@@ -218,6 +304,16 @@ def test_auditors_researchers_and_admins_have_their_pages(site) -> None:
         auditor.get_by_role("button", name="Prove its inclusion").click()
         assert '"leaf_index": 0' in auditor.locator("pre").inner_text()
         screenshot(auditor, "audit-integrity")
+        auditor.get_by_role("link", name="Compliance").click()
+        auditor.get_by_role("button", name="Run the checks now").click()
+        assert "checks failed" in auditor.get_by_role("status").inner_text()
+        assert auditor.locator("tr[data-check]").count() == 10
+        screenshot(auditor, "compliance")
+        with auditor.expect_download() as download:
+            auditor.get_by_role("link", name="Download the signed report").click()
+        public_key = load_pem_public_key((home / "audit-signing-key.pub").read_bytes())
+        signed = dsse.verify(Path(download.value.path()).read_bytes(), [public_key], PAYLOAD_TYPE)  # type: ignore[list-item]
+        assert json.loads(signed)["trigger"] == "web:auditor-1"
         refused = auditor.goto(base + "/worklist")
         assert refused.status == 403  # an auditor sees no worklist
 
@@ -230,10 +326,13 @@ def test_auditors_researchers_and_admins_have_their_pages(site) -> None:
             and "BEGIN PUBLIC KEY" in researcher.locator("pre").inner_text()
         )
         screenshot(researcher, "datasets")
+        assert researcher.goto(base + "/compliance").status == 403  # a researcher sees no compliance report
 
         admin = browser.new_context().new_page()
         people[Role.ADMIN].first_sign_in(admin, base, "/admin")
         assert admin.get_by_role("cell", name="lesion_ct_segmentation", exact=True).count() == 1
         assert admin.get_by_role("cell", name="local-scu", exact=True).count() == 1
         screenshot(admin, "admin")
+        admin.get_by_role("link", name="Compliance").click()
+        assert admin.get_by_role("heading", name="Report 1").is_visible()  # the auditor's, kept
     assert any(e["event_id"] == "110101" and "audit page" in e["description"] for e in audit_events(home))

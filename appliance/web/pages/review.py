@@ -1,81 +1,26 @@
 """A study's review page: its AI results with their findings, and the clinician's assessment of
-each (accept, or reject with a reason). An assessment is kept with the result, audited, sent to
-the PACS that receive results as an SR naming the result (so the PACS keeps it too), and makes an
-accepted result part of the cases that ``datasets release --with-results accepted`` takes."""
+each (accept, reject with a reason, or correct with a SEG of their own, uploaded here or saved from
+the viewer). See :mod:`appliance.review.assessments` for what an assessment does."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from io import BytesIO
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydicom import dcmread
-from pydicom.dataset import Dataset
 from sqlmodel import select
 
 from appliance.context import Appliance
-from appliance.db.tables import Decision, InferenceResult, Instance, ResultAssessment
+from appliance.db.tables import Decision, InferenceResult
 from appliance.errors import ConfigError, NotFound
-from appliance.pipeline.assessment_report import assessment_report
-from appliance.pipeline.sending import enqueue, result_destinations
-from appliance.security.keys import WrappedKey
-from appliance.storage.writer import NewObject
+from appliance.review import assessments, corrections
+from appliance.review.assessments import REJECT_REASONS, Assessment
 from appliance.web.api.deps import AppDep, CurrentCaller
 from appliance.web.catalogue import CallerCatalogue
 from appliance.web.clinical_records import ClinicalRecords
 from appliance.web.pages.rendering import render
 from appliance.web.pages.worklist import findings_of, record_value, seg_series, viewer_link
-from audit.events import Action, AuditEvent, EventID, Outcome, ParticipantObject
-
-REJECT_REASONS = {
-    "wrong-anatomy": "segments the wrong structure",
-    "missed-finding": "misses a finding",
-    "false-finding": "marks something that is not there",
-    "poor-boundary": "boundaries too far off to use",
-    "image-quality": "the images are not fit to be read",
-    "other": "another reason (see the text)",
-}
-_REASON_COLUMN = "result_assessment.reason_text"
-
-
-def _latest(session, result_pk: int) -> ResultAssessment | None:  # type: ignore[no-untyped-def]
-    return session.exec(
-        select(ResultAssessment)
-        .where(ResultAssessment.result_pk == result_pk)
-        .order_by(ResultAssessment.id.desc())  # type: ignore[attr-defined]
-    ).first()
-
-
-def _headers(app: Appliance, sop_uids: list[str]) -> list[Dataset]:
-    with app.session() as session:
-        rows = session.exec(select(Instance).where(Instance.sop_instance_uid.in_(sop_uids))).all()  # type: ignore[attr-defined]
-    return [
-        dcmread(
-            BytesIO(app.store.get(r.object_id, WrappedKey(r.kek_id, r.wrapped_key))), stop_before_pixels=True
-        )
-        for r in rows
-    ]
-
-
-def _report(
-    app: Appliance,
-    records: ClinicalRecords,
-    result: InferenceResult,
-    decision: Decision,
-    reason: str,
-    who: str,
-) -> str:
-    """The assessment as an SR in the study, stored and queued for the PACS that get results."""
-    headers = _headers(app, [result.seg_uid, result.sr_uid])
-    ai_report = next(h for h in headers if h.SOPInstanceUID == result.sr_uid)
-    model = f"{result.model} {result.version}"
-    report = assessment_report(ai_report, headers, decision.value, reason, who, model, datetime.now(UTC))
-    pk = records.writer().write(NewObject.result(report, app.settings.dicom.ae_title))
-    for destination in result_destinations(app):
-        enqueue(app, destination, [pk])
-    return str(report.SOPInstanceUID)
 
 
 def router(records: ClinicalRecords) -> APIRouter:
@@ -88,7 +33,7 @@ def router(records: ClinicalRecords) -> APIRouter:
             results = session.exec(
                 select(InferenceResult).where(InferenceResult.study_uid == study).order_by(InferenceResult.id)
             ).all()
-            reviewed = [(result, _latest(session, result.id)) for result in results]  # type: ignore[arg-type]
+            reviewed = [(result, assessments.latest(session, result.id)) for result in results]  # type: ignore[arg-type]
         series_of = seg_series(app, list(results))
         rows = [
             {
@@ -97,6 +42,7 @@ def router(records: ClinicalRecords) -> APIRouter:
                 "decision": assessment.decision.value if assessment else "",
                 "by": assessment.username if assessment else "",
                 "reason": REJECT_REASONS.get(assessment.reason_code or "", "") if assessment else "",
+                "correction": assessment.corrected_seg_uid if assessment else "",
             }
             for result, assessment in reviewed
         ]  # fmt: skip
@@ -118,41 +64,34 @@ def router(records: ClinicalRecords) -> APIRouter:
         reason_text: Annotated[str, Form()] = "",
     ) -> Response:
         CallerCatalogue(records, caller).open_study(study)  # the same scope as the page
-        if decision == Decision.REJECTED and reason_code not in REJECT_REASONS:
-            raise ConfigError(f"a rejection needs a reason: one of {', '.join(REJECT_REASONS)}")
-        with app.session() as session:
-            row = session.get(InferenceResult, result)
-            if row is None or row.study_uid != study:
-                raise NotFound(f"no result {result} in this study")
-            reason = "; ".join(filter(None, (REJECT_REASONS.get(reason_code, ""), reason_text.strip())))
-            sealed = app.fields.encrypt(_REASON_COLUMN, reason_text) if reason_text.strip() else None
-            session.add(
-                ResultAssessment(
-                    result_pk=result,
-                    decision=decision,
-                    username=caller.name,
-                    reason_code=reason_code or None,
-                    reason_text_enc=sealed,
-                    assessment_uid=_report(app, records, row, decision, reason, caller.name),
-                )
-            )
-            session.commit()
-        app.audit.emit(
-            AuditEvent(
-                event_id=EventID.PATIENT_RECORD,
-                action=Action.CREATE,
-                outcome=Outcome.SUCCESS,
-                type_code="AI Result Assessment",
-                participants=(caller.participant,),
-                objects=(
-                    ParticipantObject("study", study),
-                    ParticipantObject(
-                        "segmentation", row.seg_uid, {"decision": decision.value, "reason": reason_code}
-                    ),
-                ),
-                description=f"AI result {row.model} {row.version} {decision.value}",
-            )
-        )
+        assessment = Assessment(decision, reason_code, reason_text)  # a correction without its SEG refused
+        assessments.record(app, records.writer(), _result(app, study, result), assessment, caller.participant)
         return RedirectResponse(f"/studies/{study}", status_code=303)
 
+    @pages.post("/studies/{study}/results/{result}/correction", status_code=204)
+    async def correct(study: str, result: int, request: Request, caller: CurrentCaller, app: AppDep) -> None:
+        """The corrected SEG as the request's body (``application/dicom``), read into memory only."""
+        limit = app.settings.dicom.max_instance_bytes
+        if int(request.headers.get("content-length") or 0) > limit:
+            raise ConfigError(f"the SEG is larger than the {limit} bytes an instance may have")
+        body = await request.body()
+        await run_in_threadpool(_correct, app, CallerCatalogue(records, caller), study, result, body)
+
     return pages
+
+
+def _result(app: Appliance, study: str, result: int) -> InferenceResult:
+    with app.session() as session:
+        row = session.get(InferenceResult, result)
+    if row is None or row.study_uid != study:
+        raise NotFound(f"no result {result} in this study")
+    return row
+
+
+def _correct(app: Appliance, catalogue: CallerCatalogue, study: str, result: int, part10: bytes) -> None:
+    catalogue.open_study(study)  # the same scope as the page
+    row = _result(app, study, result)
+    corrections.check(corrections.header(part10), row)
+    outcome = catalogue.store([part10], study, correcting=row)
+    if outcome.failed:
+        raise ConfigError(f"the SEG was not stored (DICOM status 0x{outcome.failed[0][2]:04X})")

@@ -22,3 +22,22 @@
   }
   setInterval(refresh, 5000);
 })();
+
+// A correction's SEG goes as the request's body (not a multipart form, which the server would spool
+// to a temporary file: a SEG holds the patient's name), with the CSRF token from its cookie.
+(function () {
+  for (const form of document.querySelectorAll("form[data-correction-url]")) {
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const file = form.querySelector("input[type=file]").files[0];
+      const csrf = (document.cookie.match(/(?:^|; )appliance_csrf=([^;]*)/) || [])[1] || "";
+      const answer = await fetch(form.dataset.correctionUrl, {
+        method: "POST", credentials: "same-origin", body: file,
+        headers: { "Content-Type": "application/dicom", "X-CSRF-Token": decodeURIComponent(csrf), Accept: "application/json" },
+      });
+      if (answer.ok) { location.reload(); return; }
+      const reason = await answer.json().catch(() => ({ detail: answer.statusText }));
+      form.querySelector("[data-correction-error]").textContent = "Not stored: " + reason.detail;
+    });
+  }
+})();
