@@ -11,6 +11,7 @@ import click
 from anonymizer.release.dsse import verify
 from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, json_option, open_home
 from appliance.errors import NotFound
+from appliance.research import requests as release_requests
 from appliance.research.releases import Releaser, export_public_pem, export_signing_key, list_releases
 from appliance.research.selection import RESULTS, ReleaseCriteria
 
@@ -26,7 +27,7 @@ def _day(_: click.Context, __: click.Parameter, value: str | None) -> date | Non
 
 @click.group(cls=ApplianceGroup)
 def datasets() -> None:
-    """Dataset releases for researchers: release, list, show, signing-key."""
+    """Dataset releases for researchers: release, list, show, signing-key, requests, run-request."""
 
 
 @datasets.command("release")
@@ -141,3 +142,29 @@ def datasets_show(home: str | None, name: str, version: int | None) -> None:
 def datasets_signing_key(home: str | None) -> None:
     """The PEM public key that verifies this appliance's releases (give it to researchers)."""
     click.echo(export_public_pem(open_home(home)), nl=False)
+
+
+@datasets.command("requests")
+@home_option
+@json_option
+def datasets_requests(home: str | None, as_json: bool) -> None:
+    """Researchers' release requests (the datasets page), newest first, with their state."""
+    rows = [
+        {"id": r.id, "name": r.name, "workspace": r.workspace, "by": r.requested_by, "state": r.state.value,
+         "decided_by": r.decided_by or "", "version": r.version or "", "note": r.note or ""}
+        for r in release_requests.listed(open_home(home))
+    ]  # fmt: skip
+    emit_rows(rows, as_json, ["id", "name", "workspace", "by", "state", "decided_by", "version", "note"])
+
+
+@datasets.command("run-request")
+@home_option
+@click.argument("request_id", type=int)
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=0, help="de-identifying processes (0: one per CPU)"
+)
+def datasets_run_request(home: str | None, request_id: int, workers: int) -> None:
+    """Release what approved request N asked for (the console starts this on approval); run again
+    after a failure or an interruption, it resumes the same version."""
+    row = release_requests.fulfil(open_home(home), request_id, workers)
+    click.echo(f"request {row.id}: {row.name} v{row.version} released")

@@ -20,7 +20,7 @@ from appliance.admin.audit_reading import verification
 from appliance.compliance.findings import Finding, Severity
 from appliance.config import ComplianceSettings
 from appliance.context import SIGNING_PUBLIC_KEY, Appliance
-from appliance.db.tables import BreakGlass, UserAccount, as_utc
+from appliance.db.tables import BreakGlass, ReleaseRequest, RequestState, UserAccount, as_utc
 from appliance.security.keys import DirectoryKeySource, key_source
 from appliance.security.rotation import keys_in_use
 from audit.events import EventID, Outcome
@@ -192,7 +192,8 @@ def failed_login_bursts(period: Period) -> Finding:
 
 
 def exports(period: Period) -> Finding:
-    """Every research export since, who ran it, whether it went out (and who approved it)."""
+    """Every research export since, who ran it and whether it went out; and the researchers'
+    requests decided since, who asked and who approved or refused them."""
     rows = [
         {
             "at": e["at"],
@@ -203,13 +204,24 @@ def exports(period: Period) -> Finding:
         }
         for e in period.recent(EventID.EXPORT)
     ]
+    with period.app.session() as session:
+        decided = session.exec(
+            select(ReleaseRequest).where(ReleaseRequest.decided_at >= period.since)  # type: ignore[operator]
+        ).all()
+    requests = [
+        {"request": r.id, "dataset": r.name, "asked_by": r.requested_by, "decided_by": r.decided_by,
+         "state": r.state.value, "version": r.version}
+        for r in decided
+    ]  # fmt: skip
+    approved = sum(r.decided_by is not None and r.state != RequestState.REFUSED for r in decided)
     return Finding(
         "exports",
-        "Exports of de-identified data, and who made them",
+        "Exports of de-identified data, who made them and who approved them",
         Severity.INFO,
         True,
-        f"{len(rows)} exports ({sum(r['outcome'] != 0 for r in rows)} refused or failed)",
-        {"exports": rows},
+        f"{len(rows)} exports ({sum(r['outcome'] != 0 for r in rows)} refused or failed); "
+        f"{len(requests)} release requests decided ({approved} approved)",
+        {"exports": rows, "requests": requests},
     )
 
 

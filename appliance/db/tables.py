@@ -379,3 +379,30 @@ class ComplianceReportRow(SQLModel, table=True):
     fingerprint: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     digest: str = Field(max_length=64, description="SHA-256 of the envelope")
+
+
+class RequestState(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REFUSED = "refused"
+    RELEASED = "released"
+    FAILED = "failed"
+
+
+class ReleaseRequest(SQLModel, table=True):
+    """A researcher's request for a release (a cohort query), which an admin approves before it runs."""
+
+    __tablename__ = "release_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64)
+    workspace: str = Field(max_length=64)
+    criteria: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    purpose: str = Field(max_length=1000)
+    requested_by: str = Field(max_length=64)
+    requested_at: datetime = Field(default_factory=utcnow)
+    state: RequestState = Field(default=RequestState.PENDING, index=True)
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = None
+    note: str | None = Field(default=None, max_length=512, description="why refused, or why it failed")
+    version: int | None = Field(default=None, description="the version it released")

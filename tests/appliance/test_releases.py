@@ -13,10 +13,12 @@ from pydicom import dcmread
 from anonymizer.release.manifest import manifest_key, verify_manifest
 from appliance.context import open_appliance
 from appliance.errors import ConfigError
-from appliance.research import holdout
+from appliance.research import holdout, requests
 from appliance.research.releases import Releaser, export_signing_key
 from appliance.research.selection import ReleaseCriteria
 from audit import checkpoint
+from audit.events import Participant
+from testbed.processes import run_cli
 from testbed.research import store_datasets
 from testbed.synthetic import FakePatient, ct_series
 from tests.support.inspect import audit_events, plaintext_hits
@@ -162,7 +164,6 @@ def releaser_profile(app):  # type: ignore[no-untyped-def]
 
 
 def test_datasets_commands_print_json_and_the_signing_key(home: Path, tmp_path: Path) -> None:
-    from testbed.processes import run_cli
 
     app = open_appliance(home)
     try:
@@ -183,7 +184,6 @@ def test_datasets_commands_print_json_and_the_signing_key(home: Path, tmp_path: 
 
 
 def test_workspace_commands_add_list_and_remove(home: Path, tmp_path: Path) -> None:
-    from testbed.processes import run_cli
 
     run_cli(home, "workspaces", "add", "lab", "--dir", str(tmp_path / "lab"))
     listed = json.loads(run_cli(home, "workspaces", "list", "--json").stdout)
@@ -194,3 +194,60 @@ def test_workspace_commands_add_list_and_remove(home: Path, tmp_path: Path) -> N
     assert "lab" not in run_cli(home, "workspaces", "list").stdout
     missing = run_cli(home, "datasets", "release", "d", "--to", "lab", check=False)
     assert missing.returncode == 1 and "no workspace named lab (known: local)" in missing.stderr
+
+
+def test_a_request_runs_only_once_approved_and_records_how_it_ended(app, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """A researcher's cohort query waits for an admin; refused, it never runs; approved, it
+    releases (``datasets run-request``, as the console starts it) and records the version; one
+    that fails records why, and runs again once the cause is gone."""
+    store_datasets(app, ct_series(3, ALICE, seed=1))
+    rex, ada = Participant("rex", is_requestor=True), Participant("ada", is_requestor=True)
+    cohort = ReleaseCriteria(modalities=("CT",))
+    with pytest.raises(ConfigError, match="at least 10 characters"):
+        requests.ask(app, rex, "ct-cohort", "local", cohort, "why")
+    with pytest.raises(ConfigError, match="cannot name studies"):
+        requests.ask(
+            app, rex, "ct-cohort", "local", ReleaseCriteria(studies=("1.2.3",)), "lesion model training"
+        )
+    asked = requests.ask(app, rex, "ct-cohort", "local", cohort, "lesion model training")
+    with pytest.raises(ConfigError, match="only an approved one runs"):
+        requests.fulfil(app, asked.id, workers=1)
+    refused = requests.ask(app, rex, "everything", "local", ReleaseCriteria(), "all of it, please")
+    with pytest.raises(ConfigError, match="says why"):
+        requests.decide(app, ada, refused.id, approve=False)
+    requests.decide(app, ada, refused.id, approve=False, note="too broad: name a modality")
+    with pytest.raises(ConfigError, match="refused, not pending"):
+        requests.decide(app, ada, refused.id, approve=True)
+
+    requests.decide(app, ada, asked.id, approve=True)
+    ran = run_cli(home, "datasets", "run-request", str(asked.id), "--workers", "1")
+    assert "ct-cohort v1 released" in ran.stdout
+    listed = {r["id"]: r for r in json.loads(run_cli(home, "datasets", "requests", "--json").stdout)}
+    assert (listed[asked.id]["state"], listed[asked.id]["version"]) == ("released", 1)
+    assert (listed[refused.id]["state"], listed[refused.id]["note"]) == (
+        "refused",
+        "too broad: name a modality",
+    )
+    assert _manifest(app, "ct-cohort", 1).counts["instances"] == 3
+
+    # an approved request whose workspace is unreachable fails, saying why, and resumes later
+    failing = requests.ask(app, rex, "ct-later", "local", cohort, "lesion model validation")
+    requests.decide(app, ada, failing.id, approve=True)
+    workspace = _workspace(home)
+    workspace.rename(workspace.with_name("moved-away"))
+    (home / "research-workspace").write_text("not a folder")
+    failed = run_cli(home, "datasets", "run-request", str(failing.id), "--workers", "1", check=False)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    row = requests.listed(app)[0]
+    assert row.state.value == "failed" and row.note
+    (home / "research-workspace").unlink()
+    workspace.with_name("moved-away").rename(workspace)
+    assert "ct-later v1 released" in run_cli(home, "datasets", "run-request", str(failing.id)).stdout
+
+    events = [e for e in audit_events(home) if e.get("type") == "Release Request"]
+    assert [e["description"].split(") ", 1)[1] for e in events] == [
+        "asked for", "asked for", "refused: too broad: name a modality", "approved", "released",
+        "asked for", "approved", "failed", "released",
+    ]  # fmt: skip
+    exports = [e for e in audit_events(home) if e["event_id"] == "110106" and e["outcome"] == 0]
+    assert exports[0]["participants"][0]["user_id"] == "ada (approving request 1 of rex)"

@@ -327,12 +327,31 @@ def test_auditors_researchers_and_admins_have_their_pages(site) -> None:
         )
         screenshot(researcher, "datasets")
         assert researcher.goto(base + "/compliance").status == 403  # a researcher sees no compliance report
+        researcher.goto(base + "/datasets")
+        researcher.get_by_label("Dataset name").fill("ct-lesions")
+        researcher.get_by_label("Modalities").fill("CT")
+        researcher.get_by_label("Purpose").fill("retraining the lesion model")
+        researcher.get_by_role("button", name="Ask for this release").click()
+        request_row = researcher.locator("tr[data-request]").filter(has_text="ct-lesions")
+        assert request_row.locator("[data-cell=state]").inner_text() == "pending"
+        screenshot(researcher, "datasets-request")
 
         admin = browser.new_context().new_page()
         people[Role.ADMIN].first_sign_in(admin, base, "/admin")
         assert admin.get_by_role("cell", name="lesion_ct_segmentation", exact=True).count() == 1
         assert admin.get_by_role("cell", name="local-scu", exact=True).count() == 1
         screenshot(admin, "admin")
+        assert "retraining the lesion model" in admin.locator("article[data-request]").inner_text()
+        admin.get_by_role("button", name="Approve request 1").click()
+        assert admin.locator("article[data-request]").count() == 0  # decided: off the queue
         admin.get_by_role("link", name="Compliance").click()
         assert admin.get_by_role("heading", name="Report 1").is_visible()  # the auditor's, kept
+
+        def released() -> bool:
+            researcher.reload()
+            state = request_row.locator("[data-cell=state]").inner_text()
+            return state.startswith("released (v1) by admin-1")
+
+        wait_for(released, 120, "the approved request's release")
+        assert researcher.get_by_role("row").filter(has_text="ct-lesions v1").count() == 1
     assert any(e["event_id"] == "110101" and "audit page" in e["description"] for e in audit_events(home))

@@ -1,18 +1,21 @@
 """The admins' console: sources, destinations (with an echo), models, users, keys, jobs (retry),
-health. Each action calls what the CLI calls, so its checks and audit are the same."""
+researchers' release requests (approve, refuse), health. Each action calls what the CLI calls, so
+its checks and audit are the same."""
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
 
 from appliance.access import accounts
 from appliance.admin import model_registry, peers
-from appliance.db.tables import Destination, Job, Source
+from appliance.db.tables import Destination, Job, RequestState, Source
 from appliance.pipeline import sending
+from appliance.research import requests as release_requests
 from appliance.security import rotation
 from appliance.web.api.deps import AppDep, CurrentCaller
 from appliance.web.pages.rendering import render
@@ -34,6 +37,7 @@ def console(
         models=model_registry.list_models(app), users=accounts.list_users(app),
         keys=[(kid, kid == app.keyring.active_id, in_use.get(kid, 0)) for kid in app.keyring.ids],
         jobs=jobs, echoed=echoed, failed=failed,
+        requests=[r for r in release_requests.listed(app) if r.state == RequestState.PENDING],
     )  # fmt: skip
 
 
@@ -49,4 +53,20 @@ def echo(name: str, caller: CurrentCaller, app: AppDep) -> Response:
 @router.post("/admin/jobs/{job}/retry")
 def retry(job: int, caller: CurrentCaller, app: AppDep) -> Response:
     sending.retry(app, job)
+    return RedirectResponse("/admin", status_code=303)
+
+
+@router.post("/admin/release-requests/{request_id}/approve")
+def approve(request_id: int, caller: CurrentCaller, app: AppDep) -> Response:
+    """Approved, the release runs in a process of its own; the datasets page shows how it ended."""
+    release_requests.decide(app, caller.participant, request_id, approve=True)
+    release_requests.start(app, request_id)
+    return RedirectResponse("/admin", status_code=303)
+
+
+@router.post("/admin/release-requests/{request_id}/refuse")
+def refuse(
+    request_id: int, caller: CurrentCaller, app: AppDep, note: Annotated[str, Form()] = ""
+) -> Response:
+    release_requests.decide(app, caller.participant, request_id, approve=False, note=note)
     return RedirectResponse("/admin", status_code=303)
