@@ -85,7 +85,10 @@ class HttpSettings(Section):
     allow_plain_http: bool = Field(
         False, description="serve plain HTTP on an address other than loopback (behind a TLS proxy only)"
     )
-    token_seconds: int = Field(900, ge=60, le=86400, description="lifetime of a sign-in's access token")
+    token_seconds: int = Field(
+        900, ge=60, le=86400, description="lifetime of a sign-in's token; a page session's idle limit"
+    )
+    session_hours: float = Field(12.0, gt=0, le=24, description="a page session ends this long after sign-in")
     break_glass_minutes: int = Field(60, ge=5, le=1440, description="how long emergency access lasts")
     viewer_directory: Path | None = Field(
         None,

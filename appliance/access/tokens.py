@@ -1,6 +1,10 @@
 """Access tokens: a random bearer token per sign-in (also the browser's session cookie), short-lived
 and revocable, stored only as its SHA-256; with it a CSRF token that a cookie-borne request which
 changes anything must echo in a header (a bearer token is never sent by a browser on its own).
+
+A page session slides: a person's own request with the cookie pushes its end to a token lifetime
+from now (at most ``http.session_hours`` after sign-in), so it ends only after that long idle; a
+bearer token given to a program keeps its fixed lifetime.
 """
 
 from __future__ import annotations
@@ -56,15 +60,23 @@ class Bearer:
         return csrf is not None and hmac.compare_digest(_digest(csrf), self.csrf_hash)
 
 
-def resolve(app: Appliance, token: str) -> Bearer | None:
-    """The token's account, if the token is known, unexpired, unrevoked and the account enabled."""
+def resolve(app: Appliance, token: str, slide: bool = False) -> Bearer | None:
+    """The token's account, if the token is known, unexpired, unrevoked and the account enabled;
+    ``slide``: a person's activity, which extends the session (written once per half lifetime)."""
     with app.session() as session:
         row = session.get(AccessToken, _digest(token))
-        if row is None or row.revoked_at is not None or as_utc(row.expires_at) <= utcnow():
+        now = utcnow()
+        if row is None or row.revoked_at is not None or as_utc(row.expires_at) <= now:
             return None
         user = session.get(UserAccount, row.user_pk)
         if user is None or user.disabled:
             return None
+        lifetime = timedelta(seconds=app.settings.http.token_seconds)
+        if slide and as_utc(row.expires_at) - now < lifetime / 2:
+            longest = as_utc(row.created_at) + timedelta(hours=app.settings.http.session_hours)
+            row.expires_at = min(now + lifetime, longest)
+            session.add(row)
+            session.commit()
         return Bearer(user, row.csrf_hash)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from appliance.context import open_appliance
-from appliance.db.tables import AccessToken, Role, UserAccount, utcnow
+from appliance.db.tables import AccessToken, Role, UserAccount, as_utc, utcnow
 from tests.support.people import NEW_PASSWORD
 
 pytestmark = pytest.mark.slow
@@ -118,3 +118,43 @@ def test_a_disabled_account_loses_its_tokens_at_once(site):
     assert response.status_code == 204
     assert _me(site, token) == 401
     assert person.login().status_code == 401
+
+
+def test_a_page_session_slides_while_its_person_is_active(site):
+    """A person's requests with the cookie push the session's end out again; the page's own polling
+    does not, nor does a program's bearer token; and no session outlives ``http.session_hours``."""
+    person = site.person("sliding", Role.CLINICIAN)
+    token = person.token()
+    cookies = {"appliance_session": token}
+    app = open_appliance(site.home)
+
+    def ends_in(**changes) -> float:  # type: ignore[no-untyped-def]
+        with app.session() as session:
+            row = session.exec(select(AccessToken).where(AccessToken.user_pk == UserAccount.id)
+                               .where(UserAccount.username == "sliding")).one()  # fmt: skip
+            for key, value in changes.items():
+                setattr(row, key, value)
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            return (as_utc(row.expires_at) - utcnow()).total_seconds()
+
+    try:
+        assert ends_in(expires_at=utcnow() + timedelta(seconds=60)) < 61
+        polled = httpx.get(
+            f"{site.base}/worklist/states", cookies=cookies, headers={"X-Background-Refresh": "1"}
+        )
+        assert polled.status_code == 200 and ends_in() < 61
+        by_program = httpx.get(f"{site.base}/worklist/states", headers={"Authorization": f"Bearer {token}"})
+        assert by_program.status_code == 200 and ends_in() < 61
+        assert httpx.get(f"{site.base}/worklist/states", cookies=cookies).status_code == 200
+        assert 890 < ends_in() <= 900  # a person's request: a whole token lifetime again
+
+        ends_in(
+            created_at=utcnow() - timedelta(hours=12) + timedelta(seconds=120),
+            expires_at=utcnow() + timedelta(seconds=60),
+        )
+        assert httpx.get(f"{site.base}/worklist/states", cookies=cookies).status_code == 200
+        assert ends_in() <= 120  # twelve hours after sign-in at the latest
+    finally:
+        app.close()

@@ -23,6 +23,7 @@ SESSION_COOKIE = "appliance_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"  # the same token in a page's form
 CSRF_COOKIE = "appliance_csrf"  # readable by the page (not HttpOnly): its forms post it back
+BACKGROUND_HEADER = "X-Background-Refresh"  # a page's timer, not a person: the session does not slide
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -90,7 +91,8 @@ def _authorize(request: Request, form_token: str | None) -> None:
     if allowed is rules.PUBLIC:
         return
     token, from_cookie = _credentials(request)
-    bearer = tokens.resolve(get_appliance(request), token) if token else None
+    activity = from_cookie and BACKGROUND_HEADER not in request.headers  # a page's own polling is not
+    bearer = tokens.resolve(get_appliance(request), token, slide=activity) if token else None
     if bearer is None:
         raise HTTPException(
             401, "sign in first: POST /api/auth/login", headers={"WWW-Authenticate": "Bearer"}
@@ -109,7 +111,8 @@ def _authorize(request: Request, form_token: str | None) -> None:
 
 
 def set_session_cookies(response: Response, issued: tokens.IssuedToken) -> None:
-    """The session token (HttpOnly) and its CSRF token (readable, so that a page's forms send it)."""
+    """The session token (HttpOnly) and its CSRF token (readable, so that a page's forms send it),
+    as browser-session cookies: the server decides when the session ends (see ``tokens``)."""
     for name, value, http_only in (
         (SESSION_COOKIE, issued.access_token, True),
         (CSRF_COOKIE, issued.csrf_token, False),
@@ -117,7 +120,6 @@ def set_session_cookies(response: Response, issued: tokens.IssuedToken) -> None:
         response.set_cookie(
             name,
             value,
-            max_age=issued.expires_in,
             httponly=http_only,
             secure=True,
             samesite="strict",

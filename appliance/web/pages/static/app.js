@@ -5,7 +5,7 @@
   if (!table) return;
   async function refresh() {
     if (document.hidden) return;
-    const answer = await fetch(table.dataset.statesUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const answer = await fetch(table.dataset.statesUrl, { credentials: "same-origin", headers: { Accept: "application/json", "X-Background-Refresh": "1" } });
     if (!answer.ok) return;
     const states = await answer.json();
     for (const row of table.querySelectorAll("tr[data-study]")) {
