@@ -71,3 +71,13 @@ def test_the_gpu_profile_reserves_a_gpu():
 def test_the_build_context_leaves_out_keys_homes_and_environments():
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "secrets", "appliance-home", ".git"} <= set(ignored)
+
+
+def test_the_image_carries_the_viewer_where_the_appliance_looks_for_it():
+    """The npm stage runs the install step's pinned script (the build context keeps it); the image
+    gets the static files in python:3.11-slim's prefix, where ``viewer_directory`` looks."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "COPY scripts/fetch-viewer.sh /fetch-viewer.sh\nRUN bash /fetch-viewer.sh /viewer" in dockerfile
+    assert "FROM python:3.11-slim\n" in dockerfile  # its sys.prefix is /usr/local
+    assert "COPY --from=viewer /viewer /usr/local/share/ohif-viewer" in dockerfile
+    assert "!scripts/fetch-viewer.sh" in (REPO / ".dockerignore").read_text().split()
