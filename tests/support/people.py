@@ -1,9 +1,10 @@
 """People for the HTTP tests: accounts made as ``appliance users add`` makes them, signed in over HTTP.
 
-Each one-time code is accepted once, and only for the steps around now; ``Person`` therefore uses
-the codes of successive steps (current, then next) and never the same step twice. It never uses the
-previous step: a request that crosses a step boundary on a slow machine would then arrive two steps
-late and be refused. A third sign-in within one step waits for the next step to begin.
+Each one-time code is accepted once, and only for the steps around now (one either side).
+``Person`` uses the earliest step not used yet by a successful sign-in: the previous one while
+more than ``_MARGIN`` seconds of the current step remain (a request crossing the boundary would
+arrive two steps late, refused), else the current one, then the next; beyond that it waits for the
+next step. A refused attempt (401, 429) uses no step, so a test of failures never waits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from appliance.context import Appliance
 from appliance.db.tables import Role
 
 NEW_PASSWORD = "a long enough new password"
+_MARGIN = 5.0  # seconds
 
 
 @dataclass
@@ -44,24 +46,37 @@ class Person:
         secret = parse_qs(urlparse(enrolment.totp_uri).query)["secret"][0]
         return cls(base, username, enrolment.password, secret)
 
+    def _next_step(self) -> int:
+        now = time.time()
+        current = int(now // 30)
+        earliest = current - 1 if 30 - now % 30 > _MARGIN else current
+        step = max(self.step + 1, earliest)
+        if step > current + 1:  # both steps ahead used: wait until this one is the next
+            time.sleep((step - 1) * 30 - now + 0.1)
+        return step
+
     def code(self) -> str:
-        """The code of the next unused step: the current one, or the next when the current is used."""
-        current = int(time.time() // 30)
-        self.step = max(self.step + 1, current)
-        if self.step > current + 1:
-            time.sleep((self.step - 1) * 30 - time.time() + 0.1)
+        """The code of the next unused step, counted as used (for a request a test makes itself)."""
+        self.step = self._next_step()
         return pyotp.TOTP(self.secret).generate_otp(self.step)
 
+    def _post(self, path: str, body: dict) -> httpx.Response:
+        step = self._next_step()
+        body = {**body, "username": self.username, "otp": pyotp.TOTP(self.secret).generate_otp(step)}
+        response = httpx.post(f"{self.base}{path}", json=body)
+        if response.status_code not in (401, 429):  # the code was checked and accepted: its step is used
+            self.step = step
+        return response
+
     def change_password(self) -> httpx.Response:
-        body = {"username": self.username, "password": self.password, "otp": self.code()}
-        response = httpx.post(f"{self.base}/api/auth/password", json={**body, "new_password": NEW_PASSWORD})
+        body = {"password": self.password, "new_password": NEW_PASSWORD}
+        response = self._post("/api/auth/password", body)
         if response.status_code == 204:
             self.password = NEW_PASSWORD
         return response
 
     def login(self, password: str | None = None) -> httpx.Response:
-        body = {"username": self.username, "password": password or self.password, "otp": self.code()}
-        return httpx.post(f"{self.base}/api/auth/login", json=body)
+        return self._post("/api/auth/login", {"password": password or self.password})
 
     def token(self) -> str:
         """Signed in (the initial password changed first): the bearer token."""
