@@ -21,7 +21,7 @@ run: install
 	$(VENV)/bin/appliance serve --home $(HOME_DIR)
 
 test: system-deps install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 benchmark: system-deps install
 	$(VENV)/bin/pip install -q -e '.[bench]'
