@@ -37,10 +37,9 @@ from pydicom.uid import generate_uid  # noqa: E402
 
 from testbed.accounts import enrol  # noqa: E402
 from testbed.dcmtk import storescu_parallel  # noqa: E402
-from testbed.processes import ApplianceProcess, OrthancProcess, run_cli  # noqa: E402
+from testbed.dicomweb_peers import appliance_and_orthanc  # noqa: E402
 from testbed.synthetic import FakePatient, ct_series, write_series  # noqa: E402
 
-QUIET = {"APPLIANCE_INFERENCE__ENABLED": "false", "APPLIANCE_DICOM__MIN_FREE_BYTES": str(1024**2)}
 SERIES_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
@@ -80,14 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        home = root / "home"
-        run_cli(home, "init")
-        run_cli(home, "sources", "add", "bench", "--ae", "SCU", "--host", "127.0.0.1")
-        appliance = ApplianceProcess(home, root / "appliance.log", QUIET).start()
-        orthanc = OrthancProcess(root / "orthanc").start(
-            {"Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"], "DicomWeb": {"Enable": True}}
-        )
-        try:
+        with appliance_and_orthanc(root) as (home, appliance, orthanc):
             token = enrol(home, appliance.base_url, "bench", "clinician").token(appliance.base_url)
             ours_headers = {"Authorization": f"Bearer {token}"}
             series = ct_series(args.slices, size=512, seed=1)
@@ -125,7 +117,8 @@ def main() -> None:
                 for _ in range(args.rounds):
                     ours.append(timed_get(client, ours_q, {**ours_headers, **json_accept})[0])
                     theirs.append(timed_get(client, theirs_q, json_accept)[0])
-                count = len(client.get(ours_q, headers={**ours_headers, **json_accept}).json() or [])
+                found = client.get(ours_q, headers={**ours_headers, **json_accept})
+                count = len(found.json()) if found.status_code == 200 else 0  # 204: none matched
                 report(f"QIDO {name} ({count} of {args.studies + 1})", ours, theirs)
                 if name == "all studies":
                     print(f"  (the appliance's first search, reading each study's summary: {cold:.2f} s)")
@@ -136,9 +129,6 @@ def main() -> None:
                 ours.append(timed_get(client, f"{appliance.base_url}/worklist", page)[0])
                 theirs.append(timed_get(client, listing, {})[0])
             report(f"worklist page vs REST listing ({args.studies + 1})", ours, theirs)
-        finally:
-            appliance.stop()
-            orthanc.stop()
 
 
 if __name__ == "__main__":

@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.access import passwords  # noqa: E402
 from testbed.accounts import enrol  # noqa: E402
+from testbed.dicomweb_peers import QUIET  # noqa: E402
 from testbed.processes import ApplianceProcess, run_cli  # noqa: E402
-
-QUIET = {"APPLIANCE_INFERENCE__ENABLED": "false", "APPLIANCE_DICOM__MIN_FREE_BYTES": str(1024**2)}
 
 
 def main() -> None:

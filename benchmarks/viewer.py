@@ -38,10 +38,10 @@ from appliance.web.pages.viewer import CONFIG, viewer_directory  # noqa: E402
 from testbed.accounts import enrol  # noqa: E402
 from testbed.browser import chromium  # noqa: E402
 from testbed.dcmtk import storescu_parallel  # noqa: E402
-from testbed.processes import ApplianceProcess, OrthancProcess, free_port, run_cli, wait_for  # noqa: E402
+from testbed.dicomweb_peers import appliance_and_orthanc  # noqa: E402
+from testbed.processes import free_port, wait_for  # noqa: E402
 from testbed.synthetic import FakePatient, ct_series, write_series  # noqa: E402
 
-QUIET = {"APPLIANCE_INFERENCE__ENABLED": "false", "APPLIANCE_DICOM__MIN_FREE_BYTES": str(1024**2)}
 # the first frame in which a canvas of the viewport shows the image: some sampled pixels lit
 FIRST_IMAGE = """() => {
   for (const canvas of document.querySelectorAll("canvas")) {
@@ -139,50 +139,47 @@ def main() -> None:
         args.screenshots.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        home = root / "home"
-        run_cli(home, "init")
-        run_cli(home, "sources", "add", "bench", "--ae", "SCU", "--host", "127.0.0.1")
-        appliance = ApplianceProcess(home, root / "appliance.log", QUIET).start()
-        orthanc = OrthancProcess(root / "orthanc").start(
-            {"Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"], "DicomWeb": {"Enable": True}}
-        )
-        nginx, port = nginx_for_orthanc(root / "nginx", orthanc.http_port)
-        front = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(lambda: _answers(front), 30, "nginx")
-            token = enrol(home, appliance.base_url, "bench", "clinician").token(appliance.base_url)
-            ours, theirs = [], []
-            with chromium() as browser:
-                our_context, their_context = browser.new_context(), browser.new_context()  # type: ignore[attr-defined]
-                our_context.add_cookies(
-                    [{"name": "appliance_session", "value": token, "url": appliance.base_url}]
-                )
-                for index in range(args.rounds + 1):  # the first round untimed: the viewer's code cached
-                    patient = FakePatient(f"Viewer^Round{index}", f"VIEW{index:04d}", "19700101")
-                    series = ct_series(args.slices, patient, size=512, seed=index)
-                    files = write_series(root / f"round{index}", series)
-                    storescu_parallel(appliance.dicom_port, files, "APPLIANCE")
-                    storescu_parallel(orthanc.dicom_port, files, "ORTHANC")
-                    path = f"/viewer/viewer?StudyInstanceUIDs={series[0].StudyInstanceUID}"
-                    time.sleep(2)  # the appliance's series is complete and indexed for both
-                    shots = [args.screenshots / f"{who}-{index}.png" if args.screenshots else None
-                             for who in ("appliance", "orthanc")]  # fmt: skip
-                    a = first_image_seconds(our_context, appliance.base_url + path, shots[0])
-                    b = first_image_seconds(their_context, front + path, shots[1])
-                    label = f"round {index}" + (" (warm-up)" if index == 0 else "")
-                    print(f"{label}: appliance {a:.2f} s, orthanc {b:.2f} s")
-                    if index:
-                        ours.append(a)
-                        theirs.append(b)
-            a, b = statistics.median(ours), statistics.median(theirs)
-            print(
-                f"time to first image, {args.slices}-slice 512x512 CT (median of {args.rounds}): "
-                f"appliance {a:.2f} s, orthanc {b:.2f} s, appliance/orthanc speed {b / a:.2f}"
+        with appliance_and_orthanc(root) as (home, appliance, orthanc):
+            run(args, root, home, appliance, orthanc)
+
+
+def run(args: argparse.Namespace, root: Path, home: Path, appliance, orthanc) -> None:  # type: ignore[no-untyped-def]
+    """The rounds, alternated: a fresh study to both, then its first image in each."""
+    nginx, port = nginx_for_orthanc(root / "nginx", orthanc.http_port)
+    front = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(front), 30, "nginx")
+        token = enrol(home, appliance.base_url, "bench", "clinician").token(appliance.base_url)
+        ours, theirs = [], []
+        with chromium() as browser:
+            our_context, their_context = browser.new_context(), browser.new_context()  # type: ignore[attr-defined]
+            our_context.add_cookies(
+                [{"name": "appliance_session", "value": token, "url": appliance.base_url}]
             )
-        finally:
-            nginx.terminate()
-            appliance.stop()
-            orthanc.stop()
+            for index in range(args.rounds + 1):  # the first round untimed: the viewer's code cached
+                patient = FakePatient(f"Viewer^Round{index}", f"VIEW{index:04d}", "19700101")
+                series = ct_series(args.slices, patient, size=512, seed=index)
+                files = write_series(root / f"round{index}", series)
+                storescu_parallel(appliance.dicom_port, files, "APPLIANCE")
+                storescu_parallel(orthanc.dicom_port, files, "ORTHANC")
+                path = f"/viewer/viewer?StudyInstanceUIDs={series[0].StudyInstanceUID}"
+                time.sleep(2)  # the appliance's series is complete and indexed for both
+                shots = [args.screenshots / f"{who}-{index}.png" if args.screenshots else None
+                         for who in ("appliance", "orthanc")]  # fmt: skip
+                a = first_image_seconds(our_context, appliance.base_url + path, shots[0])
+                b = first_image_seconds(their_context, front + path, shots[1])
+                label = f"round {index}" + (" (warm-up)" if index == 0 else "")
+                print(f"{label}: appliance {a:.2f} s, orthanc {b:.2f} s")
+                if index:
+                    ours.append(a)
+                    theirs.append(b)
+        a, b = statistics.median(ours), statistics.median(theirs)
+        print(
+            f"time to first image, {args.slices}-slice 512x512 CT (median of {args.rounds}): "
+            f"appliance {a:.2f} s, orthanc {b:.2f} s, appliance/orthanc speed {b / a:.2f}"
+        )
+    finally:
+        nginx.terminate()
 
 
 def _answers(url: str) -> bool:
