@@ -5,7 +5,7 @@ Each round sends a fresh ``--slices``-slice 512x512 CT study to both, then opens
 new tab of a warmed browser context (the viewer's own code already cached, as a clinician's
 browser has it: an untimed first round loads it) and measures, in the page, the time from
 navigation to the first frame in which the viewport's canvas shows the CT (``performance.now()``
-when a sampled pixel of the canvas is lit). Rounds alternate between the servers.
+when a sampled pixel of the canvas is lit). Which server goes first alternates from round to round.
 
 Peers in their best documented configuration: Orthanc as Debian ships it with its DICOMweb plugin
 (``orthanc-dicomweb``, its default metadata mode), ``TCP_NODELAY=1``, behind nginx, which serves
@@ -14,7 +14,7 @@ put OHIF in front of Orthanc: the same origin, no CORS); the appliance on its em
 serving the viewer itself, a signed-in clinician's session cookie, inference off (no model runs
 on the studies while they are viewed). Needs nginx (Debian: ``apt-get install nginx-light``).
 
-    python benchmarks/viewer.py [--slices 200] [--rounds 5] [--screenshots DIR]
+    python benchmarks/viewer.py [--slices 200] [--rounds 9] [--screenshots DIR]
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def first_image_seconds(context, url: str, shot: Path | None) -> float:  # type:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--screenshots", type=Path, help="a folder: each server's view at its first image")
     args = parser.parse_args()
     if args.screenshots:
@@ -166,8 +166,12 @@ def run(args: argparse.Namespace, root: Path, home: Path, appliance, orthanc) ->
                 time.sleep(2)  # the appliance's series is complete and indexed for both
                 shots = [args.screenshots / f"{who}-{index}.png" if args.screenshots else None
                          for who in ("appliance", "orthanc")]  # fmt: skip
-                a = first_image_seconds(our_context, appliance.base_url + path, shots[0])
-                b = first_image_seconds(their_context, front + path, shots[1])
+                if index % 2:  # who goes first alternates: neither always opens on a busier machine
+                    b = first_image_seconds(their_context, front + path, shots[1])
+                    a = first_image_seconds(our_context, appliance.base_url + path, shots[0])
+                else:
+                    a = first_image_seconds(our_context, appliance.base_url + path, shots[0])
+                    b = first_image_seconds(their_context, front + path, shots[1])
                 label = f"round {index}" + (" (warm-up)" if index == 0 else "")
                 print(f"{label}: appliance {a:.2f} s, orthanc {b:.2f} s")
                 if index:

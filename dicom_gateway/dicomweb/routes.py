@@ -23,6 +23,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicom_gateway.dicomweb import multipart
 from dicom_gateway.dicomweb.catalogue import Catalogue, StoredInstance
+from dicom_gateway.dicomweb.json_model import to_json_dict
 from dicom_gateway.dicomweb.query import Query
 from dicom_gateway.dicomweb.stow import dicom_parts
 from dicom_gateway.errors import DicomwebRefused
@@ -106,7 +107,7 @@ def _metadata(instances: list[StoredInstance]) -> Iterator[bytes]:
     yield b"["
     for index, instance in enumerate(instances):
         dataset = dcmread(BytesIO(instance.read()), stop_before_pixels=True)
-        yield (b"," if index else b"") + json.dumps(dataset.to_json_dict()).encode()
+        yield (b"," if index else b"") + json.dumps(to_json_dict(dataset)).encode()
     yield b"]"
 
 
