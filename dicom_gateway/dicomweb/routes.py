@@ -102,13 +102,19 @@ def _instances_response(instances: list[StoredInstance], accept: str) -> Streami
     )
 
 
+_METADATA_BATCH = 32  # instances per chunk: each chunk of a sync stream is a hop to the thread pool
+
+
 def _metadata(instances: list[StoredInstance]) -> Iterator[bytes]:
-    """A JSON array written one instance at a time."""
-    yield b"["
+    """A JSON array, written a few instances at a time (each read and decrypted only then)."""
+    chunk = [b"["]
     for index, instance in enumerate(instances):
         dataset = dcmread(BytesIO(instance.read()), stop_before_pixels=True)
-        yield (b"," if index else b"") + json.dumps(to_json_dict(dataset)).encode()
-    yield b"]"
+        chunk.append((b"," if index else b"") + json.dumps(to_json_dict(dataset)).encode())
+        if len(chunk) >= _METADATA_BATCH:
+            yield b"".join(chunk)
+            chunk = []
+    yield b"".join([*chunk, b"]"])
 
 
 def _frames(instance: StoredInstance, numbers: list[int]) -> list[bytes]:
