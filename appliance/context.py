@@ -75,6 +75,14 @@ SIGNING_KEY_NAME = "audit-signing-key"  # the wrapped secret: signs checkpoints 
 SIGNING_PUBLIC_KEY = f"{SIGNING_KEY_NAME}.pub"
 
 
+def report_signing_key(app: Appliance) -> Ed25519PrivateKey:
+    """The audit signing key, which also signs the reports auditors read (compliance, model
+    validation): they verify with the public key they hold for the log's checkpoints."""
+    return Ed25519PrivateKey.from_private_bytes(
+        load_or_create_secret(app.engine, app.keyring, SIGNING_KEY_NAME)
+    )
+
+
 def _audit_log(settings: Settings, engine: Engine, keyring: Keyring) -> tuple[AuditLog, bytes]:
     """The audit log, with its own encryption key and the appliance's signing key (both KEK-wrapped)."""
     key = load_or_create_secret(engine, keyring, "audit-log-key")

@@ -48,13 +48,14 @@ def _bundle_files(bundle: Path) -> dict[str, Path]:
     return files
 
 
-def sign_bundle(bundle: Path, key: Ed25519PrivateKey, publisher: str) -> Manifest:
-    """Write manifest.json and manifest.sig for the bundle as it is now."""
+def sign_bundle(bundle: Path, key: Ed25519PrivateKey, publisher: str, name: str | None = None) -> Manifest:
+    """Write manifest.json and manifest.sig for the bundle as it is now; the model's name is the
+    folder's unless given (a candidate trained in a folder of another name keeps its parent's)."""
     try:
         metadata = json.loads((bundle / METADATA).read_text())
     except (OSError, ValueError) as exc:
         raise BundleRejected(f"{bundle} has no readable {METADATA}") from exc
-    name = bundle.name  # the Model Zoo's identifier; metadata's "name" is a display title
+    name = name or bundle.name  # the Model Zoo's identifier; metadata's "name" is a display title
     files = {rel: _digest(path) for rel, path in sorted(_bundle_files(bundle).items())}
     manifest = Manifest(publisher, name, str(metadata.get("version", "0")), files)
     body = json.dumps(vars(manifest), indent=2, sort_keys=True).encode()

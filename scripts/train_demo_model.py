@@ -1,6 +1,6 @@
 """Train the demo lesion model on synthetic CT phantoms and write it as a signed MONAI bundle.
 
-    python scripts/train_demo_model.py [--out models/demo] [--iterations 600] [--seed 7]
+    python scripts/train_demo_model.py [--out models/demo] [--iterations 600] [--seed 7] [--configs-only]
 
 Phantoms (models/phantom.py) are drawn on random clinical grids and resampled to the model's
 working resolution (1.5 mm, RAS) as the bundle's preprocessing will do, a small 3D UNet is
@@ -108,6 +108,204 @@ def inference_config() -> dict:
             ],
         },
         "evaluator": {"_target_": "SupervisedEvaluator", "amp": True},
+    }
+
+
+def train_config() -> dict:
+    """The bundle's training workflow (``configs/train.json``), run by ``research train``: it
+    fine-tunes from the bundle's current weights on a pulled release's datalist and keeps the
+    weights of the epoch with the best validation Dice (the Model Zoo's spleen config's shape)."""
+    pair = ["image", "label"]
+    deterministic = [
+        {"_target_": "LoadImaged", "keys": pair},
+        {"_target_": "EnsureChannelFirstd", "keys": pair},
+        {"_target_": "Orientationd", "keys": pair, "axcodes": "RAS"},
+        {"_target_": "Spacingd", "keys": pair, "pixdim": [SPACING] * 3, "mode": ["bilinear", "nearest"]},
+        {
+            "_target_": "ScaleIntensityRanged",
+            "keys": "image",
+            "a_min": WINDOW[0],
+            "a_max": WINDOW[1],
+            "b_min": 0.0,
+            "b_max": 1.0,
+            "clip": True,
+        },
+        {"_target_": "EnsureTyped", "keys": pair},
+    ]
+    crops = {
+        "_target_": "RandCropByPosNegLabeld",
+        "keys": pair,
+        "label_key": "label",
+        "spatial_size": [CROP] * 3,
+        "pos": 1,
+        "neg": 1,
+        "num_samples": 4,
+        "image_key": "image",
+        "image_threshold": 0,
+    }
+    discrete = {
+        "_target_": "Compose",
+        "transforms": [
+            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+            {"_target_": "AsDiscreted", "keys": ["pred", "label"], "argmax": [True, False], "to_onehot": 2},
+        ],
+    }
+    labelled = (
+        "$[e for e in monai.data.load_decathlon_datalist(@datalist, True, '{side}', @dataset_dir)"
+        " if 'label' in e]"
+    )
+    both = "$monai.handlers.from_engine(['pred', 'label'])"
+    return {
+        "imports": ["$import monai", "$import ignite"],
+        "bundle_root": ".",
+        "ckpt_dir": "$@bundle_root + '/models'",
+        "dataset_dir": "/workspace/data/demo",
+        "datalist": "$@dataset_dir + '/datalist.json'",
+        "epochs": 5,
+        "seed": 0,
+        "learning_rate": 0.001,
+        "val_interval": 1,
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+        "amp": "$@device.type == 'cuda'",
+        "network_def": NETWORK,
+        "network": "$@network_def.to(@device)",
+        "loss": {"_target_": "DiceCELoss", "to_onehot_y": True, "softmax": True},
+        "optimizer": {
+            "_target_": "torch.optim.Adam",
+            "params": "$@network.parameters()",
+            "lr": "@learning_rate",
+        },
+        "train": {
+            "deterministic_transforms": deterministic,
+            # a volume thinner than a crop is padded to it (with the window's floor, 0)
+            "random_transforms": [
+                {"_target_": "SpatialPadd", "keys": pair, "spatial_size": [CROP] * 3},
+                crops,
+            ],
+            "preprocessing": {
+                "_target_": "Compose",
+                "transforms": "$@train#deterministic_transforms + @train#random_transforms",
+            },
+            "dataset": {
+                "_target_": "CacheDataset",
+                "data": labelled.format(side="training"),
+                "transform": "@train#preprocessing",
+                "cache_rate": 1.0,
+                "num_workers": 0,
+            },
+            "dataloader": {
+                "_target_": "DataLoader",
+                "dataset": "@train#dataset",
+                "batch_size": 2,
+                "shuffle": True,
+                "num_workers": 0,
+            },
+            "inferer": {"_target_": "SimpleInferer"},
+            "postprocessing": discrete,
+            "handlers": [
+                {
+                    "_target_": "CheckpointLoader",
+                    "load_path": "$@bundle_root + '/models/model.pt'",
+                    "load_dict": {"model": "@network"},
+                    "map_location": "@device",
+                },
+                {
+                    "_target_": "ValidationHandler",
+                    "validator": "@validate#evaluator",
+                    "epoch_level": True,
+                    "interval": "@val_interval",
+                },
+                {
+                    "_target_": "StatsHandler",
+                    "tag_name": "train_loss",
+                    "output_transform": "$monai.handlers.from_engine(['loss'], first=True)",
+                },
+            ],
+            "trainer": {
+                "_target_": "SupervisedTrainer",
+                "max_epochs": "@epochs",
+                "device": "@device",
+                "train_data_loader": "@train#dataloader",
+                "network": "@network",
+                "loss_function": "@loss",
+                "optimizer": "@optimizer",
+                "inferer": "@train#inferer",
+                "postprocessing": "@train#postprocessing",
+                "train_handlers": "@train#handlers",
+                "amp": "@amp",
+            },
+        },
+        "validate": {
+            "preprocessing": {"_target_": "Compose", "transforms": "%train#deterministic_transforms"},
+            "dataset": {
+                "_target_": "CacheDataset",
+                "data": labelled.format(side="validation"),
+                "transform": "@validate#preprocessing",
+                "cache_rate": 1.0,
+                "num_workers": 0,
+            },
+            "dataloader": {
+                "_target_": "DataLoader",
+                "dataset": "@validate#dataset",
+                "batch_size": 1,
+                "shuffle": False,
+                "num_workers": 0,
+            },
+            "inferer": {
+                "_target_": "SlidingWindowInferer",
+                "roi_size": [96, 96, 96],
+                "sw_batch_size": 2,
+                "overlap": 0.25,
+                "padding_mode": "replicate",
+            },
+            "postprocessing": "%train#postprocessing",
+            "handlers": [
+                {"_target_": "StatsHandler", "iteration_log": False},
+                {
+                    "_target_": "CheckpointSaver",
+                    "save_dir": "@ckpt_dir",
+                    "save_dict": {"model": "@network"},
+                    "save_key_metric": True,
+                    "key_metric_filename": "model.pt",
+                },
+            ],
+            "key_metric": {
+                "val_mean_dice": {
+                    "_target_": "MeanDice",
+                    "include_background": False,
+                    "output_transform": both,
+                }
+            },
+            "evaluator": {
+                "_target_": "SupervisedEvaluator",
+                "device": "@device",
+                "val_data_loader": "@validate#dataloader",
+                "network": "@network",
+                "inferer": "@validate#inferer",
+                "postprocessing": "@validate#postprocessing",
+                "key_val_metric": "@validate#key_metric",
+                "val_handlers": "@validate#handlers",
+                "amp": "@amp",
+            },
+        },
+        "initialize": ["$monai.utils.set_determinism(seed=@seed)"],
+        "run": ["$@train#trainer.run()"],
+    }
+
+
+def validation_protocol() -> dict:
+    """The modification protocol (``configs/validation.json``) a candidate must pass against this
+    version on the appliance's held-out set before it may replace it."""
+    return {
+        "metrics": {
+            "dice": {"margin": 0.05},
+            "hd95": {"margin": 5.0},
+            "surface_dice": {"margin": 0.05, "tolerance_mm": 2.0},
+        },
+        "min_cases": 3,
+        "subgroups": {"modality": ["CT"]},
+        "min_subgroup_cases": 1,
+        "bootstrap": {"resamples": 2000, "confidence": 0.95, "seed": 0},
     }
 
 
@@ -250,6 +448,8 @@ def write_bundle(out: Path, network: torch.nn.Module) -> Path:
     (bundle / "models").mkdir()
     (bundle / "configs" / "inference.json").write_text(json.dumps(inference_config(), indent=2) + "\n")
     (bundle / "configs" / "metadata.json").write_text(json.dumps(metadata(), indent=2) + "\n")
+    (bundle / "configs" / "train.json").write_text(json.dumps(train_config(), indent=2) + "\n")
+    (bundle / "configs" / "validation.json").write_text(json.dumps(validation_protocol(), indent=2) + "\n")
     torch.save(network.state_dict(), bundle / "models" / "model.pt")
     return bundle
 
@@ -274,9 +474,22 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "models" / "demo")
     parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--configs-only",
+        action="store_true",
+        help="keep the bundle's weights; rewrite its configs and re-sign",
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    network = train(args.iterations, args.seed)
+    if args.configs_only:
+        from monai.networks.nets import UNet
+
+        network = UNet(**{k: v for k, v in NETWORK.items() if k != "_target_"})
+        weights = args.out / NAME / "models" / "model.pt"
+        network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        network.eval()
+    else:
+        network = train(args.iterations, args.seed)
     bundle = write_bundle(args.out, network)
     key = Ed25519PrivateKey.generate()  # used once, here, and never written
     sign_bundle(bundle, key, PUBLISHER)

@@ -1,4 +1,5 @@
-"""``research``: list, pull and verify the dataset releases in a research workspace."""
+"""``research``: list, pull and verify the dataset releases in a research workspace; train, sign
+and submit a candidate model."""
 
 from __future__ import annotations
 
@@ -117,6 +118,85 @@ def verify_command(folder: Path, trust: Path) -> None:
 
     manifest = verify_copy(folder, _trusted(trust))
     click.echo(f"{manifest.name} v{manifest.version}: signature and {len(manifest.files)} files verified")
+
+
+@research.command("train")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--bundle", "bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="the bundle to train from (its configs/train.json and current weights)",
+)  # fmt: skip
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="a new folder for the candidate bundle")  # fmt: skip
+@trust_option
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="default: cuda when there is one")
+@click.option("--version", "version", help="the candidate's version (default: the next minor version)")
+@click.option(
+    "--tracking", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)"
+)
+def train_command(
+    dataset_dir: Path, bundle: Path, out: Path, trust: Path, epochs: int, seed: int,
+    device: str | None, version: str | None, tracking: str | None,
+) -> None:  # fmt: skip
+    """Train BUNDLE on a pulled release (DATASET_DIR) into a candidate version with its lineage."""
+    import torch
+
+    from models.training.workflow import TrainingSettings
+    from workspace.tracking import tracking_uri
+    from workspace.train import train_candidate
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    settings = TrainingSettings(dataset_dir, epochs, seed, device)
+    lineage, run, run_id = train_candidate(
+        dataset_dir, bundle, out, _trusted(trust), settings, tracking_uri(tracking), version
+    )
+    best = f"; best {run.key_metric} {run.best:.4f}" if run.best is not None else ""
+    click.echo(
+        f"candidate {lineage.parent.name} in {out}: trained {epochs} epochs on {lineage.release.name} "
+        f"v{lineage.release.version} ({run.cases.get('training', 0)} training, "
+        f"{run.cases.get('validation', 0)} validation cases) in {run.seconds:.0f} s{best}; "
+        f"MLflow run {run_id}"
+    )
+
+
+@research.command("keygen")
+@click.argument("key", type=click.Path(dir_okay=False, path_type=Path))
+def keygen_command(key: Path) -> None:
+    """Make a publisher key: KEY (private, mode 0600) and KEY's .pub (for `appliance models trust`)."""
+    from workspace.publish import keygen
+
+    public = keygen(key)
+    click.echo(f"private key {key}; public key {public} (give it to the appliance's admin)")
+
+
+@research.command("sign")
+@click.argument("candidate", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--key", "key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--publisher", help="the publisher's name the appliance trusts (default: the key file's name)")
+def sign_command(candidate: Path, key: Path, publisher: str | None) -> None:
+    """Sign a candidate bundle: manifest.json (every file's SHA-256) and manifest.sig."""
+    from workspace.publish import sign
+
+    manifest = sign(candidate, key, publisher or key.stem)
+    click.echo(
+        f"signed {manifest.name} {manifest.version} as {manifest.publisher} ({len(manifest.files)} files)"
+    )
+
+
+@research.command("submit")
+@click.argument("candidate", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("url")
+@endpoint_option
+def submit_command(candidate: Path, url: str, endpoint: str | None) -> None:
+    """Put a signed candidate in the model inbox of the workspace at URL (s3://BUCKET/PREFIX or a folder)."""
+    from workspace.publish import submit
+
+    prefix = submit(candidate, open_store(url, endpoint))
+    click.echo(
+        f"submitted to {url.rstrip('/')}/{prefix}: the appliance imports it with `appliance models fetch`"
+    )
 
 
 if __name__ == "__main__":

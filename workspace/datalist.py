@@ -21,7 +21,8 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from anonymizer.release.manifest import ReleaseManifest
-from models.volume import InconsistentSeries, Volume, build_volume
+from models.seg_labels import label_volume, referenced_series
+from models.volume import build_volume
 from workspace.pull import FILES
 
 DATALIST = "datalist.json"
@@ -32,42 +33,6 @@ SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 
 def _validation(patient: str, fraction: float) -> bool:
     return int.from_bytes(hashlib.sha256(patient.encode()).digest()[:8], "big") / 2**64 < fraction
-
-
-def _referenced_series(seg: Dataset) -> set[str]:
-    return {item.SeriesInstanceUID for item in seg.get("ReferencedSeriesSequence", [])}
-
-
-def _source_slice(group: Dataset, by_uid: dict[str, int], by_position: dict[tuple, int]) -> int | None:
-    """The volume slice a SEG frame lies on: the image it was derived from, else its position."""
-    for derivation in group.get("DerivationImageSequence", []):
-        for source in derivation.get("SourceImageSequence", []):
-            if source.ReferencedSOPInstanceUID in by_uid:
-                return by_uid[source.ReferencedSOPInstanceUID]
-    for plane in group.get("PlanePositionSequence", []):
-        return by_position.get(tuple(round(float(v), 2) for v in plane.ImagePositionPatient))
-    return None
-
-
-def label_volume(seg: Dataset, volume: Volume) -> np.ndarray:
-    """The SEG's segments on the volume's grid (uint8, 0 = background, else the segment number)."""
-    labels = np.zeros(volume.array.shape, np.uint8)
-    images = volume.frame_images(labels)  # a view: [k, row, column] of each source frame
-    by_uid = {frame.dataset.SOPInstanceUID: k for k, frame in enumerate(volume.frames)}
-    by_position = {
-        tuple(round(float(v), 2) for v in frame.dataset.ImagePositionPatient): k
-        for k, frame in enumerate(volume.frames)
-        if "ImagePositionPatient" in frame.dataset
-    }
-    shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else Dataset()
-    masks = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
-    for index, (mask, group) in enumerate(zip(masks, seg.PerFrameFunctionalGroupsSequence, strict=True)):
-        k = _source_slice(group, by_uid, by_position)
-        if k is None:
-            raise InconsistentSeries(f"SEG frame {index + 1} lies on no image of the series it references")
-        identification = group.get("SegmentIdentificationSequence") or shared.SegmentIdentificationSequence
-        images[k][mask > 0] = int(identification[0].ReferencedSegmentNumber)
-    return labels
 
 
 def _compact(values: np.ndarray) -> np.ndarray:
@@ -96,7 +61,7 @@ def write_datalist(folder: Path, manifest: ReleaseManifest, validation_fraction:
     seg_of: dict[str, Dataset] = {}
     for path in segs:
         seg = dcmread(path)
-        for uid in _referenced_series(seg):
+        for uid in referenced_series(seg):
             seg_of[uid] = seg
     patients = sorted({key[0] for key in series})
     validation = {p for p in patients if _validation(p, validation_fraction)}

@@ -65,7 +65,8 @@ RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/jobs"): ADMIN,
     ("POST", "/api/jobs/{job}/retry"): ADMIN,
     ("GET", "/api/models"): ADMIN,
-    ("POST", "/api/models/{name}/{version}/activate"): ADMIN,
+    ("POST", "/api/models/{name}/{version}/promote"): ADMIN,
+    ("POST", "/api/models/{name}/rollback"): ADMIN,
     ("POST", "/api/models/{name}/{version}/retire"): ADMIN,
     ("GET", "/api/keys"): ADMIN,
     # the web pages

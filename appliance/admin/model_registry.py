@@ -19,8 +19,10 @@ import models
 from appliance.context import Appliance
 from appliance.db.tables import Model, ModelState, utcnow
 from appliance.errors import ApplianceError, NotFound
+from appliance.modelops.lineage import LineageRefused, check_lineage
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from models.errors import BundleRejected
+from models.lineage import read_lineage
 from models.manifest import verify_bundle
 
 TRUSTED_PUBLISHERS = "trusted-publishers"
@@ -50,6 +52,12 @@ def _audit(
     )
 
 
+def audit_refusal(app: Appliance, actor: str, what: str, text: str) -> None:
+    """A refused change of the registry (an import, a promotion), on disk before the refusal is told."""
+    _audit(app, actor, EventID.APPLICATION_ACTIVITY, Action.UPDATE, Outcome.MINOR_FAILURE, what, text)
+    app.audit.flush()
+
+
 def trusted_publishers(app: Appliance) -> dict[str, Ed25519PublicKey]:
     keys = {}
     for path in sorted((app.settings.home / TRUSTED_PUBLISHERS).glob("*.pub")):
@@ -74,10 +82,20 @@ def trust_publisher(app: Appliance, actor: str, name: str, public_key_file: Path
     )
 
 
-def import_bundle(app: Appliance, actor: str, source: Path) -> Model:
+def import_bundle(app: Appliance, actor: str, source: Path, require_lineage: bool = False) -> Model:
+    """Verify and copy a signed bundle into the home (staged). A bundle with a lineage (trained by
+    ``research train``) is imported only if its training release passes
+    :func:`appliance.modelops.lineage.check_lineage`; ``require_lineage`` refuses one without."""
     trusted = trusted_publishers(app)
+    release = None
     try:
         manifest = verify_bundle(source, trusted)
+        lineage = read_lineage(source)
+        if lineage is None and require_lineage:
+            raise ModelRefused(f"{source.name}: a candidate from the workspace must carry its lineage")
+        if lineage is not None:
+            checked = check_lineage(app, lineage)
+            release = f"{checked.name} v{checked.version}"
         destination = app.settings.home / MODELS / manifest.name / manifest.version
         if destination.exists():
             raise ModelRefused(f"{manifest.name} {manifest.version} is already imported")
@@ -86,11 +104,15 @@ def import_bundle(app: Appliance, actor: str, source: Path) -> Model:
         shutil.copytree(source, staging)
         verify_bundle(staging, trusted)  # what is kept is what was verified
         staging.rename(destination)
-    except (BundleRejected, ModelRefused) as exc:
+    except (BundleRejected, ModelRefused, LineageRefused) as exc:
         _audit(app, actor, EventID.IMPORT, Action.CREATE, Outcome.MINOR_FAILURE, source.name, str(exc))
         raise ModelRefused(str(exc)) from exc
     model = Model(
-        name=manifest.name, version=manifest.version, publisher=manifest.publisher, path=str(destination)
+        name=manifest.name,
+        version=manifest.version,
+        publisher=manifest.publisher,
+        path=str(destination),
+        release=release,
     )
     with app.session() as session:
         session.add(model)
@@ -119,6 +141,8 @@ def _set_state(app: Appliance, actor: str, name: str, version: str, state: Model
                 other.state, other.changed_at = ModelState.STAGED, utcnow()
                 session.add(other)
         model.state, model.changed_at = state, utcnow()
+        if state == ModelState.ACTIVE:
+            model.activated_at = model.changed_at
         session.add(model)
         session.commit()
     done = "activated" if state == ModelState.ACTIVE else state.value
@@ -126,6 +150,12 @@ def _set_state(app: Appliance, actor: str, name: str, version: str, state: Model
         app, actor, EventID.APPLICATION_ACTIVITY, Action.UPDATE, Outcome.SUCCESS, f"{name} {version}", done
     )
     return model
+
+
+def find(app: Appliance, name: str, version: str) -> Model:
+    """The registry's row for this version; NotFound names the command that lists them."""
+    with app.session() as session:
+        return _find(session, name, version)
 
 
 def activate(app: Appliance, actor: str, name: str, version: str) -> Model:

@@ -78,3 +78,21 @@ def holdout_remove(home: str | None, study_uid: str | None, patient_id: str | No
     app = open_home(home)
     held.remove(app, actor(), study_uid, patient_id, issuer)
     click.echo("removed from the held-out set")
+
+
+@holdout.group("labels", cls=ApplianceGroup)
+def labels() -> None:
+    """Reference SEGs of held-out series: what models are validated against."""
+
+
+@labels.command("import")
+@home_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def labels_import(home: str | None, files: tuple[str, ...]) -> None:
+    """Store reference SEGs, each naming a series of a held-out study."""
+    from pathlib import Path
+
+    from appliance.research.reference_labels import import_labels
+
+    done = import_labels(open_home(home), actor(), [Path(f) for f in files])
+    click.echo(f"{len(done)} reference labels imported")

@@ -1,7 +1,9 @@
-"""``appliance models``: trust publishers, import signed bundles, list, activate, retire."""
+"""``appliance models``: trust publishers, import signed bundles or fetch candidates from a workspace,
+validate a candidate on the held-out set, promote, roll back, retire."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -34,23 +36,112 @@ def models_import(home: str | None, bundle: str) -> None:
     click.echo(f"imported {model.name} {model.version} from {model.publisher} (staged)")
 
 
+@models.command("fetch")
+@home_option
+@click.argument("workspace")
+def models_fetch(home: str | None, workspace: str) -> None:
+    """Import the candidates submitted to WORKSPACE's model inbox (signature and lineage checked)."""
+    from appliance.modelops.inbox import fetch
+
+    results = fetch(open_home(home), actor(), workspace)
+    if not results:
+        click.echo(f"no candidate in {workspace}'s inbox")
+    for result in results:
+        click.echo(
+            f"{result.name} {result.version}: {result.outcome}"
+            + (f" ({result.detail})" if result.detail else "")
+        )
+    if any(r.outcome == "refused" for r in results):
+        raise SystemExit(1)
+
+
 @models.command("list")
 @home_option
 @json_option
 def models_list(home: str | None, as_json: bool) -> None:
-    """Imported model versions, their state (staged, active, retired) and publisher."""
-    rows = [m.model_dump(exclude={"id"}) for m in registry.list_models(open_home(home))]
-    emit_rows(rows, as_json, ["name", "version", "state", "publisher", "imported_at"])
+    """Imported model versions: state, publisher, training release, newest validation."""
+    from appliance.modelops.validation import reports
+
+    app = open_home(home)
+    rows = []
+    for model in registry.list_models(app):
+        newest = reports(app, model.name, model.version)
+        row = model.model_dump(exclude={"id", "path"})
+        row["validation"] = (
+            f"{'passed' if newest[0].passed else 'failed'} vs {newest[0].baseline} (report {newest[0].id})"
+            if newest
+            else ""
+        )
+        rows.append(row)
+    emit_rows(
+        rows, as_json, ["name", "version", "state", "publisher", "release", "validation", "imported_at"]
+    )
 
 
-@models.command("activate")
+@models.command("validate")
+@home_option
+@json_option
+@click.argument("name")
+@click.argument("version")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="default: cuda when there is one")
+def models_validate(home: str | None, as_json: bool, name: str, version: str, device: str | None) -> None:
+    """Validate VERSION against the active version on the labelled held-out cases (signed report)."""
+    from appliance.modelops import validation
+
+    app = open_home(home)
+    row = validation.validate(app, actor(), name, version, device)
+    report = validation.opened(app, row)
+    click.echo(json.dumps(report, indent=2) if as_json else validation.readable(report))
+    if not row.passed:
+        raise SystemExit(1)
+
+
+@models.command("report")
+@home_option
+@json_option
+@click.argument("name")
+@click.argument("version")
+@click.option("--signed", is_flag=True, help="print the signed DSSE envelope instead")
+def models_report(home: str | None, as_json: bool, name: str, version: str, signed: bool) -> None:
+    """The newest validation report of VERSION (signature checked)."""
+    from appliance.errors import NotFound
+    from appliance.modelops import validation
+
+    app = open_home(home)
+    found = validation.reports(app, name, version)
+    if not found:
+        raise NotFound(
+            f"{name} {version} has no validation report: run `appliance models validate {name} {version}`"
+        )
+    if signed:
+        click.echo(found[0].envelope.decode())
+        return
+    report = validation.opened(app, found[0])
+    click.echo(json.dumps(report, indent=2) if as_json else validation.readable(report))
+
+
+@models.command("promote")
 @home_option
 @click.argument("name")
 @click.argument("version")
-def models_activate(home: str | None, name: str, version: str) -> None:
-    """Make this version the one its routing rules run (the previous active one is retired)."""
-    registry.activate(open_home(home), actor(), name, version)
+@click.option("--override-reason", help="promote without a passing validation (audited as a Security Alert)")
+def models_promote(home: str | None, name: str, version: str, override_reason: str | None) -> None:
+    """Make VERSION the one its routing rules run, if its validation against the active version passed."""
+    from appliance.modelops.promotion import promote
+
+    promote(open_home(home), actor(), name, version, override_reason)
     click.echo(f"{name} {version} is active")
+
+
+@models.command("rollback")
+@home_option
+@click.argument("name")
+def models_rollback(home: str | None, name: str) -> None:
+    """Return NAME to the version that was active before the current one."""
+    from appliance.modelops.promotion import rollback
+
+    model = rollback(open_home(home), actor(), name)
+    click.echo(f"{name} {model.version} is active again")
 
 
 @models.command("retire")

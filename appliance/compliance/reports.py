@@ -15,14 +15,13 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlmodel import select
 
 from anonymizer.release import dsse
 from appliance.compliance import checks, fingerprint
 from appliance.compliance.findings import PAYLOAD_TYPE, ComplianceReport, Severity
-from appliance.context import SIGNING_KEY_NAME, Appliance, load_or_create_secret
+from appliance.context import Appliance, report_signing_key
 from appliance.db.tables import ComplianceReportRow, as_utc
 from appliance.errors import NotFound
 from appliance.runtime.periodic import NextPassIn
@@ -32,11 +31,6 @@ from audit.reader import read_entries
 
 log = logging.getLogger(__name__)
 _FIRST_PERIOD = timedelta(days=1)
-
-
-def _signing_key(app: Appliance) -> Ed25519PrivateKey:
-    secret = load_or_create_secret(app.engine, app.keyring, SIGNING_KEY_NAME)
-    return Ed25519PrivateKey.from_private_bytes(secret)
 
 
 def _readable_entries(app: Appliance, most: int | None = None) -> list[dict]:
@@ -105,7 +99,7 @@ def run(app: Appliance, trigger: str, since: datetime | None = None) -> Complian
         findings=tuple(findings),
         fingerprint=current,
     )
-    envelope = dsse.sign(report.payload(), _signing_key(app), PAYLOAD_TYPE)
+    envelope = dsse.sign(report.payload(), report_signing_key(app), PAYLOAD_TYPE)
     failed = report.failed
     row = ComplianceReportRow(
         created_at=now,

@@ -149,6 +149,10 @@ class Model(SQLModel, table=True):
     path: str = Field(max_length=1024)
     imported_at: datetime = Field(default_factory=utcnow)
     changed_at: datetime = Field(default_factory=utcnow)
+    activated_at: datetime | None = Field(default=None, description="when it last became active (rollback)")
+    release: str | None = Field(
+        default=None, max_length=160, description="the release it was trained on (NAME vN), from its lineage"
+    )
 
 
 class WrappedSecret(SQLModel, table=True):
@@ -406,3 +410,34 @@ class ReleaseRequest(SQLModel, table=True):
     decided_at: datetime | None = None
     note: str | None = Field(default=None, max_length=512, description="why refused, or why it failed")
     version: int | None = Field(default=None, description="the version it released")
+
+
+class ModelValidation(SQLModel, table=True):
+    """A signed validation report (see appliance.modelops.validation): a candidate against the
+    version active when it ran, on the held-out set, under the active version's protocol."""
+
+    __tablename__ = "model_validation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, index=True)
+    version: str = Field(max_length=64)
+    baseline: str = Field(max_length=64, description="the active version it was compared with")
+    created_at: datetime = Field(default_factory=utcnow)
+    passed: bool
+    cases: int
+    failed_criteria: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    digest: str = Field(max_length=64, description="SHA-256 of the envelope")
+
+
+class ReferenceLabel(SQLModel, table=True):
+    """A reference SEG of a held-out series (stored encrypted like any instance), imported with
+    ``appliance holdout labels import``: what models are validated against."""
+
+    __tablename__ = "reference_label"
+
+    id: int | None = Field(default=None, primary_key=True)
+    series_uid: str = Field(max_length=64, index=True, unique=True)
+    seg_uid: str = Field(max_length=64)
+    imported_by: str = Field(max_length=128)
+    imported_at: datetime = Field(default_factory=utcnow)

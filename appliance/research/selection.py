@@ -124,28 +124,51 @@ def corrections(app: Appliance) -> set[str]:
     return set(found)  # type: ignore[arg-type]
 
 
-def accepted_results(app: Appliance) -> set[str]:
-    """The objects that label the reviewed cases: the SEG and SR of each result whose newest
-    assessment accepts it, and the clinician's SEG of each whose newest assessment corrects it."""
+def _newest_assessments(app: Appliance) -> list[tuple[str, str, str, Decision, str | None]]:
+    """Each assessed result's series, SEG, SR, newest decision and the correction's SEG if any."""
     with app.session() as session:
         newest = (
             select(ResultAssessment.result_pk, func.max(ResultAssessment.id).label("newest"))
             .group_by(ResultAssessment.result_pk)
             .subquery()
         )
-        rows = session.exec(
-            select(
-                InferenceResult.seg_uid,
-                InferenceResult.sr_uid,
-                ResultAssessment.decision,
-                ResultAssessment.corrected_seg_uid,
-            )
-            .join(newest, newest.c.result_pk == InferenceResult.id)
-            .join(ResultAssessment, ResultAssessment.id == newest.c.newest)
-        ).all()
+        return list(
+            session.exec(
+                select(
+                    InferenceResult.series_uid,
+                    InferenceResult.seg_uid,
+                    InferenceResult.sr_uid,
+                    ResultAssessment.decision,
+                    ResultAssessment.corrected_seg_uid,
+                )
+                .join(newest, newest.c.result_pk == InferenceResult.id)
+                .join(ResultAssessment, ResultAssessment.id == newest.c.newest)
+                .order_by(InferenceResult.id)
+            ).all()
+        )
+
+
+def accepted_results(app: Appliance) -> set[str]:
+    """The objects that label the reviewed cases: the SEG and SR of each result whose newest
+    assessment accepts it, and the clinician's SEG of each whose newest assessment corrects it."""
     labels = {
         Decision.ACCEPTED: lambda seg, sr, corrected: {seg, sr},
         Decision.CORRECTED: lambda seg, sr, corrected: {corrected},
         Decision.REJECTED: lambda seg, sr, corrected: set(),
     }
-    return {uid for seg, sr, decision, corrected in rows for uid in labels[decision](seg, sr, corrected)}
+    rows = _newest_assessments(app)
+    return {uid for _, seg, sr, decision, corrected in rows for uid in labels[decision](seg, sr, corrected)}
+
+
+def reviewed_labels(app: Appliance) -> dict[str, str]:
+    """Each reviewed series' label SEG: the clinician's correction, or the AI's SEG they accepted
+    (the newest result's newest assessment counts)."""
+    labels: dict[str, str] = {}
+    for series, seg, _, decision, corrected in _newest_assessments(app):
+        if decision == Decision.CORRECTED and corrected:
+            labels[series] = corrected
+        elif decision == Decision.ACCEPTED:
+            labels[series] = seg
+        else:
+            labels.pop(series, None)
+    return labels

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from anonymizer.errors import ReleaseError
-from anonymizer.release.stores import FolderStore, S3Store, parse_s3_url
+from anonymizer.release.stores import FolderStore, S3Store, WorkspaceStore, parse_s3_url
 from anonymizer.release.targets import DicomwebTarget, ObjectTarget, ReleaseTarget
 from appliance.admin.changes import record_change
 from appliance.context import Appliance
@@ -102,18 +102,23 @@ def remove_workspace(app: Appliance, actor: str, name: str) -> None:
     record_change(app, actor, Action.DELETE, "workspace", name, "removed")
 
 
-def target_of(app: Appliance, workspace: Workspace) -> ReleaseTarget:
+def store_of(app: Appliance, workspace: Workspace) -> WorkspaceStore:
+    """The object store of a folder or S3 workspace (a DICOMweb one has none)."""
     if workspace.kind == WorkspaceKind.DIR:
-        return ObjectTarget(FolderStore(Path(workspace.url)))
+        return FolderStore(Path(workspace.url))
     if workspace.kind == WorkspaceKind.DICOMWEB:
-        return DicomwebTarget(workspace.url)
+        raise ConfigError(f"workspace {workspace.name} is a DICOMweb server: it has no object store")
     credentials = None
     if workspace.credentials_enc is not None:
         key_id, secret = json.loads(app.fields.decrypt(_CREDENTIALS, workspace.credentials_enc))
         credentials = (key_id, secret)
-    return ObjectTarget(
-        S3Store(parse_s3_url(workspace.url, workspace.endpoint, workspace.region), credentials)
-    )
+    return S3Store(parse_s3_url(workspace.url, workspace.endpoint, workspace.region), credentials)
+
+
+def target_of(app: Appliance, workspace: Workspace) -> ReleaseTarget:
+    if workspace.kind == WorkspaceKind.DICOMWEB:
+        return DicomwebTarget(workspace.url)
+    return ObjectTarget(store_of(app, workspace))
 
 
 def check_workspace(app: Appliance, name: str) -> str:

@@ -19,6 +19,7 @@ from sqlmodel import select
 from appliance.context import Appliance
 from appliance.db.tables import InferenceResult
 from appliance.errors import ConfigError
+from models.seg_labels import referenced_series
 
 
 def header(part10: bytes) -> Dataset:
@@ -27,10 +28,6 @@ def header(part10: bytes) -> Dataset:
         return dcmread(BytesIO(part10), stop_before_pixels=True)
     except (InvalidDicomError, ValueError, EOFError) as exc:  # the message may quote values: its kind only
         raise ConfigError(f"the file is not a DICOM object that can be read ({type(exc).__name__})") from None
-
-
-def referenced_series(seg: Dataset) -> set[str]:
-    return {str(item.get("SeriesInstanceUID", "")) for item in seg.get("ReferencedSeriesSequence", [])}
 
 
 def check(seg: Dataset, result: InferenceResult) -> None:

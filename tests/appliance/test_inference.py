@@ -135,7 +135,7 @@ def test_faults_leave_failed_jobs_with_reasons_and_the_worker_goes_on(home, tmp_
     )
     run_cli(home, "models", "trust", PUBLISHER, str(write_public_key(key, tmp_path / "test.pub")))
     run_cli(home, "models", "import", str(broken))
-    run_cli(home, "models", "activate", "spleen_ct_segmentation", "0.5.9")
+    run_cli(home, "models", "promote", "spleen_ct_segmentation", "0.5.9")
     shutil.rmtree(broken)
     rules = [
         {"model": "spleen_ct_segmentation", "series_description": "^raises"},

@@ -1,4 +1,4 @@
-"""The model registry through the CLI: trust, import, refuse, activate, retire, all audited."""
+"""The model registry through the CLI: trust, import, refuse, promote, retire, all audited."""
 
 from __future__ import annotations
 
@@ -62,13 +62,13 @@ def test_registry_lifecycle_and_refusals(home, tmp_path):
 
     assert "imported spleen_ct_segmentation 0.5.9" in run_cli(home, "models", "import", str(spleen)).stdout
     assert run_cli(home, "models", "import", str(spleen), check=False).returncode == 1  # once only
-    run_cli(home, "models", "activate", "spleen_ct_segmentation", "0.5.9")
+    run_cli(home, "models", "promote", "spleen_ct_segmentation", "0.5.9")
     listed = listed_models(home)["spleen_ct_segmentation"]
     assert listed["state"] == "active" and listed["publisher"] == "zoo"
     assert (home / "models" / "spleen_ct_segmentation" / "0.5.9" / "configs" / "inference.json").exists()
     run_cli(home, "models", "retire", "spleen_ct_segmentation", "0.5.9")
     assert listed_models(home)["spleen_ct_segmentation"]["state"] == "retired"
-    again = run_cli(home, "models", "activate", "spleen_ct_segmentation", "0.5.9", check=False)
+    again = run_cli(home, "models", "promote", "spleen_ct_segmentation", "0.5.9", check=False)
     assert again.returncode == 1 and "retired" in again.stderr
 
     registry = [e for e in audit_events(home) if e["type"] == "Model Registry"]

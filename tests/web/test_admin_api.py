@@ -77,14 +77,15 @@ def test_keys_are_metadata_and_metrics_count_what_happened(site, tmp_path):
     assert rejected["0xC210"] == 1 and rejected["0xA700"] == rejected["0xA9D0"] == 0
 
 
-def test_admins_activate_and_retire_models_as_the_cli_does(site):
+def test_admins_promote_and_retire_models_as_the_cli_does(site):
     headers = {"Authorization": f"Bearer {site.person('admin-models', Role.ADMIN).token()}"}
     (model,) = httpx.get(f"{site.base}/api/models", headers=headers).json()
     assert model["state"] == "active"
     base = f"{site.base}/api/models/{model['name']}/{model['version']}"
-    assert httpx.post(f"{base}/activate", headers=headers).json()["state"] == "active"
+    already = httpx.post(f"{base}/promote", headers=headers)
+    assert already.status_code == 400 and "already the active version" in already.json()["detail"]
     assert httpx.post(f"{base}/retire", headers=headers).json()["state"] == "retired"
-    again = httpx.post(f"{base}/activate", headers=headers)  # the registry's rule: import a new version
+    again = httpx.post(f"{base}/promote", headers=headers)  # the registry's rule: import a new version
     assert again.status_code == 400 and "is retired" in again.json()["detail"]
-    missing = httpx.post(f"{site.base}/api/models/{model['name']}/9.9.9/activate", headers=headers)
+    missing = httpx.post(f"{site.base}/api/models/{model['name']}/9.9.9/promote", headers=headers)
     assert missing.status_code == 404

@@ -1,1 +1,1 @@
-mzDbUPqyW/f2vEj8EfiAKipwyKhfynwgMRsD8WgaxP16MpZbSs2JNWS+BB0pj08DFg38Q0uqxz9iWl9j1ps7Bg==
+0gEHs0yzpM2TK2Uco5Q8GpfhYdTfeN4FijDZbYdyjJk3tS2pGOmnltuPI1Q9Fi4UNwdrZ3gGyesM+BGN74ETCg==

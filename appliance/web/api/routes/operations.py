@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from appliance.admin import model_registry
 from appliance.db.tables import Job, Model
+from appliance.modelops import promotion
 from appliance.pipeline import sending
 from appliance.security import rotation
 from appliance.web.api.deps import AppDep, CurrentCaller
@@ -81,10 +82,23 @@ def list_models(caller: CurrentCaller, app: AppDep) -> list[ModelView]:
     return [ModelView.of(m) for m in model_registry.list_models(app)]
 
 
-@router.post("/models/{name}/{version}/activate")
-def activate_model(name: str, version: str, caller: CurrentCaller, app: AppDep) -> ModelView:
-    """This version serves from the next series on; the one active before is retired."""
-    return ModelView.of(model_registry.activate(app, caller.actor, name, version))
+class PromotionRequest(BaseModel):
+    override_reason: str | None = None
+
+
+@router.post("/models/{name}/{version}/promote")
+def promote_model(
+    name: str, version: str, caller: CurrentCaller, app: AppDep, request: PromotionRequest | None = None
+) -> ModelView:
+    """This version serves from the next series on, when its validation passed (or an admin overrides)."""
+    reason = request.override_reason if request else None
+    return ModelView.of(promotion.promote(app, caller.actor, name, version, reason))
+
+
+@router.post("/models/{name}/rollback")
+def rollback_model(name: str, caller: CurrentCaller, app: AppDep) -> ModelView:
+    """The version active before the current one serves again."""
+    return ModelView.of(promotion.rollback(app, caller.actor, name))
 
 
 @router.post("/models/{name}/{version}/retire")

@@ -1,0 +1,176 @@
+"""``appliance models validate``: a candidate version against the active one on the held-out set.
+
+Both versions segment every labelled held-out case (see :mod:`appliance.modelops.held_out`); each is
+scored against the case's label; the active version's modification protocol decides. The report
+(JSON) is signed with the appliance's report key in a DSSE envelope, kept, and audited with its
+SHA-256; ``models promote`` reads the newest report of a version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from sqlmodel import select
+
+from anonymizer.release import dsse
+from appliance.admin.model_registry import ModelRefused, trusted_publishers
+from appliance.context import Appliance, report_signing_key
+from appliance.db.tables import Model, ModelState, ModelValidation
+from appliance.errors import NotFound
+from appliance.modelops.held_out import labelled_cases, series_volume, stored_instance
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from models.bundle import Predictor
+from models.seg_labels import label_volume
+from models.validation.comparison import CaseScores, aggregate, decide, subgroups
+from models.validation.metrics import case_metrics
+from models.validation.protocol import read_protocol
+
+PAYLOAD_TYPE = "application/vnd.imaging-appliance.model-validation+json"
+
+
+def _version(app: Appliance, name: str, version: str) -> Model:
+    with app.session() as session:
+        model = session.exec(select(Model).where(Model.name == name, Model.version == version)).first()
+    if model is None:
+        raise NotFound(f"no model {name} {version}; see 'appliance models list'")
+    return model
+
+
+def active_version(app: Appliance, name: str) -> Model | None:
+    with app.session() as session:
+        return session.exec(select(Model).where(Model.name == name, Model.state == ModelState.ACTIVE)).first()
+
+
+def _timed_predict(predictor: Predictor, volume) -> tuple:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    labels = predictor.predict(volume)
+    return labels, time.perf_counter() - started
+
+
+def validate(
+    app: Appliance, actor: str, name: str, version: str, device: str | None = None
+) -> ModelValidation:
+    candidate = _version(app, name, version)
+    active = active_version(app, name)
+    if active is None:
+        raise ModelRefused(f"{name} has no active version to validate {version} against")
+    if active.version == version:
+        raise ModelRefused(f"{name} {version} is the active version: validate a candidate against it")
+    protocol = read_protocol(Path(active.path), f"{name} {active.version}")
+    cases = labelled_cases(app)
+    if not cases:
+        raise ModelRefused(
+            "no labelled held-out case: hold out studies (`appliance holdout add`) and import their "
+            "reference SEGs (`appliance holdout labels import`), or review their AI results"
+        )
+    trusted = trusted_publishers(app)
+    ours = Predictor(Path(candidate.path), trusted, device)
+    theirs = Predictor(Path(active.path), trusted, device)
+    classes = {segment.number: segment.label for segment in theirs.segments}
+    scores = []
+    for case in cases:
+        volume = series_volume(app, case.series_uid)
+        reference = label_volume(stored_instance(app, case.seg_uid), volume)
+        predicted, ours_seconds = _timed_predict(ours, volume)
+        baseline, theirs_seconds = _timed_predict(theirs, volume)
+        scores.append(
+            CaseScores(
+                case.series_uid,
+                case.study_uid,
+                {"modality": case.modality},
+                case.label_source,
+                case_metrics(predicted, reference, classes, volume.spacing, protocol.tolerance_mm),
+                case_metrics(baseline, reference, classes, volume.spacing, protocol.tolerance_mm),
+                {"candidate": round(ours_seconds, 3), "active": round(theirs_seconds, 3)},
+            )
+        )
+    table = aggregate(scores, protocol)
+    criteria = decide(scores, protocol, table)
+    passed = all(c.passed for c in criteria)
+    report = {
+        "model": name,
+        "candidate": version,
+        "active": active.version,
+        "candidate_release": candidate.release,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "appliance": app.settings.audit.origin,
+        "device": str(ours.device),
+        "protocol": protocol.as_dict(),
+        "cases": [asdict(s) for s in scores],
+        "aggregate": table,
+        "subgroups": subgroups(scores),
+        "criteria": [asdict(c) for c in criteria],
+        "passed": passed,
+    }
+    envelope = dsse.sign(json.dumps(report, indent=2).encode(), report_signing_key(app), PAYLOAD_TYPE)
+    row = ModelValidation(
+        name=name,
+        version=version,
+        baseline=active.version,
+        passed=passed,
+        cases=len(scores),
+        failed_criteria=[c.name for c in criteria if not c.passed],
+        envelope=envelope,
+        digest=hashlib.sha256(envelope).hexdigest(),
+    )
+    with app.session() as session:
+        session.add(row)
+        session.commit()
+        session.refresh(row)
+    app.audit.emit(
+        AuditEvent(
+            event_id=EventID.APPLICATION_ACTIVITY,
+            action=Action.EXECUTE,
+            outcome=Outcome.SUCCESS if passed else Outcome.MINOR_FAILURE,
+            type_code="Model Validation",
+            participants=(Participant(actor, is_requestor=True),),
+            objects=(ParticipantObject("model", f"{name} {version}", {"sha256": row.digest, "id": row.id}),),
+            description=f"{name} {version} validated against {active.version} "
+            f"on {len(scores)} held-out cases: "
+            + ("passed" if passed else "failed " + ", ".join(row.failed_criteria)),
+        )
+    )
+    app.audit.flush()
+    return row
+
+
+def opened(app: Appliance, row: ModelValidation) -> dict:
+    """The report a kept envelope holds, its signature checked with the report key's public half."""
+    public_key = load_pem_public_key(app.signing_public_key_path.read_bytes())
+    return json.loads(dsse.verify(row.envelope, [public_key], PAYLOAD_TYPE))  # type: ignore[list-item]
+
+
+def reports(app: Appliance, name: str, version: str | None = None) -> list[ModelValidation]:
+    with app.session() as session:
+        query = select(ModelValidation).where(ModelValidation.name == name)
+        if version:
+            query = query.where(ModelValidation.version == version)
+        return list(session.exec(query.order_by(ModelValidation.id.desc())).all())  # type: ignore[union-attr]
+
+
+def readable(report: dict) -> str:
+    """The report as a table for a terminal."""
+    lines = [
+        f"{report['model']} {report['candidate']} against active {report['active']}: "
+        f"{len(report['cases'])} held-out cases, " + ("PASSED" if report["passed"] else "FAILED"),
+        "",
+        f"{'class':12} {'metric':13} {'candidate':>10} {'active':>10} "
+        f"{'improvement [interval]':>34} {'margin':>8}",
+    ]
+    for name, metrics in report["aggregate"].items():
+        for metric, row in metrics.items():
+            gain = row["improvement"]
+            interval = f"{gain['mean']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]"
+            lines.append(
+                f"{name:12} {metric:13} {row['candidate']:10.4f} {row['baseline']:10.4f} {interval:>34} "
+                f"{row['margin']:8g}"
+            )
+    lines.append("")
+    lines += [f"[{'pass' if c['passed'] else 'FAIL'}] {c['name']}: {c['detail']}" for c in report["criteria"]]
+    return "\n".join(lines)
