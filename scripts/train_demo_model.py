@@ -163,7 +163,7 @@ def train_config() -> dict:
         "datalist": "$@dataset_dir + '/datalist.json'",
         "epochs": 5,
         "seed": 0,
-        "learning_rate": 0.001,
+        "learning_rate": 1e-4,  # fine-tuning from the current weights (their first training: 3e-3)
         "val_interval": 1,
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "amp": "$@device.type == 'cuda'",

@@ -2,13 +2,15 @@
 the release as the run's input dataset, and the candidate bundle as an artefact.
 
 The tracking store is ``--tracking URI``, else ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` (SQLite)
-in the current folder; a tracking server (the compose file has one) is given as its http URL.
+in the current folder, with the artefacts in ``mlartifacts`` beside it; a tracking server (the
+compose file has one) is given as its http URL.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,13 @@ from workspace.errors import ResearchError
 
 def tracking_uri(given: str | None) -> str:
     return given or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _artefact_root(uri: str) -> str | None:
+    """Beside a SQLite store, so that a run never writes into the folder it was started from."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
+    return None  # a tracking server keeps its own
 
 
 class TrackedRun:
@@ -56,12 +65,14 @@ def tracked(
     """An MLflow run for one training; it ends FAILED if the training raises."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the store's schema set-up, not the user's
     import mlflow
-    from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.exceptions import MlflowException
 
     try:
         mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location=_artefact_root(uri))
         mlflow.set_experiment(experiment)
         run = mlflow.start_run(run_name=f"{experiment} on {release.name} v{release.version}")
     except MlflowException as exc:
@@ -77,7 +88,9 @@ def tracked(
                 "device": settings.device,
             }
         )
-        source = FileSystemDatasetSource(str(dataset_dir.resolve()))
+        with warnings.catch_warnings():  # MLflow registers the local-file source twice and says so
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(dataset_dir.resolve().as_uri())
         dataset = MetaDataset(
             source, name=f"{release.name} v{release.version}", digest=release.manifest_sha256[:36]
         )

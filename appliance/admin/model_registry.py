@@ -8,6 +8,7 @@ is audited.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -82,6 +83,15 @@ def trust_publisher(app: Appliance, actor: str, name: str, public_key_file: Path
     )
 
 
+def _claimed(source: Path) -> str:
+    """The name and the version a refused bundle claims, for its audit entry (nothing verified)."""
+    try:
+        version = json.loads((source / "configs" / "metadata.json").read_text()).get("version", "?")
+    except (OSError, ValueError, AttributeError):
+        version = "?"
+    return f"{source.name} {version}"
+
+
 def import_bundle(app: Appliance, actor: str, source: Path, require_lineage: bool = False) -> Model:
     """Verify and copy a signed bundle into the home (staged). A bundle with a lineage (trained by
     ``research train``) is imported only if its training release passes
@@ -105,7 +115,7 @@ def import_bundle(app: Appliance, actor: str, source: Path, require_lineage: boo
         verify_bundle(staging, trusted)  # what is kept is what was verified
         staging.rename(destination)
     except (BundleRejected, ModelRefused, LineageRefused) as exc:
-        _audit(app, actor, EventID.IMPORT, Action.CREATE, Outcome.MINOR_FAILURE, source.name, str(exc))
+        _audit(app, actor, EventID.IMPORT, Action.CREATE, Outcome.MINOR_FAILURE, _claimed(source), str(exc))
         raise ModelRefused(str(exc)) from exc
     model = Model(
         name=manifest.name,

@@ -19,10 +19,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlmodel import select
 
 from anonymizer.release import dsse
-from appliance.admin.model_registry import ModelRefused, trusted_publishers
+from appliance.admin.model_registry import ModelRefused, find, trusted_publishers
 from appliance.context import Appliance, report_signing_key
 from appliance.db.tables import Model, ModelState, ModelValidation
-from appliance.errors import NotFound
 from appliance.modelops.held_out import labelled_cases, series_volume, stored_instance
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from models.bundle import Predictor
@@ -32,14 +31,6 @@ from models.validation.metrics import case_metrics
 from models.validation.protocol import read_protocol
 
 PAYLOAD_TYPE = "application/vnd.imaging-appliance.model-validation+json"
-
-
-def _version(app: Appliance, name: str, version: str) -> Model:
-    with app.session() as session:
-        model = session.exec(select(Model).where(Model.name == name, Model.version == version)).first()
-    if model is None:
-        raise NotFound(f"no model {name} {version}; see 'appliance models list'")
-    return model
 
 
 def active_version(app: Appliance, name: str) -> Model | None:
@@ -56,7 +47,7 @@ def _timed_predict(predictor: Predictor, volume) -> tuple:  # type: ignore[no-un
 def validate(
     app: Appliance, actor: str, name: str, version: str, device: str | None = None
 ) -> ModelValidation:
-    candidate = _version(app, name, version)
+    candidate = find(app, name, version)
     active = active_version(app, name)
     if active is None:
         raise ModelRefused(f"{name} has no active version to validate {version} against")

@@ -9,6 +9,7 @@ protocol's tolerance in millimetres (1 when both are empty, 0 when only one is).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -43,15 +44,21 @@ def case_metrics(
             continue
         y_pred, y = _one_hot(mine), _one_hot(truth)
         dice = float(compute_dice(y_pred, y, include_background=False)[0, 0])
-        hd95 = float(
-            compute_hausdorff_distance(
-                y_pred, y, include_background=False, percentile=95, spacing=list(spacing)
-            )[0, 0]
-        )
-        surface = float(
-            compute_surface_dice(
-                y_pred, y, class_thresholds=[tolerance_mm], include_background=False, spacing=list(spacing)
-            )[0, 0]
-        )
+        with warnings.catch_warnings():  # MONAI's surface distances use an argument it deprecated itself
+            warnings.simplefilter("ignore", FutureWarning)
+            hd95 = float(
+                compute_hausdorff_distance(
+                    y_pred, y, include_background=False, percentile=95, spacing=list(spacing)
+                )[0, 0]
+            )
+            surface = float(
+                compute_surface_dice(
+                    y_pred,
+                    y,
+                    class_thresholds=[tolerance_mm],
+                    include_background=False,
+                    spacing=list(spacing),
+                )[0, 0]
+            )
         found[name] = {"dice": dice, "hd95": hd95, "surface_dice": surface}
     return found
