@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from models.bundle import ModelIdentity, Predictor
 from models.errors import ModelError
 from models.results import write_results
 from models.routing import RoutingRule, SeriesFacts, route
+from models.validation.metrics import label_agreement
 from models.volume import Volume, build_volume
 
 
@@ -38,6 +40,15 @@ class Unrouted:
 
 
 @dataclass
+class ShadowPrepared:
+    """The series preprocessed for a shadow version too (or why it could not be)."""
+
+    predictor: Predictor
+    data: dict
+    failure: str | None = None
+
+
+@dataclass
 class PreparedSeries:
     """A series ready for the network: routed, its volume's geometry kept, its voxels preprocessed."""
 
@@ -47,6 +58,19 @@ class PreparedSeries:
     volume: Volume  # without voxels: the geometry and the source frames the SEG references
     data: dict  # the bundle's preprocessed items
     timings: dict[str, float] = field(default_factory=dict)
+    shadow: ShadowPrepared | None = None
+
+
+@dataclass(frozen=True)
+class ShadowOutcome:
+    """What a shadow version did on the series beside the active one; never written as results."""
+
+    model: ModelIdentity
+    agreement: dict[str, float]  # segment label -> Dice between its labels and the active version's
+    volumes_ml: dict[str, float]
+    seconds: float | None  # its network and postprocessing
+    active_seconds: float
+    failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,7 @@ class SeriesResults:
     report: Dataset
     volumes_ml: dict[str, float]  # segment label -> volume
     timings: dict[str, float]  # seconds per stage
+    shadow: ShadowOutcome | None = None
 
 
 class _Clock:
@@ -84,39 +109,81 @@ def series_facts(headers: Sequence[Dataset]) -> SeriesFacts:
     )
 
 
+def _failure(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _prepare_shadow(shadow: Predictor, volume: Volume) -> ShadowPrepared:
+    try:
+        return ShadowPrepared(shadow, shadow.preprocess(shadow.inputs(volume)))
+    except Exception as exc:  # a shadow's failure is its own: the active version's results still come
+        return ShadowPrepared(shadow, {}, _failure(exc))
+
+
 def prepare_series(
     source: SeriesSource,
     rules: Sequence[RoutingRule],
     predictor_for: Callable[[str], Predictor],
     timings: dict[str, float] | None = None,
+    shadow_for: Callable[[str], Predictor | None] | None = None,
 ) -> PreparedSeries | Unrouted:
-    """Route the series and preprocess its volume for the rule's model (``predictor_for(name)``)."""
+    """Route the series and preprocess its volume for the rule's model (``predictor_for(name)``),
+    and for the version running in shadow beside it, if ``shadow_for(name)`` gives one."""
     clock = _Clock({} if timings is None else timings)
     rule, why = route(list(rules), series_facts(source.headers))
     if rule is None:
         return Unrouted(why)
     predictor = predictor_for(rule.model)
+    shadow = shadow_for(rule.model) if shadow_for is not None else None
     clock.lap("route")
     volume = build_volume(source.headers, rule.min_slices, load_pixels=source.whole)
     clock.lap("volume")
+    shadowed = _prepare_shadow(shadow, volume) if shadow is not None else None
     inputs = predictor.inputs(volume)
     volume = volume.without_voxels()  # the voxels are in inputs only: freed once resampled
     data = predictor.preprocess(inputs)
     clock.lap("preprocessing")
-    return PreparedSeries(rule, why, predictor, volume, data, clock.laps)
+    return PreparedSeries(rule, why, predictor, volume, data, clock.laps, shadowed)
+
+
+def _run_shadow(prepared: PreparedSeries, labels: np.ndarray, active_seconds: float) -> ShadowOutcome:
+    shadow = prepared.shadow
+    assert shadow is not None
+    failure = shadow.failure
+    if failure is None:
+        started = time.perf_counter()
+        try:
+            theirs = shadow.predictor.infer(shadow.data, prepared.volume.array.shape)
+        except Exception as exc:  # reported on the shadow, never on the active version's job
+            failure = _failure(exc)
+        else:
+            seconds = time.perf_counter() - started
+            classes = {segment.number: segment.label for segment in prepared.predictor.segments}
+            voxel_ml = prepared.volume.voxel_volume_ml
+            volumes = {label: float((theirs == number).sum()) * voxel_ml for number, label in classes.items()}
+            return ShadowOutcome(
+                shadow.predictor.identity, label_agreement(labels, theirs, classes), volumes, seconds,
+                active_seconds,
+            )  # fmt: skip
+    return ShadowOutcome(shadow.predictor.identity, {}, {}, None, active_seconds, failure)
 
 
 def finish_series(prepared: PreparedSeries) -> SeriesResults:
-    """Run the network on a prepared series and write its SEG and SR."""
+    """Run the network on a prepared series and write its SEG and SR; then the shadow version's
+    network, whose labels are only compared with these."""
     timings = dict(prepared.timings)
     predictor = prepared.predictor
     labels = predictor.infer(prepared.data, prepared.volume.array.shape, timings)
     started = time.perf_counter()
     results = write_results(prepared.volume, labels, predictor.segments, predictor.identity)
     timings["results"] = time.perf_counter() - started
+    shadow = None
+    if prepared.shadow is not None:
+        shadow = _run_shadow(prepared, labels, timings["network"] + timings["postprocessing"])
     return SeriesResults(
-        predictor.identity, prepared.why, results.segmentation, results.report, results.volumes_ml, timings
-    )
+        predictor.identity, prepared.why, results.segmentation, results.report, results.volumes_ml, timings,
+        shadow,
+    )  # fmt: skip
 
 
 def run_series(

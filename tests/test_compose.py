@@ -81,3 +81,9 @@ def test_the_image_carries_the_viewer_where_the_appliance_looks_for_it():
     assert "FROM python:3.11-slim\n" in dockerfile  # its sys.prefix is /usr/local
     assert "COPY --from=viewer /viewer /usr/local/share/ohif-viewer" in dockerfile
     assert "!scripts/fetch-viewer.sh" in (REPO / ".dockerignore").read_text().split()
+
+
+def test_the_research_profile_runs_an_mlflow_tracking_server_with_its_own_volume():
+    mlflow = _config()["services"]["mlflow"]
+    assert mlflow["profiles"] == ["research"] and "healthcheck" in mlflow
+    assert "--backend-store-uri" in mlflow["command"] and mlflow["volumes"] == ["mlflow-data:/mlflow:rw"]

@@ -144,6 +144,44 @@ def models_rollback(home: str | None, name: str) -> None:
     click.echo(f"{name} {model.version} is active again")
 
 
+@models.command("shadow")
+@home_option
+@click.argument("name")
+@click.argument("version")
+@click.option("--series", type=int, help="stop after this many series")
+@click.option("--hours", type=float, help="stop after this many hours")
+def models_shadow(home: str | None, name: str, version: str, series: int | None, hours: float | None) -> None:
+    """Run staged VERSION beside the active version on every series; its results are measured, never sent."""
+    from appliance.modelops import shadow
+
+    shadow.start(open_home(home), actor(), name, version, series, hours)
+    click.echo(f"{name} {version} runs in shadow from the next series; see `appliance models shadow-report`")
+
+
+@models.command("shadow-stop")
+@home_option
+@click.argument("name")
+def models_shadow_stop(home: str | None, name: str) -> None:
+    """Stop the version of NAME running in shadow."""
+    from appliance.modelops import shadow
+
+    run = shadow.stop(open_home(home), actor(), name)
+    click.echo(f"{name} {run.version} no longer runs in shadow")
+
+
+@models.command("shadow-report")
+@home_option
+@json_option
+@click.argument("name")
+@click.argument("version")
+def models_shadow_report(home: str | None, as_json: bool, name: str, version: str) -> None:
+    """Agreement with the active version, failures and latency of VERSION's shadow runs."""
+    from appliance.modelops import shadow
+
+    found = shadow.report(open_home(home), name, version)
+    click.echo(json.dumps(found, indent=2) if as_json else shadow.readable(found))
+
+
 @models.command("retire")
 @home_option
 @click.argument("name")

@@ -441,3 +441,39 @@ class ReferenceLabel(SQLModel, table=True):
     seg_uid: str = Field(max_length=64)
     imported_by: str = Field(max_length=128)
     imported_at: datetime = Field(default_factory=utcnow)
+
+
+class ShadowRun(SQLModel, table=True):
+    """A candidate version running in shadow beside the active one (``appliance models shadow``):
+    until ``until``, or for ``max_series`` series, or until stopped or promoted."""
+
+    __tablename__ = "shadow_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, index=True)
+    version: str = Field(max_length=64)
+    started_by: str = Field(max_length=128)
+    started_at: datetime = Field(default_factory=utcnow)
+    until: datetime | None = None
+    max_series: int | None = None
+    ended_at: datetime | None = None
+
+
+class ShadowResult(SQLModel, table=True):
+    """What the shadow version did on one series beside the active one; its labels are kept only as
+    these measurements (no SEG is stored, so no viewer, query or send can show an unvalidated result)."""
+
+    __tablename__ = "shadow_result"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_pk: int = Field(foreign_key="shadow_run.id", index=True)
+    job_pk: int
+    series_uid: str = Field(max_length=64)
+    active_version: str = Field(max_length=64)
+    at: datetime = Field(default_factory=utcnow)
+    agreement: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    volumes_ml: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    active_volumes_ml: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    seconds: float | None = None
+    active_seconds: float | None = None
+    failure: str | None = Field(default=None, max_length=500)

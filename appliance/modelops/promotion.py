@@ -16,6 +16,7 @@ from appliance.admin import model_registry as registry
 from appliance.admin.model_registry import ModelRefused
 from appliance.context import Appliance
 from appliance.db.tables import Model, ModelState
+from appliance.modelops import shadow
 from appliance.modelops.validation import active_version, reports
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 
@@ -59,6 +60,7 @@ def promote(app: Appliance, actor: str, name: str, version: str, override_reason
         registry.audit_refusal(app, actor, f"{name} {version}", f"promotion refused: {refusal}")
         raise ModelRefused(f"{refusal}; an admin may override with --override-reason TEXT")
     model = registry.activate(app, actor, name, version)
+    shadow.end(app, name, version)  # it is the active version now: nothing to run beside
     if refusal is not None:
         app.audit.emit(
             AuditEvent(

@@ -62,3 +62,13 @@ def case_metrics(
             )
         found[name] = {"dice": dice, "hd95": hd95, "surface_dice": surface}
     return found
+
+
+def label_agreement(first: np.ndarray, second: np.ndarray, classes: dict[int, str]) -> dict[str, float]:
+    """Dice between two label volumes on the same grid, per class (1.0 where both are empty)."""
+    found = {}
+    for value, name in sorted(classes.items()):
+        a, b = first == value, second == value
+        total = int(a.sum()) + int(b.sum())
+        found[name] = 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+    return found

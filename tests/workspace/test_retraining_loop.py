@@ -12,31 +12,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from pydicom.dataset import Dataset
 
 from appliance.admin.model_registry import DEMO_MODEL
-from appliance.context import open_appliance
-from appliance.research.releases import export_public_pem
-from models.bundle import ModelIdentity, Segment
-from models.codes import code_for
 from models.lineage import read_lineage
-from models.results import write_results
-from models.volume import build_volume
-from testbed.phantom import make_phantom
-from testbed.processes import REPO, run_cli
-from testbed.research import store_datasets
-from testbed.synthetic import FakePatient, phantom_series
-from tests.support.datasets import read_back
+from testbed.dcmtk import storescu
+from testbed.labelled import labelled_phantom, labelled_site
+from testbed.processes import REPO, ApplianceProcess, OrthancProcess, run_cli, wait_for
+from testbed.synthetic import FakePatient, write_series
+from tests.support.environments import INFERENCE
 from tests.support.inspect import audit_events
 
 pytestmark = pytest.mark.slow
-
-SPACING = (3.0, 3.0, 4.0)
-SHAPE = (112, 80, 24)
-LESION = Segment(1, "lesion", code_for("lesion"))
 
 
 def research(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -46,19 +34,6 @@ def research(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(result.stderr)
     return result
-
-
-def phantom_case(seed: int, patient: FakePatient) -> tuple[list[Dataset], Dataset]:
-    """A phantom CT series and a SEG of its lesions (the ground truth) on the series' grid."""
-    phantom = make_phantom(SHAPE, SPACING, seed=seed, lesion_count=2)
-    datasets = phantom_series(phantom.hu, SPACING, patient=patient, seed=seed)
-    volume = build_volume(read_back(datasets))
-    labels = np.zeros(volume.array.shape, np.uint8)
-    frames = volume.frame_images(labels)
-    for k in range(SHAPE[2]):
-        frames[k] = phantom.lesions_mask[:, :, k].T
-    truth = write_results(volume, labels, (LESION,), ModelIdentity("ground truth", "1", ""))
-    return datasets, truth.segmentation
 
 
 def models(home: Path) -> dict[str, dict]:
@@ -91,39 +66,13 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A home with eight labelled phantom studies (ground-truth SEGs stored as AI results) and three
     held out with reference labels; released as demo v1, pulled, trained for two epochs from the
     demo bundle, signed by a trusted research key and submitted to the folder workspace's inbox."""
-    from appliance.home import init_home
-
     root = tmp_path_factory.mktemp("loop")
-    home = root / "home"
-    init_home(home)
-    app = open_appliance(home)
-    held, references = [], []
-    try:
-        for n in range(8):
-            datasets, truth = phantom_case(100 + n, FakePatient(f"Train^{n}", f"PID-T{n}", "19700101"))
-            store_datasets(app, datasets)
-            store_datasets(app, [truth], calling=app.settings.dicom.ae_title)
-        for n in range(3):
-            datasets, truth = phantom_case(200 + n, FakePatient(f"Held^{n}", f"PID-H{n}", "19700101"))
-            store_datasets(app, datasets)
-            held.append(str(datasets[0].StudyInstanceUID))
-            references.append(root / f"reference-{n}.dcm")
-            truth.save_as(references[-1], enforce_file_format=True)
-        (root / "release.pem").write_text(export_public_pem(app))
-    finally:
-        app.close()
-    for study in held:
-        run_cli(home, "holdout", "add", "--study", study)
-    imported = run_cli(home, "holdout", "labels", "import", *map(str, references))
-    assert "3 reference labels imported" in imported.stdout
-    run_cli(home, "datasets", "release", "demo", "--to", "local", "--with-results", "all")
-
-    workspace = home / "research-workspace"
-    research("pull", f"{workspace}/demo/v1", str(root / "demo"), "--trust", str(root / "release.pem"))
+    site = labelled_site(root, training=8, held_out=3)
+    home, workspace = site.home, site.home / "research-workspace"
     active = home / "models" / DEMO_MODEL / "1.0.0"
     trained = research(
-        "train", str(root / "demo"), "--bundle", str(active), "--out", str(root / "candidate"),
-        "--trust", str(root / "release.pem"), "--epochs", "2", "--device", "cpu",
+        "train", str(site.dataset), "--bundle", str(active), "--out", str(root / "candidate"),
+        "--trust", str(site.release_key), "--epochs", "2", "--device", "cpu",
         "--tracking", f"sqlite:///{root / 'mlflow.db'}",
     )  # fmt: skip
     assert "trained 2 epochs on demo v1" in trained.stdout
@@ -132,7 +81,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert f"signed {DEMO_MODEL} 1.1.0 as lab" in signed.stdout
     run_cli(home, "models", "trust", "lab", str(root / "lab.pub"))
     research("submit", str(root / "candidate"), str(workspace))
-    return {"home": home, "root": root, "workspace": workspace, "held": held}
+    return {"home": home, "root": root, "workspace": workspace}
 
 
 def test_a_retrained_candidate_is_fetched_validated_promoted_and_rolled_back(loop: dict) -> None:
@@ -205,3 +154,77 @@ def test_candidates_from_a_release_holding_a_now_held_out_case_or_tampered_are_r
     assert "1.8.0" not in models(home) and "1.7.0" not in models(home)
     refusals = [e for e in audit_events(home) if e["type"] == "Model Registry" and e["outcome"] != 0]
     assert any("1.8.0" in json.dumps(e) and "held out" in e["description"] for e in refusals)
+
+
+def _send(appliance: ApplianceProcess, root: Path, seed: int) -> None:
+    datasets, _ = labelled_phantom(seed, FakePatient(f"New^{seed}", f"PID-N{seed}", "19700101"))
+    assert storescu(appliance.dicom_port, write_series(root / f"sent-{seed}", datasets)).returncode == 0
+
+
+def _job_outcomes(home: Path, count: int) -> list[str]:
+    wait_for(
+        lambda: sum(j["state"] == "done" for j in jobs(home)) == count, 180, f"{count} jobs", interval=1.0
+    )
+    return [job["outcome"] for job in jobs(home)]
+
+
+def jobs(home: Path) -> list[dict]:
+    return json.loads(run_cli(home, "jobs", "--json").stdout)
+
+
+def _backlog_done(home: Path) -> int:
+    """The number of jobs once the appliance has run the series stored before it started."""
+    counts: list[int] = []
+
+    def settled() -> bool:
+        found = jobs(home)
+        counts.append(len(found))
+        finished = all(job["state"] in ("done", "failed") for job in found)
+        return finished and len(counts) >= 3 and counts[-3] == counts[-1] > 0
+
+    wait_for(settled, 300, "the stored series' jobs done", interval=1.0)
+    return counts[-1]
+
+
+def test_shadow_measures_a_candidate_without_sending_it_and_the_next_series_follows_promotions(
+    loop: dict, tmp_path: Path
+) -> None:
+    """The active version is 1.1.0 here (the tests above end on it); 1.0.0 runs in shadow for one
+    series, which reaches the PACS only as 1.1.0's results; then promotion and rollback each change
+    the version the next series runs."""
+    home = loop["home"]
+    run_cli(home, "sources", "add", "local-scu", "--ae", "SCU", "--host", "127.0.0.1")
+    pacs = OrthancProcess(tmp_path / "orthanc").start()
+    appliance = ApplianceProcess(home, tmp_path / "appliance.out", INFERENCE).start()
+    try:
+        before = _backlog_done(home)  # the studies the loop stored, run by 1.1.0 without a PACS
+        run_cli(home, "destinations", "add", "pacs", "--ae", "ORTHANC", "--host", "127.0.0.1",
+                "--port", str(pacs.dicom_port), "--results")  # fmt: skip
+        run_cli(home, "models", "shadow", DEMO_MODEL, "1.0.0", "--series", "1")
+        _send(appliance, tmp_path, 300)
+        outcome = _job_outcomes(home, before + 1)[-1]
+        assert (
+            f"{DEMO_MODEL} 1.1.0 by" in outcome and f"shadow {DEMO_MODEL} 1.0.0: agreement lesion" in outcome
+        )
+        wait_for(lambda: len(pacs.instances()) == 2, 60, "the active version's SEG and SR at the PACS")
+        shadowed = json.loads(run_cli(home, "models", "shadow-report", DEMO_MODEL, "1.0.0", "--json").stdout)
+        assert shadowed["series"] == 1 and shadowed["failures"] == [] and shadowed["against"] == ["1.1.0"]
+        assert shadowed["agreement"]["lesion"]["min"] > 0.8 and shadowed["latency_ratio"] > 0
+
+        run_cli(home, "models", "validate", DEMO_MODEL, "1.0.0")
+        run_cli(home, "models", "promote", DEMO_MODEL, "1.0.0")
+        _send(appliance, tmp_path, 301)  # the shadow ran its one series: this one has no shadow
+        outcome = _job_outcomes(home, before + 2)[-1]
+        assert f"{DEMO_MODEL} 1.0.0 by" in outcome and "shadow" not in outcome
+        run_cli(home, "models", "rollback", DEMO_MODEL)
+        _send(appliance, tmp_path, 302)
+        assert f"{DEMO_MODEL} 1.1.0 by" in _job_outcomes(home, before + 3)[-1]
+        wait_for(lambda: len(pacs.instances()) == 6, 60, "three series' SEG and SR at the PACS")
+    finally:
+        appliance.stop()
+        pacs.stop()
+    report = run_cli(home, "models", "shadow-report", DEMO_MODEL, "1.0.0").stdout
+    assert "1 series beside 1.1.0, 0 failed" in report
+    assert [e["description"] for e in audit_events(home) if e["type"] == "Model Shadow"] == [
+        "shadow started for 1 series"
+    ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from appliance.storage.writer import NewObject
 from models.bundle import ModelIdentity
+from models.pipeline import ShadowOutcome
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Done:
     results: tuple[NewObject, ...]  # the SEG and the SR, for the one writer
     timings: dict[str, float]
     prepared_ahead: bool
+    shadow: ShadowOutcome | None = None  # what a version in shadow did beside it
+    shadow_run: int | None = None
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,11 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from sqlmodel import select
 
-from appliance.admin.model_registry import trusted_publishers
+from appliance.admin.model_registry import find, trusted_publishers
 from appliance.context import Appliance, open_appliance
 from appliance.db.tables import Model, ModelState
+from appliance.errors import NotFound
+from appliance.modelops import shadow
 from appliance.pipeline.inference.messages import (
     Done,
     Failed,
@@ -105,6 +107,7 @@ class _Prepared:
     model_path: str  # the model version it was prepared for
     timeout: float
     ahead: bool = False  # prepared from an offer, before the series completed
+    shadow_run: int | None = None  # the shadow run it was also prepared for
 
 
 class SeriesHandler:
@@ -171,10 +174,23 @@ class SeriesHandler:
         if (ready := self._prepared_ahead(request)) is not None:
             return ready
         models: dict[str, Model] = {}
+        shadow_runs: dict[str, int] = {}
 
         def predictor_for(name: str) -> Predictor:
             models[name] = _active_model(self.app, name)
             return self._predictor(models[name])
+
+        def shadow_for(name: str) -> Predictor | None:
+            run = shadow.in_force(self.app, name)
+            if run is None or run.id is None or run.version == models[name].version:
+                return None
+            try:
+                predictor = self._predictor(find(self.app, name, run.version))
+            except (ModelError, NotFound) as exc:  # the active version's results still come
+                log.warning("shadow %s %s not loaded: %s", name, run.version, exc)
+                return None
+            shadow_runs[name] = run.id
+            return predictor
 
         try:
             inference = self.app.settings.inference
@@ -182,11 +198,14 @@ class SeriesHandler:
             started = time.perf_counter()
             series = StoredSeries(self.app, request.objects)
             timings = {"read": time.perf_counter() - started}
-            prepared = pipeline.prepare_series(series, inference.rules, predictor_for, timings)
+            prepared = pipeline.prepare_series(series, inference.rules, predictor_for, timings, shadow_for)
             if isinstance(prepared, pipeline.Unrouted):
                 return Unrouted(request.job, prepared.reason)
             timeout = prepared.rule.timeout_seconds or inference.timeout_seconds
-            return _Prepared(request.job, prepared, models[prepared.rule.model].path, timeout)
+            model = prepared.rule.model
+            return _Prepared(
+                request.job, prepared, models[model].path, timeout, False, shadow_runs.get(model)
+            )
         except Exception as exc:
             return _failure(request.job, exc)
 
@@ -207,6 +226,8 @@ class SeriesHandler:
             results=objects,
             timings={stage: round(seconds, 2) for stage, seconds in results.timings.items()},
             prepared_ahead=prepared.ahead,
+            shadow=results.shadow,
+            shadow_run=prepared.shadow_run if results.shadow is not None else None,
         )
 
 

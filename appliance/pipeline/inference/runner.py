@@ -30,6 +30,7 @@ from appliance.context import Appliance
 from appliance.db.tables import InferenceResult, Instance, utcnow
 from appliance.jobs.payloads import SeriesComplete
 from appliance.jobs.queue import ClaimedJob, JobQueue
+from appliance.modelops import shadow
 from appliance.pipeline.assembly import receiving_series
 from appliance.pipeline.inference.messages import (
     Done,
@@ -237,9 +238,14 @@ class JobRecorder:
             enqueue(self.app, destination, pks)
         volumes = ", ".join(f"{label} {ml:.1f} mL" for label, ml in reply.volumes_ml.items())
         ahead = "; prepared ahead while the series was quiet" if reply.prepared_ahead else ""
+        beside = ""
+        if reply.shadow is not None and reply.shadow_run is not None:
+            beside = "; " + shadow.record(
+                self.app, reply.shadow_run, reply.job, payload.series_uid, reply.model.version, reply.shadow
+            )
         return (
             f"{reply.model.name} {reply.model.version} by {reply.why}: "
-            f"SEG {seg}, SR {sr}; {volumes}{ahead}; seconds {reply.timings}"
+            f"SEG {seg}, SR {sr}; {volumes}{ahead}; seconds {reply.timings}{beside}"
         )
 
 
