@@ -60,18 +60,13 @@ def models_fetch(home: str | None, workspace: str) -> None:
 @json_option
 def models_list(home: str | None, as_json: bool) -> None:
     """Imported model versions: state, publisher, training release, newest validation."""
-    from appliance.modelops.validation import reports
+    from appliance.modelops.validation import summary
 
     app = open_home(home)
     rows = []
     for model in registry.list_models(app):
-        newest = reports(app, model.name, model.version)
         row = model.model_dump(exclude={"id", "path"})
-        row["validation"] = (
-            f"{'passed' if newest[0].passed else 'failed'} vs {newest[0].baseline} (report {newest[0].id})"
-            if newest
-            else ""
-        )
+        row["validation"] = summary(app, model.name, model.version)
         rows.append(row)
     emit_rows(
         rows, as_json, ["name", "version", "state", "publisher", "release", "validation", "imported_at"]

@@ -145,6 +145,17 @@ def reports(app: Appliance, name: str, version: str | None = None) -> list[Model
         return list(session.exec(query.order_by(ModelValidation.id.desc())).all())  # type: ignore[union-attr]
 
 
+def summary(app: Appliance, name: str, version: str) -> str:
+    """The newest report of a version in a few words (``models list``, the console), or ""."""
+    found = reports(app, name, version)
+    if not found:
+        return ""
+    newest = found[0]
+    if newest.passed:
+        return f"passed vs {newest.baseline} (report {newest.id})"
+    return f"failed vs {newest.baseline} (report {newest.id}: {', '.join(newest.failed_criteria)})"
+
+
 def readable(report: dict) -> str:
     """The report as a table for a terminal."""
     lines = [

@@ -339,6 +339,7 @@ def test_auditors_researchers_and_admins_have_their_pages(site) -> None:
         admin = browser.new_context().new_page()
         people[Role.ADMIN].first_sign_in(admin, base, "/admin")
         assert admin.get_by_role("cell", name="lesion_ct_segmentation", exact=True).count() == 1
+        assert admin.get_by_role("columnheader", name="Validation").count() == 1  # models validate's
         assert admin.get_by_role("cell", name="local-scu", exact=True).count() == 1
         screenshot(admin, "admin")
         assert "retraining the lesion model" in admin.locator("article[data-request]").inner_text()
