@@ -201,7 +201,6 @@ def train_config() -> dict:
                 "num_workers": 0,
             },
             "inferer": {"_target_": "SimpleInferer"},
-            "postprocessing": discrete,
             "handlers": [
                 {
                     "_target_": "CheckpointLoader",
@@ -230,8 +229,7 @@ def train_config() -> dict:
                 "loss_function": "@loss",
                 "optimizer": "@optimizer",
                 "inferer": "@train#inferer",
-                "postprocessing": "@train#postprocessing",
-                "train_handlers": "@train#handlers",
+                "train_handlers": "@train#handlers",  # no training metric: no postprocessing per step
                 "amp": "@amp",
             },
         },
@@ -258,7 +256,7 @@ def train_config() -> dict:
                 "overlap": 0.25,
                 "padding_mode": "replicate",
             },
-            "postprocessing": "%train#postprocessing",
+            "postprocessing": discrete,
             "handlers": [
                 {"_target_": "StatsHandler", "iteration_log": False},
                 {
