@@ -24,17 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.admin.model_registry import DEMO_MODEL  # noqa: E402
 from testbed.labelled import labelled_site  # noqa: E402
-from testbed.processes import REPO  # noqa: E402
+from testbed.processes import timed_process  # noqa: E402
 
 
 def bare(dataset: Path, bundle: Path, epochs: int, device_name: str, out: Path) -> None:
@@ -92,15 +90,6 @@ def bare(dataset: Path, bundle: Path, epochs: int, device_name: str, out: Path) 
     print(f"best validation Dice {best:.4f}")
 
 
-def _timed(command: list[str]) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{command[2:4]} failed: {result.stderr[-2000:]}")
-    return seconds
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=12, help="labelled studies in the release")
@@ -125,16 +114,16 @@ def main() -> int:
                     "--trust", str(site.release_key),
                     "--epochs", str(epochs), "--device", args.device, "--tracking", tracking]  # fmt: skip
 
-        _timed(ours(-1, 1))  # the tracking store's schema is made once, as on a researcher's first run
+        timed_process(ours(-1, 1))  # the tracking store's schema is made once, as on a researcher's first run
         rates: dict[str, list[float]] = {"research train": [], "bare MONAI loop": []}
         for round_ in range(args.rounds):
-            seconds = _timed(ours(round_, args.epochs))
+            seconds = timed_process(ours(round_, args.epochs))
             rates["research train"].append(training * args.epochs / seconds)
             (root / f"bare-{round_}").mkdir()
             bare_command = [sys.executable, __file__, "--bare", str(site.dataset), str(bundle),
                             str(root / f"bare-{round_}"), "--epochs", str(args.epochs),
                             "--device", args.device]  # fmt: skip
-            seconds = _timed(bare_command)
+            seconds = timed_process(bare_command)
             rates["bare MONAI loop"].append(training * args.epochs / seconds)
     print(f"{training} training cases x {args.epochs} epochs on {args.device}, {args.rounds} rounds")
     for name, values in rates.items():

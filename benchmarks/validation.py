@@ -24,17 +24,15 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.admin.model_registry import DEMO_MODEL  # noqa: E402
 from testbed.labelled import held_out_patient, labelled_site, labelled_volume  # noqa: E402
-from testbed.processes import REPO, run_cli  # noqa: E402
+from testbed.processes import run_cli, timed_process  # noqa: E402
 
 
 def _bundle_parts(bundle: Path, device: str):  # type: ignore[no-untyped-def]
@@ -84,15 +82,6 @@ def bare(cases: Path, bundles: list[Path], device: str) -> None:
     print(f"{len(scores)} scored, mean Dice {statistics.fmean(s[0] for s in scores):.4f}")
 
 
-def _timed(command: list[str]) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command[2:5])} failed: {result.stderr[-2000:]}")
-    return seconds
-
-
 def _candidate(root: Path, active: Path) -> Path:
     """The active bundle's weights as version 1.1.0, signed by a new publisher the home trusts."""
     from workspace.publish import keygen, sign
@@ -138,8 +127,8 @@ def main() -> int:
                   "--device", args.device]  # fmt: skip
         seconds: dict[str, list[float]] = {"models validate": [], "bare MONAI": []}
         for _ in range(args.rounds):
-            seconds["models validate"].append(_timed(ours))
-            seconds["bare MONAI"].append(_timed(theirs))
+            seconds["models validate"].append(timed_process(ours))
+            seconds["bare MONAI"].append(timed_process(theirs))
     print(
         f"{args.cases} held-out series x 2 versions on {args.device}, {args.rounds} rounds, whole processes"
     )

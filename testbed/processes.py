@@ -44,6 +44,17 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1) -> Non
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+def timed_process(command: list[str]) -> float:
+    """Wall seconds of a whole process run in the repository (start-up included, as a user meets it);
+    a failure stops the benchmark with the end of its error output."""
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command[1:5])} failed: {result.stderr[-2000:]}")
+    return seconds
+
+
 def run_cli(
     home: Path, *args: str, check: bool = True, env: dict | None = None
 ) -> subprocess.CompletedProcess:

@@ -37,15 +37,17 @@ class ModelRefused(ApplianceError):
     """A bundle failed verification or conflicts with one already imported."""
 
 
-def _audit(
-    app: Appliance, actor: str, event_id: EventID, action: Action, outcome: Outcome, what: str, text: str
-) -> None:
+def audit_model(
+    app: Appliance, actor: str, what: str, text: str, event_id: EventID = EventID.APPLICATION_ACTIVITY,
+    action: Action = Action.UPDATE, outcome: Outcome = Outcome.SUCCESS, type_code: str = "Model Registry",
+) -> None:  # fmt: skip
+    """One audit event about a model version (``what``: "NAME VERSION") and what an actor did to it."""
     app.audit.emit(
         AuditEvent(
             event_id=event_id,
             action=action,
             outcome=outcome,
-            type_code="Model Registry",
+            type_code=type_code,
             participants=(Participant(actor, is_requestor=True),),
             objects=(ParticipantObject("model", what),),
             description=text,
@@ -55,7 +57,7 @@ def _audit(
 
 def audit_refusal(app: Appliance, actor: str, what: str, text: str) -> None:
     """A refused change of the registry (an import, a promotion), on disk before the refusal is told."""
-    _audit(app, actor, EventID.APPLICATION_ACTIVITY, Action.UPDATE, Outcome.MINOR_FAILURE, what, text)
+    audit_model(app, actor, what, text, outcome=Outcome.MINOR_FAILURE)
     app.audit.flush()
 
 
@@ -78,9 +80,7 @@ def trust_publisher(app: Appliance, actor: str, name: str, public_key_file: Path
     directory = app.settings.home / TRUSTED_PUBLISHERS
     directory.mkdir(mode=0o700, exist_ok=True)
     shutil.copyfile(public_key_file, directory / f"{name}.pub")
-    _audit(
-        app, actor, EventID.SECURITY_ALERT, Action.CREATE, Outcome.SUCCESS, name, "model publisher trusted"
-    )
+    audit_model(app, actor, name, "model publisher trusted", EventID.SECURITY_ALERT, Action.CREATE)
 
 
 def _claimed(source: Path) -> str:
@@ -115,7 +115,9 @@ def import_bundle(app: Appliance, actor: str, source: Path, require_lineage: boo
         verify_bundle(staging, trusted)  # what is kept is what was verified
         staging.rename(destination)
     except (BundleRejected, ModelRefused, LineageRefused) as exc:
-        _audit(app, actor, EventID.IMPORT, Action.CREATE, Outcome.MINOR_FAILURE, _claimed(source), str(exc))
+        audit_model(
+            app, actor, _claimed(source), str(exc), EventID.IMPORT, Action.CREATE, Outcome.MINOR_FAILURE
+        )
         raise ModelRefused(str(exc)) from exc
     model = Model(
         name=manifest.name,
@@ -127,9 +129,7 @@ def import_bundle(app: Appliance, actor: str, source: Path, require_lineage: boo
     with app.session() as session:
         session.add(model)
         session.commit()
-    _audit(
-        app, actor, EventID.IMPORT, Action.CREATE, Outcome.SUCCESS, f"{model.name} {model.version}", "staged"
-    )
+    audit_model(app, actor, f"{model.name} {model.version}", "staged", EventID.IMPORT, Action.CREATE)
     return model
 
 
@@ -156,9 +156,7 @@ def _set_state(app: Appliance, actor: str, name: str, version: str, state: Model
         session.add(model)
         session.commit()
     done = "activated" if state == ModelState.ACTIVE else state.value
-    _audit(
-        app, actor, EventID.APPLICATION_ACTIVITY, Action.UPDATE, Outcome.SUCCESS, f"{name} {version}", done
-    )
+    audit_model(app, actor, f"{name} {version}", done)
     return model
 
 

@@ -18,7 +18,7 @@ from appliance.context import Appliance
 from appliance.db.tables import Model, ModelState
 from appliance.modelops import shadow
 from appliance.modelops.validation import active_version, reports
-from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from audit.events import EventID, Outcome
 
 
 def _ever_active(app: Appliance, name: str) -> bool:
@@ -62,17 +62,11 @@ def promote(app: Appliance, actor: str, name: str, version: str, override_reason
     model = registry.activate(app, actor, name, version)
     shadow.end(app, name, version)  # it is the active version now: nothing to run beside
     if refusal is not None:
-        app.audit.emit(
-            AuditEvent(
-                event_id=EventID.SECURITY_ALERT,
-                action=Action.UPDATE,
-                outcome=Outcome.SERIOUS_FAILURE,
-                type_code="Model Promotion Override",
-                participants=(Participant(actor, is_requestor=True),),
-                objects=(ParticipantObject("model", f"{name} {version}"),),
-                description=f"promoted without a passing validation ({refusal}); reason: {override_reason}",
-            )
-        )
+        registry.audit_model(
+            app, actor, f"{name} {version}",
+            f"promoted without a passing validation ({refusal}); reason: {override_reason}",
+            EventID.SECURITY_ALERT, outcome=Outcome.SERIOUS_FAILURE, type_code="Model Promotion Override",
+        )  # fmt: skip
     app.audit.flush()
     return model
 
@@ -91,16 +85,10 @@ def rollback(app: Appliance, actor: str, name: str) -> Model:
         raise ModelRefused(f"{name} has no earlier version to roll back to")
     previous = max(earlier, key=lambda m: m.activated_at)  # type: ignore[arg-type,return-value]
     model = registry.activate(app, actor, name, previous.version)
-    app.audit.emit(
-        AuditEvent(
-            event_id=EventID.APPLICATION_ACTIVITY,
-            action=Action.UPDATE,
-            outcome=Outcome.SUCCESS,
-            type_code="Model Rollback",
-            participants=(Participant(actor, is_requestor=True),),
-            objects=(ParticipantObject("model", f"{name} {previous.version}"),),
-            description=f"{name} rolled back from {active.version if active else '-'} to {previous.version}",
-        )
-    )
+    registry.audit_model(
+        app, actor, f"{name} {previous.version}",
+        f"{name} rolled back from {active.version if active else '-'} to {previous.version}",
+        type_code="Model Rollback",
+    )  # fmt: skip
     app.audit.flush()
     return model

@@ -16,26 +16,15 @@ from datetime import timedelta
 from sqlalchemy import func
 from sqlmodel import select
 
-from appliance.admin.model_registry import ModelRefused, find
+from appliance.admin.model_registry import ModelRefused, audit_model, find
 from appliance.context import Appliance
 from appliance.db.tables import ModelState, ShadowResult, ShadowRun, utcnow
 from appliance.errors import NotFound
-from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from models.pipeline import ShadowOutcome
 
 
 def _audit(app: Appliance, actor: str, name: str, version: str, text: str) -> None:
-    app.audit.emit(
-        AuditEvent(
-            event_id=EventID.APPLICATION_ACTIVITY,
-            action=Action.UPDATE,
-            outcome=Outcome.SUCCESS,
-            type_code="Model Shadow",
-            participants=(Participant(actor, is_requestor=True),),
-            objects=(ParticipantObject("model", f"{name} {version}"),),
-            description=text,
-        )
-    )
+    audit_model(app, actor, f"{name} {version}", text, type_code="Model Shadow")
     app.audit.flush()
 
 
