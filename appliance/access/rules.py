@@ -96,6 +96,8 @@ RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/admin"): ADMIN,
     ("POST", "/admin/destinations/{name}/echo"): ADMIN,
     ("POST", "/admin/jobs/{job}/retry"): ADMIN,
+    ("POST", "/admin/models/{name}/{version}/promote"): ADMIN,
+    ("POST", "/admin/models/{name}/rollback"): ADMIN,
     # the viewer's own files (no PHI); what it shows comes over DICOMweb, with the session
     ("GET", "/viewer/app-config.js"): PUBLIC,
     ("GET", "/viewer/{path}"): PUBLIC,

@@ -340,6 +340,9 @@ def test_auditors_researchers_and_admins_have_their_pages(site) -> None:
         people[Role.ADMIN].first_sign_in(admin, base, "/admin")
         assert admin.get_by_role("cell", name="lesion_ct_segmentation", exact=True).count() == 1
         assert admin.get_by_role("columnheader", name="Validation").count() == 1  # models validate's
+        admin.get_by_role("button", name="Roll back lesion_ct_segmentation").click()  # as the CLI's, refused
+        assert "has no earlier version to roll back to" in admin.locator("body").inner_text()
+        admin.goto(base + "/admin")
         assert admin.get_by_role("cell", name="local-scu", exact=True).count() == 1
         screenshot(admin, "admin")
         assert "retraining the lesion model" in admin.locator("article[data-request]").inner_text()

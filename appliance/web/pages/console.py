@@ -1,4 +1,5 @@
-"""The admins' console: sources, destinations (with an echo), models, users, keys, jobs (retry),
+"""The admins' console: sources, destinations (with an echo), models (validation, promote, roll back),
+users, keys, jobs (retry),
 researchers' release requests (approve, refuse), health. Each action calls what the CLI calls, so
 its checks and audit are the same."""
 
@@ -14,7 +15,7 @@ from sqlmodel import select
 from appliance.access import accounts
 from appliance.admin import model_registry, peers
 from appliance.db.tables import Destination, Job, RequestState, Source
-from appliance.modelops import validation
+from appliance.modelops import promotion, validation
 from appliance.pipeline import sending
 from appliance.research import requests as release_requests
 from appliance.security import rotation
@@ -55,6 +56,21 @@ def echo(name: str, caller: CurrentCaller, app: AppDep) -> Response:
 @router.post("/admin/jobs/{job}/retry")
 def retry(job: int, caller: CurrentCaller, app: AppDep) -> Response:
     sending.retry(app, job)
+    return RedirectResponse("/admin", status_code=303)
+
+
+@router.post("/admin/models/{name}/{version}/promote")
+def promote(
+    name: str, version: str, caller: CurrentCaller, app: AppDep, override_reason: Annotated[str, Form()] = ""
+) -> Response:
+    """As ``appliance models promote``: refused (with its reason) unless the newest validation passed."""
+    promotion.promote(app, caller.actor, name, version, override_reason.strip() or None)
+    return RedirectResponse("/admin", status_code=303)
+
+
+@router.post("/admin/models/{name}/rollback")
+def rollback(name: str, caller: CurrentCaller, app: AppDep) -> Response:
+    promotion.rollback(app, caller.actor, name)
     return RedirectResponse("/admin", status_code=303)
 
 
