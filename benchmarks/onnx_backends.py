@@ -1,0 +1,115 @@
+"""The first measurement of issue 25: ONNX Runtime fp32 and int8 against eager PyTorch, one network call.
+
+The demo bundle's network (its weights, as the appliance loads it) is exported to ONNX with a
+dynamic batch axis and run by ONNX Runtime's CPU provider on the same window batch the sliding-window
+inferer gives it (2 windows of 96³); int8 is ONNX Runtime's static QDQ quantization, calibrated on
+windows of a phantom series (``--calibration`` of them). Both sides use the same number of threads.
+Printed: median seconds per call for each, the ratios against PyTorch, the largest logit difference
+and the share of voxels whose label (argmax) agrees with PyTorch's.
+
+This is one network call, not the appliance's path: it tells whether the backends are worth wiring in.
+
+    python benchmarks/onnx_backends.py [--threads 2] [--calls 7] [--calibration 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from testbed.bundles import demo_predictor  # noqa: E402
+from testbed.phantom import make_phantom  # noqa: E402
+
+ROI = 96
+
+
+def _median_seconds(call: Callable[[], object], calls: int) -> float:
+    call()  # the first call allocates
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _windows(count: int, seed: int) -> list[np.ndarray]:
+    """Windows of a phantom's intensities scaled as the demo bundle scales them (-200..300 HU to 0..1)."""
+    hu = make_phantom((192, 160, 120), (1.5, 1.5, 1.5), seed=seed).hu.astype(np.float32)
+    scaled = np.clip((hu + 200.0) / 500.0, 0.0, 1.0)
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(count):
+        x, y, z = (int(rng.integers(0, n - ROI + 1)) for n in scaled.shape)
+        found.append(scaled[None, None, x : x + ROI, y : y + ROI, z : z + ROI].copy())
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=7)
+    parser.add_argument("--calibration", type=int, default=8, help="phantom windows to calibrate int8 on")
+    args = parser.parse_args()
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    torch.set_num_threads(args.threads)
+    network = demo_predictor("cpu").network.eval()
+    batch = np.concatenate(_windows(2, seed=11))
+    tensor = torch.from_numpy(batch)
+    with torch.inference_mode():
+        reference = network(tensor).numpy()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+
+    class Windows(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._windows = iter(_windows(args.calibration, seed=3))
+
+        def get_next(self) -> dict | None:
+            window = next(self._windows, None)
+            return None if window is None else {"image": window}
+
+    with tempfile.TemporaryDirectory(prefix="onnx-bench-") as tmp:
+        fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        torch.onnx.export(
+            network, (tensor,), fp32, input_names=["image"], output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
+        )  # fmt: skip
+        quant_pre_process(str(fp32), str(prepared))
+        quantize_static(
+            str(prepared), str(int8), Windows(), quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )  # fmt: skip
+        sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                    for name, path in (("onnxruntime fp32", fp32), ("onnxruntime int8", int8))}  # fmt: skip
+        sizes = {"onnxruntime fp32": fp32.stat().st_size, "onnxruntime int8": int8.stat().st_size}
+        with torch.inference_mode():
+            seconds = {"pytorch": _median_seconds(lambda: network(tensor), args.calls)}
+        for name, session in sessions.items():
+            seconds[name] = _median_seconds(lambda s=session: s.run(None, {"image": batch}), args.calls)
+            logits = session.run(None, {"image": batch})[0]
+            agree = float((logits.argmax(1) == reference.argmax(1)).mean())
+            error = float(np.abs(logits - reference).max())
+            print(f"{name}: largest logit difference {error:.2e}, labels agreeing {agree:.4%}, "
+                  f"{sizes[name] / 1e6:.2f} MB")  # fmt: skip
+    print(f"one call on 2 windows of {ROI}^3, {args.threads} threads, median of {args.calls}:")
+    for name, value in seconds.items():
+        print(f"  {name:17} {value:.3f} s   speed vs pytorch {seconds['pytorch'] / value:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
