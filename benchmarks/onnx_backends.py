@@ -1,6 +1,7 @@
 """The first measurement of issue 25: ONNX Runtime fp32 and int8 against eager PyTorch, one network call.
 
-The demo bundle's network (its weights, as the appliance loads it) is exported to ONNX with a
+The demo bundle's network (its weights, as the appliance loads it; or ``--network spleen``, the Model
+Zoo spleen bundle's architecture) is exported to ONNX with a
 dynamic batch axis and run by ONNX Runtime's CPU provider on the same window batch the sliding-window
 inferer gives it (2 windows of 96³); int8 is ONNX Runtime's static QDQ quantization, calibrated on
 windows of a phantom series (``--calibration`` of them). Both sides use the same number of threads.
@@ -9,12 +10,13 @@ and the share of voxels whose label (argmax) agrees with PyTorch's.
 
 This is one network call, not the appliance's path: it tells whether the backends are worth wiring in.
 
-    python benchmarks/onnx_backends.py [--threads 2] [--calls 7] [--calibration 8]
+    python benchmarks/onnx_backends.py [--network demo|spleen] [--threads 2] [--calls 7] [--calibration 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -27,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from testbed.bundles import demo_predictor  # noqa: E402
+from testbed.bundles import SHARED_BUNDLES, demo_predictor  # noqa: E402
 from testbed.phantom import make_phantom  # noqa: E402
 
 ROI = 96
@@ -55,18 +57,34 @@ def _windows(count: int, seed: int) -> list[np.ndarray]:
     return found
 
 
+def _zoo_network(name: str) -> torch.nn.Module:
+    """A Model Zoo bundle's network as its inference config defines it, with random weights (the
+    weights do not change the time of a call)."""
+    from monai.bundle import ConfigParser
+
+    config = json.loads((SHARED_BUNDLES / name / "configs" / "inference.json").read_text())
+    torch.manual_seed(0)
+    return ConfigParser(config["network_def"]).get_parsed_content()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calls", type=int, default=7)
     parser.add_argument("--calibration", type=int, default=8, help="phantom windows to calibrate int8 on")
+    parser.add_argument(
+        "--network", choices=["demo", "spleen"], default="demo",
+        help="spleen: the Model Zoo spleen bundle's network (its architecture, random weights)",
+    )  # fmt: skip
     args = parser.parse_args()
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     torch.set_num_threads(args.threads)
-    network = demo_predictor("cpu").network.eval()
+    network = (
+        demo_predictor("cpu").network if args.network == "demo" else _zoo_network("spleen_ct_segmentation")
+    ).eval()
     batch = np.concatenate(_windows(2, seed=11))
     tensor = torch.from_numpy(batch)
     with torch.inference_mode():
