@@ -16,6 +16,9 @@ from models.errors import BundleRejected
 LINEAGE = "configs/lineage.json"
 
 
+INBOX = "models/inbox"  # a workspace's candidates, as INBOX/NAME/VERSION/<bundle files>: submit and fetch
+
+
 @dataclass(frozen=True)
 class ReleaseRef:
     """The dataset release a version was trained on: its name, version and the SHA-256 of its

@@ -21,11 +21,9 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from anonymizer.release.stores import WorkspaceStore, sha256_hex
-from models.lineage import read_lineage
+from models.lineage import INBOX, read_lineage
 from models.manifest import MANIFEST, SIGNATURE, Manifest, sign_bundle
 from workspace.errors import ResearchError
-
-INBOX = "models/inbox"
 
 
 def keygen(private_path: Path) -> Path:

@@ -20,9 +20,8 @@ from appliance.admin.model_registry import ModelRefused, import_bundle
 from appliance.context import Appliance
 from appliance.db.tables import Model
 from appliance.research.workspaces import get_workspace, store_of
+from models.lineage import INBOX
 from models.manifest import SIGNATURE
-
-INBOX = "models/inbox/"
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Fetched:
 def _candidates(keys: list[str]) -> dict[tuple[str, str], list[str]]:
     found: dict[tuple[str, str], list[str]] = {}
     for key in keys:
-        parts = key[len(INBOX) :].split("/", 2)
+        parts = key[len(INBOX) + 1 :].split("/", 2)
         if len(parts) == 3 and all(parts):
             found.setdefault((parts[0], parts[1]), []).append(parts[2])
     return {k: files for k, files in found.items() if SIGNATURE in files}  # complete ones only
@@ -47,7 +46,7 @@ def fetch(app: Appliance, actor: str, workspace_name: str) -> list[Fetched]:
     with app.session() as session:
         known = {(m.name, m.version) for m in session.exec(select(Model)).all()}
     results = []
-    for (name, version), files in sorted(_candidates(store.keys(INBOX)).items()):
+    for (name, version), files in sorted(_candidates(store.keys(f"{INBOX}/")).items()):
         if (name, version) in known:
             results.append(Fetched(name, version, "already imported"))
             continue
@@ -57,7 +56,7 @@ def fetch(app: Appliance, actor: str, workspace_name: str) -> list[Fetched]:
                 for relative in files:
                     target = bundle / relative
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(store.get(f"{INBOX}{name}/{version}/{relative}"))
+                    target.write_bytes(store.get(f"{INBOX}/{name}/{version}/{relative}"))
                 import_bundle(app, actor, bundle, require_lineage=True)
             except ModelRefused as exc:
                 results.append(Fetched(name, version, "refused", str(exc)))
