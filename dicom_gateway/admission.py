@@ -6,7 +6,7 @@ accepted, so idle connections from anyone lock legitimate senders out. Here, in 
 process, a plain TCP connection whose whole A-ASSOCIATE-RQ has arrived as it is accepted (the usual
 case) is judged at once; any other stays in a small pool of its own (``pending_total``, at most
 ``pending_per_address`` from one address) until its whole A-ASSOCIATE-RQ has arrived, read with
-``MSG_PEEK`` so that it stays in the socket for pynetdicom, under one deadline for the whole
+``MSG_PEEK`` so that it stays in the socket for the SCP, under one deadline for the whole
 request (not per read) and refused on its header when it claims more than ``max_request_bytes``.
 Only then is it handed to an SCP, where the allow-list and the association limit apply.
 
@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import select
 import socket
-import struct
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dicom_gateway.framing import ASSOCIATE_RQ
+from dicom_gateway.pdu import ASSOCIATE_RQ
+from dicom_gateway.pdu import HEADER as _HEADER
 
-_HEADER = struct.Struct(">BBL")
 _AE_TITLES = slice(10, 42)  # called and calling AE titles, 16 bytes each, after the protocol version
 
 

@@ -14,11 +14,11 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from pydicom.dataset import Dataset
 from pydicom.uid import (
     JPEG2000,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -32,7 +32,6 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
@@ -47,11 +46,14 @@ from audit.events import (
 from audit.sink import AuditSink
 from dicom_gateway import status
 from dicom_gateway.admission import Admission, AdmissionLimits
+from dicom_gateway.association import AcceptedContext, AssociationLimits, AssociationService, Peer
+from dicom_gateway.dimse import Command
 from dicom_gateway.errors import RejectedInstance
 from dicom_gateway.limits import AssociationGate, SharedCounter, StoreOutcomes, check_room
 from dicom_gateway.policy import AssociationRequest, RejectReason, SourcePolicy
 from dicom_gateway.received import ReceivedInstance, parse_instance
-from dicom_gateway.tls import Handoff, HandshakeAuditingServer, certificate_names
+from dicom_gateway.server import GatewayServer, Handoff
+from dicom_gateway.tls import certificate_names
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,11 @@ TRANSFER_SYNTAXES = [
     JPEG2000,
     RLELossless,
 ]
-_COMMENT_MAX = 64
-_NEVER_BINDING = 10_000
+# abstract syntax -> the transfer syntaxes accepted for it
+SUPPORTED_CONTEXTS = {
+    **{str(context.abstract_syntax): TRANSFER_SYNTAXES for context in AllStoragePresentationContexts},
+    Verification: TRANSFER_SYNTAXES[:3],
+}
 
 
 class InstanceSink(Protocol):
@@ -122,13 +127,6 @@ class _AssociationTally:
     stored: list[object] = field(default_factory=list)  # the sink's keys of the instances stored
 
 
-def _failure(code: int, comment: str) -> Dataset:
-    response = Dataset()
-    response.Status = code
-    response.ErrorComment = comment[:_COMMENT_MAX]
-    return response
-
-
 class StorageSCP:
     def __init__(
         self,
@@ -159,38 +157,30 @@ class StorageSCP:
         self._lock = threading.Lock()
         self._tallies: dict[int, _AssociationTally] = {}
         self._admitted: set[int] = set()
-        self._server: HandshakeAuditingServer | None = None
+        self._server: GatewayServer | None = None
 
-        ae = AE(ae_title=config.ae_title)
-        # pynetdicom counts every open connection, screened or not; the gate counts the admitted
-        # ones (its limit) and the admission pool the others, so pynetdicom's own count never binds.
-        ae.maximum_associations = config.max_associations + config.admission.pending_total + _NEVER_BINDING
-        ae.maximum_pdu_size = config.max_pdu
-        ae.network_timeout = config.network_timeout
-        ae.require_called_aet = False  # checked in _on_requested so the rejection is audited
-        for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification, TRANSFER_SYNTAXES[:3])
-        self.ae = ae
+        self.service = AssociationService(
+            self,
+            AssociationLimits(
+                max_request=config.admission.max_request_bytes,
+                max_pdu=config.max_pdu,
+                network_timeout=config.network_timeout,
+                max_dataset_bytes=config.max_instance_bytes,
+            ),
+            SUPPORTED_CONTEXTS,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
-    def _make_server(self, host: str, port: int) -> HandshakeAuditingServer:
-        handlers = [
-            (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_ESTABLISHED, self._on_established),
-            (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_CONN_CLOSE, self._on_closed),
-        ]
-        return self.ae.make_server(
+    def _make_server(self, host: str, port: int, listen: bool = True) -> GatewayServer:
+        return GatewayServer(
             (host, port),
-            evt_handlers=handlers,
-            server_class=HandshakeAuditingServer,
+            self.service.serve,
             tls_context=self.config.tls_context,
             on_refused=self._on_handshake_refused,
             handshake_timeout=self.config.handshake_timeout,
             admission=self.admission,
             handoff=self.handoff,
+            listen=listen,
         )
 
     def start(self) -> int:
@@ -203,7 +193,7 @@ class StorageSCP:
 
     def start_detached(self) -> None:
         """Serve only connections handed over with :meth:`adopt` (a worker process)."""
-        server = self._make_server("127.0.0.1", 0)
+        server = self._make_server("127.0.0.1", 0, listen=False)
         server.socket.close()
         self._server = server
 
@@ -248,14 +238,14 @@ class StorageSCP:
             self.connections.add(-1)
         self._security_alert(address[0], "unknown (TLS refused)", reason, "Node Authentication")
 
-    def _request_of(self, assoc: Any) -> AssociationRequest:
-        primitive = assoc.requestor.primitive
-        subject, common_name = certificate_names(assoc.dul.socket.socket)
+    def _request_of(self, peer: Peer) -> AssociationRequest:
+        assert peer.request is not None
+        subject, common_name = certificate_names(peer.connection)
         return AssociationRequest(
-            calling_ae=str(primitive.calling_ae_title).strip(),
-            called_ae=str(primitive.called_ae_title).strip(),
-            host=assoc.requestor.address,
-            port=assoc.requestor.port,
+            calling_ae=peer.request.calling_ae,
+            called_ae=peer.request.called_ae,
+            host=peer.host,
+            port=peer.port,
             tls=self.config.tls_context is not None,
             certificate_subject=subject,
             certificate_common_name=common_name,
@@ -267,32 +257,31 @@ class StorageSCP:
         )
         self._security_alert(request.host, request.calling_ae, reason.description, "Association Rejected")
 
-    def _on_requested(self, event: evt.Event) -> None:
-        assoc = event.assoc
+    # -- the association handler (dicom_gateway.association) --------------------------------------
+    def requested(self, peer: Peer) -> RejectReason | None:
         try:
-            request = self._request_of(assoc)
+            request = self._request_of(peer)
             if request.called_ae != self.config.ae_title:
                 reason: RejectReason | None = RejectReason.CALLED_AE_NOT_RECOGNISED
             else:
                 reason = self.policy.evaluate(request)
         except Exception as exc:  # a policy failure must close the door, not open it
             log.error("source policy failed (%s); rejecting association", type(exc).__name__)
-            request = AssociationRequest("?", "?", assoc.requestor.address, 0, False, None, None)
+            request = AssociationRequest("?", "?", peer.host, 0, False, None, None)
             reason = RejectReason.CALLING_AE_NOT_RECOGNISED
         if reason is None:
             if self.gate.try_enter():
                 with self._lock:
-                    self._admitted.add(id(assoc))
-                return
+                    self._admitted.add(id(peer))
+                return None
             reason = RejectReason.TOO_MANY_ASSOCIATIONS
         self._reject(request, reason)
-        assoc.acse.send_reject(*reason.result_source_diagnostic)
-        assoc.kill()
+        return reason
 
-    def _on_established(self, event: evt.Event) -> None:
-        request = self._request_of(event.assoc)
+    def established(self, peer: Peer) -> None:
+        request = self._request_of(peer)
         with self._lock:
-            self._tallies[id(event.assoc)] = _AssociationTally(request.calling_ae, request.host)
+            self._tallies[id(peer)] = _AssociationTally(request.calling_ae, request.host)
         log.info("association from %s@%s accepted", request.calling_ae, request.host)
         self.audit.emit(
             AuditEvent(
@@ -308,11 +297,14 @@ class StorageSCP:
             )
         )
 
-    def _on_closed(self, event: evt.Event) -> None:
+    def refused(self, host: str, reason: str) -> None:
+        self.admission.refuse(host, reason)
+
+    def closed(self, peer: Peer) -> None:
         with self._lock:
-            tally = self._tallies.pop(id(event.assoc), None)
-            admitted = id(event.assoc) in self._admitted
-            self._admitted.discard(id(event.assoc))
+            tally = self._tallies.pop(id(peer), None)
+            admitted = id(peer) in self._admitted
+            self._admitted.discard(id(peer))
         if admitted:
             self.gate.leave()
         if self.connections is not None:
@@ -348,20 +340,16 @@ class StorageSCP:
                 type(exc).__name__,
             )
 
-    # -- services ------------------------------------------------------------------------------
-    def _on_echo(self, event: evt.Event) -> int:
-        return status.SUCCESS
-
     def _count(
         self,
-        event: evt.Event,
+        peer: Peer,
         instance: ReceivedInstance | None,
         key: object = None,
         refused: str | None = None,
     ) -> None:
         """One C-STORE's outcome: stored (``key`` from the sink), or ``refused`` (status and comment)."""
         with self._lock:
-            tally = self._tallies.get(id(event.assoc))
+            tally = self._tallies.get(id(peer))
             if tally is None:
                 return
             outcome = tally.outcomes.setdefault(refused is None, _Outcome())
@@ -374,32 +362,34 @@ class StorageSCP:
             if refused is None:
                 tally.stored.append(key)
 
-    def _on_store(self, event: evt.Event) -> int | Dataset:
+    def store(
+        self, peer: Peer, context: AcceptedContext, command: Command, fragments: list[memoryview], size: int
+    ) -> tuple[int, str | None]:
         instance = None
         try:
-            raw = event.request.DataSet.getvalue()
             config = self.config
-            check_room(len(raw), config.max_instance_bytes, config.min_free_bytes, config.free_space_path)
+            check_room(size, config.max_instance_bytes, config.min_free_bytes, config.free_space_path)
+            assert peer.request is not None
             instance = parse_instance(
-                raw,
-                event.context.transfer_syntax,
-                str(event.context.abstract_syntax),
-                str(event.request.AffectedSOPInstanceUID or ""),
-                calling_ae=str(event.assoc.requestor.ae_title).strip(),
-                called_ae=self.config.ae_title,
+                b"".join(fragments),
+                UID(context.transfer_syntax),
+                context.abstract_syntax,
+                command.sop_instance_uid,
+                calling_ae=peer.request.calling_ae,
+                called_ae=config.ae_title,
             )
             key = self.sink.store(instance)
         except RejectedInstance as rejected:
             log.warning("C-STORE refused with 0x%04X: %s", rejected.status, rejected.comment)
             self.outcomes.refused(rejected.status)
-            self._count(event, instance, refused=f"0x{rejected.status:04X} {rejected.comment}")
-            return _failure(rejected.status, rejected.comment)
+            self._count(peer, instance, refused=f"0x{rejected.status:04X} {rejected.comment}")
+            return rejected.status, rejected.comment
         except Exception as exc:  # never let it reach the peer; the message may hold PHI, so not logged
             log.error("C-STORE failed internally (%s)", type(exc).__name__)
             comment = f"internal error ({type(exc).__name__})"
             self.outcomes.refused(status.PROCESSING_FAILURE)
-            self._count(event, instance, refused=f"0x{status.PROCESSING_FAILURE:04X} {comment}")
-            return _failure(status.PROCESSING_FAILURE, comment)
+            self._count(peer, instance, refused=f"0x{status.PROCESSING_FAILURE:04X} {comment}")
+            return status.PROCESSING_FAILURE, comment
         self.outcomes.stored()
-        self._count(event, instance, key)
-        return status.SUCCESS
+        self._count(peer, instance, key)
+        return status.SUCCESS, None

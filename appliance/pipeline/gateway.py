@@ -32,7 +32,7 @@ from dicom_gateway import tls
 from dicom_gateway.admission import AdmissionLimits
 from dicom_gateway.limits import AssociationGate, GatewayCapacity, SharedCounter, StoreOutcomes
 from dicom_gateway.scp import GatewayConfig, StorageSCP
-from dicom_gateway.tls import Handoff
+from dicom_gateway.server import Handoff
 
 log = logging.getLogger(__name__)
 
