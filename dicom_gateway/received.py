@@ -7,8 +7,11 @@ no patient data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import struct
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -23,8 +26,12 @@ from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_PIXEL_KEYWORDS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # Pixel Data, Float and Double Float Pixel Data
-_UID_MAX = 64
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float and Double Float Pixel Data
+_UID = re.compile(rb"[0-9.]{1,64}")
+_SOP_INSTANCE, _SOP_CLASS, _MODALITY = 0x00080018, 0x00080016, 0x00080060
+_STUDY, _SERIES = 0x0020000D, 0x0020000E
+# what PatientIdentity.of reads: the character set and the patient's four values
+_IDENTITY_TAGS = (0x00080005, 0x00100010, 0x00100020, 0x00100030, 0x00100021)
 
 
 @dataclass(frozen=True)
@@ -149,19 +156,28 @@ def decode_header(raw: bytes, transfer_syntax: UID) -> Dataset:
     return dataset
 
 
-def _uid(dataset: Dataset, keyword: str) -> str:
+def _raw(dataset: Dataset, tag: int) -> bytes | None:
+    """An element's value as encoded (None when absent); text VRs read the same in every syntax."""
+    element = dataset.get_item(tag)
+    if element is None:
+        return None
+    value = element.value
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+
+
+def _uid(dataset: Dataset, tag: int, keyword: str) -> str:
+    """A UID read from its encoded bytes (no value conversion: this runs for every instance)."""
     try:
-        value = dataset.get(keyword)
+        value = (_raw(dataset, tag) or b"").strip(b"\x00 ")
     except Exception as exc:
         raise RejectedInstance(
             status.CANNOT_UNDERSTAND_MISSING_UID, f"{keyword} cannot be decoded ({type(exc).__name__})"
         ) from exc
-    text = str(value or "").strip("\x00 ")
-    if not text:
+    if not value:
         raise RejectedInstance(status.CANNOT_UNDERSTAND_MISSING_UID, f"{keyword} is missing or empty")
-    if len(text) > _UID_MAX or not all(c.isdigit() or c == "." for c in text):
+    if not _UID.fullmatch(value):
         raise RejectedInstance(status.CANNOT_UNDERSTAND_MISSING_UID, f"{keyword} is not a valid UID")
-    return text
+    return value.decode("ascii")
 
 
 def _text(dataset: Dataset, keyword: str) -> str:
@@ -169,6 +185,41 @@ def _text(dataset: Dataset, keyword: str) -> str:
         return str(dataset.get(keyword, "") or "")
     except Exception:
         return ""
+
+
+@functools.lru_cache(maxsize=256)
+def _is_image_storage(sop_class: str) -> bool:
+    return "Image Storage" in UID(sop_class).name
+
+
+class _Identities:
+    """The patient identity of recently received headers, by the encoded values it is read from:
+    every slice of a series carries the same bytes, so their conversion (character set included)
+    is done once per patient rather than once per instance."""
+
+    _MAX = 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[tuple[bytes | None, ...], PatientIdentity] = {}
+
+    def of(self, dataset: Dataset) -> PatientIdentity:
+        try:
+            key = tuple(_raw(dataset, tag) for tag in _IDENTITY_TAGS)
+        except Exception:
+            return PatientIdentity.of(dataset)
+        with self._lock:
+            known = self._known.get(key)
+        if known is None:
+            known = PatientIdentity.of(dataset)
+            with self._lock:
+                if len(self._known) >= self._MAX:
+                    self._known.clear()
+                self._known[key] = known
+        return known
+
+
+_IDENTITIES = _Identities()
 
 
 def parse_instance(
@@ -180,14 +231,14 @@ def parse_instance(
     called_ae: str,
 ) -> ReceivedInstance:
     dataset = decode_header(raw, transfer_syntax)
-    sop_instance = _uid(dataset, "SOPInstanceUID")
-    sop_class = _uid(dataset, "SOPClassUID")
+    sop_instance = _uid(dataset, _SOP_INSTANCE, "SOPInstanceUID")
+    sop_class = _uid(dataset, _SOP_CLASS, "SOPClassUID")
     if sop_class != context_sop_class:
         raise RejectedInstance(
             status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
             f"SOP Class UID {sop_class} does not match the presentation context's {context_sop_class}",
         )
-    if "Image Storage" in UID(sop_class).name and not _PIXEL_KEYWORDS & set(dataset.keys()):
+    if _is_image_storage(sop_class) and not any(tag in dataset for tag in _PIXEL_TAGS):
         raise RejectedInstance(
             status.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{UID(sop_class).name} object without pixel data"
         )
@@ -199,18 +250,18 @@ def parse_instance(
     return ReceivedInstance(
         sop_class_uid=sop_class,
         sop_instance_uid=sop_instance,
-        study_uid=_uid(dataset, "StudyInstanceUID"),
-        series_uid=_uid(dataset, "SeriesInstanceUID"),
-        modality=_text(dataset, "Modality")[:16],
+        study_uid=_uid(dataset, _STUDY, "StudyInstanceUID"),
+        series_uid=_uid(dataset, _SERIES, "SeriesInstanceUID"),
+        modality=(_raw(dataset, _MODALITY) or b"").decode("ascii", "replace").strip("\x00 ")[:16],
         transfer_syntax_uid=str(transfer_syntax),
-        patient=PatientIdentity.of(dataset),
+        patient=_IDENTITIES.of(dataset),
         calling_ae=calling_ae,
         called_ae=called_ae,
         dataset_bytes=raw,
     )
 
 
-def _meta_group_end(data: bytes) -> int:
+def dataset_offset(data: bytes) -> int:
     """Offset of the dataset in a Part 10 file, from File Meta Information Group Length."""
     if len(data) < 144 or data[128:132] != b"DICM":
         raise RejectedInstance(
@@ -225,12 +276,12 @@ def _meta_group_end(data: bytes) -> int:
 
 def content_digest(part10: bytes) -> str:
     """SHA-256 of a Part 10 file's dataset as encoded (its file meta left out: who sent it, when)."""
-    return hashlib.sha256(memoryview(part10)[_meta_group_end(part10) :]).hexdigest()
+    return hashlib.sha256(memoryview(part10)[dataset_offset(part10) :]).hexdigest()
 
 
 def split_part10(data: bytes) -> tuple[Dataset, bytes]:
     """(file meta, dataset bytes exactly as encoded) of a DICOM Part 10 file."""
-    start = _meta_group_end(data)
+    start = dataset_offset(data)
     meta = read_dataset(BytesIO(data[132:start]), is_implicit_VR=False, is_little_endian=True)
     return meta, data[start:]
 

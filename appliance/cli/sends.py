@@ -55,8 +55,7 @@ def send(home: str | None, paths: tuple[str, ...], destination: str) -> None:
         click.echo(f"skipped {line}", err=True)
     if not pks:
         raise click.ClickException(f"none of the {len(files)} file(s) is a DICOM instance; nothing sent")
-    job = sending.enqueue(app, destination, pks)
-    job = sending.attempt(app, job.id)
+    job = sending.send_now(app, destination, pks)
     if job.state == "done":
         click.echo(f"sent {len(pks)} instance(s) to {destination} (job {job.id})")
         return

@@ -51,9 +51,14 @@ class JobQueue(Generic[P]):
         self.kind = payload_type.kind
 
     # -- adding and reading -------------------------------------------------------------------
-    def add(self, session: Session, payload: P, max_attempts: int) -> Job:
-        """Add a job in the caller's transaction (it commits), so the job and its cause land together."""
+    def add(self, session: Session, payload: P, max_attempts: int, lease: timedelta | None = None) -> Job:
+        """Add a job in the caller's transaction (it commits), so the job and its cause land together.
+        With a ``lease`` the job is added already claimed by this process, for an attempt it makes
+        at once: no worker can take it in between."""
         job = Job(kind=self.kind, payload=payload.model_dump(mode="json"), max_attempts=max_attempts)
+        if lease is not None:
+            now = utcnow()
+            job.state, job.lease_owner, job.lease_until = JobState.RUNNING, _owner(), now + lease
         session.add(job)
         return job
 

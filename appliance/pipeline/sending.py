@@ -35,13 +35,23 @@ def send_queue(app: Appliance) -> JobQueue[SendInstances]:
     return JobQueue(app, SendInstances)
 
 
-def enqueue(app: Appliance, destination: str, instance_pks: list[int]) -> Job:
+def enqueue(app: Appliance, destination: str, instance_pks: list[int], lease: timedelta | None = None) -> Job:
+    """Queue a send job (already claimed by this process when a ``lease`` is given)."""
     get_destination(app, destination)
     payload = SendInstances(destination=destination, instances=instance_pks)
     with app.session() as session:
-        job = send_queue(app).add(session, payload, app.settings.send.max_attempts)
+        job = send_queue(app).add(session, payload, app.settings.send.max_attempts, lease)
         session.commit()
     return job
+
+
+def send_now(app: Appliance, destination: str, instance_pks: list[int]) -> Job:
+    """Queue a send job claimed by this process and make its first attempt at once (no worker can
+    take it in between); return the job as it then stands (a failed attempt leaves it pending, for
+    a running appliance's send worker to retry)."""
+    job = enqueue(app, destination, instance_pks, lease=_LEASE)
+    payload = SendInstances(destination=destination, instances=instance_pks)
+    return _run(app, send_queue(app), ClaimedJob(job.id, 0, job.max_attempts, payload))  # type: ignore[arg-type]
 
 
 def result_destinations(app: Appliance) -> list[str]:
@@ -95,15 +105,6 @@ def backoff(app: Appliance, attempts: int) -> timedelta:
     settings = app.settings.send
     seconds = settings.backoff_initial_seconds * 2 ** max(attempts - 1, 0)
     return timedelta(seconds=min(seconds, settings.backoff_max_seconds))
-
-
-def attempt(app: Appliance, job_id: int) -> Job:
-    """Claim and run one attempt of a pending send job; return the job as it then stands."""
-    queue = send_queue(app)
-    claimed = queue.claim(_LEASE, job_id=job_id)
-    if claimed is None:
-        raise NotFound(f"send job {job_id} is not pending (already running, done or failed)")
-    return _run(app, queue, claimed)
 
 
 def _run(app: Appliance, queue: JobQueue[SendInstances], claimed: ClaimedJob[SendInstances]) -> Job:

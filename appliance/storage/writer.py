@@ -32,7 +32,7 @@ from appliance.storage.store import new_object_id
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from dicom_gateway import status
 from dicom_gateway.errors import RejectedInstance
-from dicom_gateway.received import PatientIdentity, ReceivedInstance, content_digest
+from dicom_gateway.received import PatientIdentity, ReceivedInstance, content_digest, dataset_offset
 from durable import take_batch
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,6 @@ class _Pending:
     object_id: str
     size: int
     wrapped: WrappedKey
-    digest: str
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     pk: int | None = None
@@ -151,17 +150,17 @@ class ObjectWriter:
         if the SOP Instance UID is already indexed (the unique index refuses the row), the new
         file is dropped. A resend of the same content (the dataset's SHA-256) is acknowledged as
         a success; one with other content is refused (``CONFLICTING_DUPLICATE``) and audited as a
-        conflict naming both patients. No lookup before the write: resends are rare, and the hot
-        path stays one insert.
+        conflict naming both patients. No lookup before the write and no hash of the content:
+        resends are rare, so both are paid only when one happens, and the hot path stays one insert.
         """
-        digest = content_digest(instance.part10)  # refuses a file that is not Part 10
+        dataset_offset(instance.part10)  # refuses a file that is not Part 10
         object_id = new_object_id()
         try:
             wrapped = self.app.store.put(object_id, instance.part10)
         except ApplianceError as exc:  # disk full, I/O error, the key ring: out of resources to the peer
             log.error("could not store an instance (%s)", type(exc.__cause__ or exc).__name__)
             raise RejectedInstance(status.OUT_OF_RESOURCES, "could not store the instance") from exc
-        pending = _Pending(instance, object_id, len(instance.part10), wrapped, digest)
+        pending = _Pending(instance, object_id, len(instance.part10), wrapped)
         self._queue.put(pending)
         if not pending.done.wait(_COMMIT_WAIT_SECONDS):
             # The row may still commit, so the file stays; if it never does, start-up
@@ -175,7 +174,7 @@ class ObjectWriter:
         if pending.duplicate:
             self.app.store.delete(object_id)
             stored = self._stored_copy(pending.pk)
-            if stored.content_digest != digest:
+            if stored.content_digest != content_digest(instance.part10):
                 self._audit_conflict(instance, stored)
                 raise RejectedInstance(
                     status.CONFLICTING_DUPLICATE, "SOP Instance UID already stored with other content"
@@ -184,8 +183,8 @@ class ObjectWriter:
         return pending.pk
 
     def _stored_copy(self, pk: int) -> StoredCopy:
-        """The stored instance ``pk``: its digest (computed from the stored object for rows older
-        than the digest column), patient and study."""
+        """The stored instance ``pk``: its digest (rows written since ingest stopped hashing each
+        instance have none: it is computed from the stored object), patient and study."""
         with self.app.engine.connect() as connection:
             row = connection.execute(
                 select(
@@ -369,7 +368,6 @@ class ObjectWriter:
             "kek_id": pending.wrapped.kek_id,
             "wrapped_key": pending.wrapped.blob,
             "received_at": utcnow(),
-            "content_digest": pending.digest,
             "receipt_audited": not instance.receipt_audit_pending,
         }
         return connection.execute(_INSERT["instance"], row).inserted_primary_key[0]

@@ -57,6 +57,19 @@ def test_a_claimed_job_is_leased_to_its_claimer_and_typed(queue):
     assert JobQueue(queue.app, SeriesComplete).claim(LEASE) is None  # another kind's queue
 
 
+def test_a_job_added_under_a_lease_is_its_adders_until_the_lease_runs_out(queue):
+    """``appliance send`` adds its job claimed and attempts it at once: a running appliance's send
+    worker claiming in between made the command fail with "not pending"."""
+    with queue.app.session() as session:
+        job = queue.add(session, SendInstances(destination="pacs", instances=[1]), 3, lease=LEASE)
+        session.commit()
+        job_id = job.id
+    assert queue.claim(LEASE) is None and queue.claim(LEASE, job_id=job_id) is None
+    job = _job(queue, job_id)
+    assert job.state == JobState.RUNNING and job.lease_owner == f"{socket.gethostname()}:{os.getpid()}"
+    assert queue.finish(job_id).state == JobState.DONE
+
+
 def test_a_job_whose_lease_ran_out_is_claimed_again(queue):
     [job_id] = _add(queue)
     assert queue.claim(timedelta(seconds=-1)) is not None  # its claimer "died": the lease is over
