@@ -22,8 +22,9 @@ from appliance.errors import ConfigError
 from appliance.jobs.payloads import SendInstances, SeriesComplete
 from appliance.jobs.queue import JobQueue
 from appliance.pipeline.assembly import series_assembler
-from appliance.pipeline.gateway import GatewayProcesses
+from appliance.pipeline.gateway import GATEWAY_TRIM_ABOVE, GatewayProcesses
 from appliance.pipeline.sending import send_worker
+from appliance.runtime import heap
 from appliance.runtime.periodic import Periodic
 from appliance.runtime.run_marker import UncleanStop, start_run, stop_run
 from appliance.storage.reconcile import reconcile
@@ -142,6 +143,7 @@ def serve(app: Appliance, dicom_port: int | None = None, http_port: int | None =
         importlib.metadata.version("imaging-appliance"), settings.home, settings.home / CONFIG_FILE,
     )  # fmt: skip
     http_tls = _http_tls(settings)  # before anything runs: a refusal here is not an unclean stop
+    heap.keep_freed_memory(trim_above=GATEWAY_TRIM_ABOVE)  # this process's gateway receives too
     audit_directory = settings.path(settings.audit.directory)
     unclean = start_run(audit_directory)
     if unclean is not None:

@@ -14,6 +14,7 @@ import struct
 import threading
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -121,8 +122,22 @@ def _check_lengths(dataset: Dataset) -> None:
                 _check_lengths(item)
 
 
-def decode_header(raw: bytes, transfer_syntax: UID) -> Dataset:
-    """Parse and completeness-check an encoded dataset; values stay raw until read."""
+@dataclass(frozen=True)
+class Header:
+    """A decoded dataset up to its top-level pixel data (values raw until read), and that element's
+    tag when it has one."""
+
+    dataset: Dataset
+    pixel_tag: int | None
+
+
+def decode_header(raw: bytes, transfer_syntax: UID) -> Header:
+    """Parse and completeness-check an encoded dataset.
+
+    Parsing stops at a top-level pixel data element of defined length that ends the dataset
+    exactly: its value (nearly all of an image's bytes) is neither read into a copy nor needed.
+    Anything else (elements after the pixel data, encapsulated or truncated pixel data) is read
+    whole and checked element by element."""
     data = raw
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         try:
@@ -131,6 +146,40 @@ def decode_header(raw: bytes, transfer_syntax: UID) -> Dataset:
             raise RejectedInstance(
                 status.CANNOT_UNDERSTAND_UNDECODABLE, f"deflated dataset does not inflate: {exc}"
             ) from exc
+    pixels: list[tuple[int, int]] = []
+
+    def ends_with_pixels(tag: int, vr: str | None, length: int) -> bool:
+        if tag not in _PIXEL_TAGS or length == _UNDEFINED_LENGTH or length % 2:
+            return False
+        pixels.append((int(tag), length))
+        return True
+
+    header = _read(data, transfer_syntax, ends_with_pixels)
+    if pixels:
+        tag, length = pixels[-1]
+        element_header = 8 if transfer_syntax.is_implicit_VR else 12  # pixel data VRs have 32-bit lengths
+        if header.position + element_header + length == len(data):
+            return Header(header.dataset, tag)
+    whole = _read(data, transfer_syntax, None)
+    if whole.position != len(data):
+        raise RejectedInstance(
+            status.CANNOT_UNDERSTAND_UNDECODABLE,
+            f"dataset is truncated or has trailing bytes (parsed {whole.position} of {len(data)})",
+        )
+    found = next((tag for tag in _PIXEL_TAGS if tag in whole.dataset), None)
+    return Header(whole.dataset, found)
+
+
+@dataclass(frozen=True)
+class _Read:
+    dataset: Dataset
+    position: int  # where reading stopped
+
+
+_StopWhen = Callable[[int, str | None, int], bool]
+
+
+def _read(data: bytes, transfer_syntax: UID, stop_when: _StopWhen | None) -> _Read:
     fp = BytesIO(data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -139,6 +188,7 @@ def decode_header(raw: bytes, transfer_syntax: UID) -> Dataset:
                 fp,
                 is_implicit_VR=transfer_syntax.is_implicit_VR,
                 is_little_endian=transfer_syntax.is_little_endian,
+                stop_when=stop_when,  # type: ignore[arg-type]
             )
             _check_lengths(dataset)
         except RejectedInstance:
@@ -148,12 +198,12 @@ def decode_header(raw: bytes, transfer_syntax: UID) -> Dataset:
                 status.CANNOT_UNDERSTAND_UNDECODABLE,
                 f"dataset cannot be decoded ({type(exc).__name__} at byte {fp.tell()})",
             ) from exc
-    if fp.tell() != len(data) or any("End of file" in str(w.message) for w in caught):
+    if any("End of file" in str(w.message) for w in caught):
         raise RejectedInstance(
             status.CANNOT_UNDERSTAND_UNDECODABLE,
             f"dataset is truncated or has trailing bytes (parsed {fp.tell()} of {len(data)})",
         )
-    return dataset
+    return _Read(dataset, fp.tell())
 
 
 def _raw(dataset: Dataset, tag: int) -> bytes | None:
@@ -230,7 +280,8 @@ def parse_instance(
     calling_ae: str,
     called_ae: str,
 ) -> ReceivedInstance:
-    dataset = decode_header(raw, transfer_syntax)
+    header = decode_header(raw, transfer_syntax)
+    dataset = header.dataset
     sop_instance = _uid(dataset, _SOP_INSTANCE, "SOPInstanceUID")
     sop_class = _uid(dataset, _SOP_CLASS, "SOPClassUID")
     if sop_class != context_sop_class:
@@ -238,7 +289,7 @@ def parse_instance(
             status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
             f"SOP Class UID {sop_class} does not match the presentation context's {context_sop_class}",
         )
-    if _is_image_storage(sop_class) and not any(tag in dataset for tag in _PIXEL_TAGS):
+    if _is_image_storage(sop_class) and header.pixel_tag is None:
         raise RejectedInstance(
             status.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{UID(sop_class).name} object without pixel data"
         )

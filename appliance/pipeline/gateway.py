@@ -25,7 +25,7 @@ from typing import Any
 from appliance.admin.peers import DatabaseSourcePolicy
 from appliance.context import Appliance, open_appliance
 from appliance.errors import ConfigError
-from appliance.runtime import logs
+from appliance.runtime import heap, logs
 from appliance.runtime.child_process import die_with_parent, parent_alive
 from appliance.storage.writer import ObjectWriter
 from dicom_gateway import tls
@@ -37,6 +37,7 @@ from dicom_gateway.server import Handoff
 log = logging.getLogger(__name__)
 
 _MAX_DEFAULT_WORKERS = 4
+GATEWAY_TRIM_ABOVE = 64 * 2**20  # a worker's heap keeps up to this much free memory for the next instances
 
 
 def worker_count(app: Appliance) -> int:
@@ -124,6 +125,7 @@ def _worker_main(
     die_with_parent()
     if not parent_alive(parent):
         return
+    heap.keep_freed_memory(trim_above=GATEWAY_TRIM_ABOVE)
     app = open_appliance(Path(home), migrate_schema=False)  # the main process migrated it
     logs.configure(app.settings.log_path, app.settings.log_level)
     index = ObjectWriter(app)

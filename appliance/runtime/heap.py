@@ -1,4 +1,5 @@
-"""The inference process's memory: a series' working set kept between its stages, returned after.
+"""The memory of the inference process (a series' working set kept between its stages, returned
+after) and of the gateway workers (the blocks of each received instance, reused).
 
 A series allocates the same blocks again and again (the sliding window's activations for every
 batch of windows). With glibc's defaults each block above its (moving) mmap threshold is a fresh
@@ -42,13 +43,18 @@ def _glibc() -> Any:
 _LIBC = _glibc()
 
 
-def keep_freed_memory() -> None:
+def keep_freed_memory(trim_above: int = _NEVER) -> None:
     """One arena for every thread, blocks under 32 MiB from it, larger ones from their own mappings,
-    and no trimming on free. Call before the process starts its threads (each would get an arena)."""
+    and the heap's free top handed back only once it is over ``trim_above`` bytes (by default,
+    never). Call before the process starts its threads (each would get an arena).
+
+    A gateway worker calls it too: each instance it receives is a few blocks of half a megabyte or
+    more (PDU bodies, the data set, the Part 10 file, its ciphertext), which glibc would otherwise
+    map afresh and the kernel zero-fill each time."""
     if _LIBC is not None:
         _LIBC.mallopt(_M_ARENA_MAX, 1)
         _LIBC.mallopt(_M_MMAP_THRESHOLD, _OWN_MAPPING)  # a fixed threshold: glibc no longer moves it
-        _LIBC.mallopt(_M_TRIM_THRESHOLD, _NEVER)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, trim_above)
 
 
 def return_freed_memory() -> None:

@@ -26,8 +26,14 @@ def new_key() -> bytes:
 
 
 def seal(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    return b"".join(seal_parts(key, plaintext, associated_data))
+
+
+def seal_parts(key: bytes, plaintext: bytes, associated_data: bytes) -> tuple[bytes, bytes]:
+    """A sealed blob as its two parts, (nonce, ciphertext || tag), for a writer that need not join
+    them (an instance is half a megabyte: each copy costs)."""
     nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+    return nonce, AESGCM(key).encrypt(nonce, plaintext, associated_data)
 
 
 def open_sealed(key: bytes, blob: bytes | memoryview, associated_data: bytes) -> bytes:

@@ -51,10 +51,10 @@ class EncryptedStore:
         """Encrypt and durably write ``data``; return the wrapped data key for the index."""
         data_key = crypto.new_key()
         wrapped = self.keyring.wrap(data_key, _purpose(object_id))  # first: a KEK failure leaves no file
-        blob = MAGIC + crypto.seal(data_key, data, _purpose(object_id).encode())
+        nonce, sealed = crypto.seal_parts(data_key, data, _purpose(object_id).encode())
         path = self.path_of(object_id)
         try:
-            write_durably(path, blob)
+            write_durably(path, (MAGIC, nonce, sealed))
         except OSError as exc:
             raise StoreError(f"could not write object {object_id}: {exc.strerror}") from exc
         return wrapped
