@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from models import fast_paths
 from models.codes import SegmentCode, code_for
 from models.errors import ModelError
+from models.identity import ModelIdentity
 from models.manifest import MANIFEST, METADATA, Manifest, verify_bundle
 from models.two_class import LogitDifference, two_class_postprocessing
 from models.volume import Volume
@@ -107,23 +108,6 @@ def run_taking(compose: Any, inputs: dict) -> dict:
 
 class BundleError(ModelError):
     """A verified bundle cannot be built or run; the message says which part."""
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """Which model made a result: its name, version, the SHA-256 of its signed manifest, and the
-    use its bundle declares (MONAI's ``intended_use``, else its ``task``)."""
-
-    name: str
-    version: str
-    digest: str
-    intended_use: str = ""
-
-    @property
-    def for_clinical_use(self) -> bool:
-        """False when the bundle itself says it is not for clinical (or diagnostic) use."""
-        declared = self.intended_use.lower()
-        return not any(f"not for {use} use" in declared for use in ("clinical", "diagnostic"))
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ from typing import Protocol
 import numpy as np
 from pydicom.dataset import Dataset
 
-from models.bundle import ModelIdentity, Predictor
+from models.bundle import Predictor
 from models.errors import ModelError
+from models.identity import ModelIdentity
 from models.results import write_results
 from models.routing import RoutingRule, SeriesFacts, route
+from models.shadow_outcome import ShadowOutcome
 from models.validation.metrics import label_agreement
 from models.volume import Volume, build_volume
 
@@ -59,18 +61,6 @@ class PreparedSeries:
     data: dict  # the bundle's preprocessed items
     timings: dict[str, float] = field(default_factory=dict)
     shadow: ShadowPrepared | None = None
-
-
-@dataclass(frozen=True)
-class ShadowOutcome:
-    """What a shadow version did on the series beside the active one; never written as results."""
-
-    model: ModelIdentity
-    agreement: dict[str, float]  # segment label -> Dice between its labels and the active version's
-    volumes_ml: dict[str, float]
-    seconds: float | None  # its network and postprocessing
-    active_seconds: float
-    failure: str | None = None
 
 
 @dataclass(frozen=True)

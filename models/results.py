@@ -16,9 +16,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from models.bundle import ModelIdentity, Segment
+from models.bundle import Segment
 from models.codes import Concept
 from models.errors import ModelError
+from models.identity import ModelIdentity
 from models.volume import Volume, build_volume
 
 MANUFACTURER = "imaging-appliance"

@@ -13,8 +13,9 @@ import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from models.bundle import ModelIdentity, Segment
+from models.bundle import Segment
 from models.codes import code_for
+from models.identity import ModelIdentity
 from models.results import write_results
 from models.volume import Volume, build_volume
 from testbed.phantom import make_phantom

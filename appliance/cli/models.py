@@ -60,7 +60,7 @@ def models_fetch(home: str | None, workspace: str) -> None:
 @json_option
 def models_list(home: str | None, as_json: bool) -> None:
     """Imported model versions: state, publisher, training release, newest validation."""
-    from appliance.modelops.validation import summary
+    from appliance.modelops.reports import summary
 
     app = open_home(home)
     rows = []
@@ -81,12 +81,12 @@ def models_list(home: str | None, as_json: bool) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="default: cuda when there is one")
 def models_validate(home: str | None, as_json: bool, name: str, version: str, device: str | None) -> None:
     """Validate VERSION against the active version on the labelled held-out cases (signed report)."""
-    from appliance.modelops import validation
+    from appliance.modelops import reports, validation
 
     app = open_home(home)
     row = validation.validate(app, actor(), name, version, device)
-    report = validation.opened(app, row)
-    click.echo(json.dumps(report, indent=2) if as_json else validation.readable(report))
+    report = reports.opened(app, row)
+    click.echo(json.dumps(report, indent=2) if as_json else reports.readable(report))
     if not row.passed:
         raise SystemExit(1)
 
@@ -100,10 +100,10 @@ def models_validate(home: str | None, as_json: bool, name: str, version: str, de
 def models_report(home: str | None, as_json: bool, name: str, version: str, signed: bool) -> None:
     """The newest validation report of VERSION (signature checked)."""
     from appliance.errors import NotFound
-    from appliance.modelops import validation
+    from appliance.modelops import reports
 
     app = open_home(home)
-    found = validation.reports(app, name, version)
+    found = reports.reports(app, name, version)
     if not found:
         raise NotFound(
             f"{name} {version} has no validation report: run `appliance models validate {name} {version}`"
@@ -111,8 +111,8 @@ def models_report(home: str | None, as_json: bool, name: str, version: str, sign
     if signed:
         click.echo(found[0].envelope.decode())
         return
-    report = validation.opened(app, found[0])
-    click.echo(json.dumps(report, indent=2) if as_json else validation.readable(report))
+    report = reports.opened(app, found[0])
+    click.echo(json.dumps(report, indent=2) if as_json else reports.readable(report))
 
 
 @models.command("promote")

@@ -17,7 +17,7 @@ from appliance.admin.model_registry import ModelRefused
 from appliance.context import Appliance
 from appliance.db.tables import Model, ModelState
 from appliance.modelops import shadow
-from appliance.modelops.validation import active_version, reports
+from appliance.modelops.reports import active_version, reports
 from audit.events import EventID, Outcome
 
 

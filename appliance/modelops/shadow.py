@@ -20,7 +20,7 @@ from appliance.admin.model_registry import ModelRefused, audit_model, find
 from appliance.context import Appliance
 from appliance.db.tables import ModelState, ShadowResult, ShadowRun, utcnow
 from appliance.errors import NotFound
-from models.pipeline import ShadowOutcome
+from models.shadow_outcome import ShadowOutcome
 
 
 def _audit(app: Appliance, actor: str, name: str, version: str, text: str) -> None:

@@ -15,27 +15,18 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from sqlmodel import select
-
 from anonymizer.release import dsse
 from appliance.admin.model_registry import ModelRefused, find, trusted_publishers
 from appliance.context import Appliance, report_signing_key
-from appliance.db.tables import Model, ModelState, ModelValidation
+from appliance.db.tables import ModelValidation
 from appliance.modelops.held_out import labelled_cases, series_volume, stored_instance
+from appliance.modelops.reports import PAYLOAD_TYPE, active_version
 from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 from models.bundle import Predictor
 from models.seg_labels import label_volume
 from models.validation.comparison import CaseScores, aggregate, decide, subgroups
 from models.validation.metrics import case_metrics
 from models.validation.protocol import read_protocol
-
-PAYLOAD_TYPE = "application/vnd.imaging-appliance.model-validation+json"
-
-
-def active_version(app: Appliance, name: str) -> Model | None:
-    with app.session() as session:
-        return session.exec(select(Model).where(Model.name == name, Model.state == ModelState.ACTIVE)).first()
 
 
 def _timed_predict(predictor: Predictor, volume) -> tuple:  # type: ignore[no-untyped-def]
@@ -129,50 +120,3 @@ def validate(
     )
     app.audit.flush()
     return row
-
-
-def opened(app: Appliance, row: ModelValidation) -> dict:
-    """The report a kept envelope holds, its signature checked with the report key's public half."""
-    public_key = load_pem_public_key(app.signing_public_key_path.read_bytes())
-    return json.loads(dsse.verify(row.envelope, [public_key], PAYLOAD_TYPE))  # type: ignore[list-item]
-
-
-def reports(app: Appliance, name: str, version: str | None = None) -> list[ModelValidation]:
-    with app.session() as session:
-        query = select(ModelValidation).where(ModelValidation.name == name)
-        if version:
-            query = query.where(ModelValidation.version == version)
-        return list(session.exec(query.order_by(ModelValidation.id.desc())).all())  # type: ignore[union-attr]
-
-
-def summary(app: Appliance, name: str, version: str) -> str:
-    """The newest report of a version in a few words (``models list``, the console), or ""."""
-    found = reports(app, name, version)
-    if not found:
-        return ""
-    newest = found[0]
-    if newest.passed:
-        return f"passed vs {newest.baseline} (report {newest.id})"
-    return f"failed vs {newest.baseline} (report {newest.id}: {', '.join(newest.failed_criteria)})"
-
-
-def readable(report: dict) -> str:
-    """The report as a table for a terminal."""
-    lines = [
-        f"{report['model']} {report['candidate']} against active {report['active']}: "
-        f"{len(report['cases'])} held-out cases, " + ("PASSED" if report["passed"] else "FAILED"),
-        "",
-        f"{'class':12} {'metric':13} {'candidate':>10} {'active':>10} "
-        f"{'improvement [interval]':>34} {'margin':>8}",
-    ]
-    for name, metrics in report["aggregate"].items():
-        for metric, row in metrics.items():
-            gain = row["improvement"]
-            interval = f"{gain['mean']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]"
-            lines.append(
-                f"{name:12} {metric:13} {row['candidate']:10.4f} {row['baseline']:10.4f} {interval:>34} "
-                f"{row['margin']:8g}"
-            )
-    lines.append("")
-    lines += [f"[{'pass' if c['passed'] else 'FAIL'}] {c['name']}: {c['detail']}" for c in report["criteria"]]
-    return "\n".join(lines)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.bundle import ModelIdentity, Segment
+from models.bundle import Segment
 from models.codes import code_for
+from models.identity import ModelIdentity
 from models.results import _renumbered, write_results
 from models.volume import build_volume
 from testbed.phantom import make_phantom

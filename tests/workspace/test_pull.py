@@ -19,8 +19,9 @@ from anonymizer.release.manifest import manifest_key, object_key
 from appliance.context import open_appliance
 from appliance.research.releases import Releaser, export_public_pem
 from appliance.research.selection import ReleaseCriteria
-from models.bundle import ModelIdentity, Segment
+from models.bundle import Segment
 from models.codes import code_for
+from models.identity import ModelIdentity
 from models.results import write_results
 from models.volume import build_volume
 from testbed.processes import REPO

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.storage.writer import NewObject
-from models.bundle import ModelIdentity
-from models.pipeline import ShadowOutcome
+from models.identity import ModelIdentity
+from models.shadow_outcome import ShadowOutcome
 
 
 @dataclass(frozen=True)

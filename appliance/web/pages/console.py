@@ -15,7 +15,7 @@ from sqlmodel import select
 from appliance.access import accounts
 from appliance.admin import model_registry, peers
 from appliance.db.tables import Destination, Job, RequestState, Source
-from appliance.modelops import promotion, validation
+from appliance.modelops import promotion, reports
 from appliance.pipeline import sending
 from appliance.research import requests as release_requests
 from appliance.security import rotation
@@ -36,7 +36,7 @@ def console(
     return render(
         request, "admin.html",
         sources=peers.list_peers(app, Source), destinations=peers.list_peers(app, Destination),
-        models=[(m, validation.summary(app, m.name, m.version)) for m in model_registry.list_models(app)],
+        models=[(m, reports.summary(app, m.name, m.version)) for m in model_registry.list_models(app)],
         users=accounts.list_users(app),
         keys=[(kid, kid == app.keyring.active_id, in_use.get(kid, 0)) for kid in app.keyring.ids],
         jobs=jobs, echoed=echoed, failed=failed,
