@@ -1,13 +1,14 @@
 """Before authentication: connections that have not yet asked for an association are screened
 apart, so that they cannot use up the capacity of those that have.
 
-pynetdicom counts every TCP connection against its association limit from the moment it is
-accepted, so idle connections from anyone lock legitimate senders out. Here, in the accepting
-process, a plain TCP connection whose whole A-ASSOCIATE-RQ has arrived as it is accepted (the usual
-case) is judged at once; any other stays in a small pool of its own (``pending_total``, at most
-``pending_per_address`` from one address) until its whole A-ASSOCIATE-RQ has arrived, read with
-``MSG_PEEK`` so that it stays in the socket for the SCP, under one deadline for the whole
-request (not per read) and refused on its header when it claims more than ``max_request_bytes``.
+A server that counts every TCP connection against its association limit from the moment it is
+accepted (as pynetdicom's does) lets idle connections from anyone lock legitimate senders out.
+Here, in the accepting process, a plain TCP connection whose whole A-ASSOCIATE-RQ has arrived as
+it is accepted (the usual case) is judged at once; any other stays in a small pool of its own
+(``pending_total``, at most ``pending_per_address`` from one address) until its whole
+A-ASSOCIATE-RQ has arrived, read with ``MSG_PEEK`` so that it stays in the socket for the SCP,
+under one deadline for the whole request (not per read) and refused on its header when it claims
+more than ``max_request_bytes``.
 Only then is it handed to an SCP, where the allow-list and the association limit apply.
 
 Every refusal is counted and reported to ``on_refused`` (address and reason only), with
