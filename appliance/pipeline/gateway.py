@@ -1,11 +1,11 @@
 """The DICOM gateway as the appliance runs it: one storage SCP per process.
 
 Each association is served on a thread of its own (:mod:`dicom_gateway.association`), so one
-process is bound by the GIL. ``serve`` runs the listening SCP in the main process and ``dicom.workers - 1`` worker processes;
-the main process accepts each connection and hands it (its file descriptor, over a Unix socket)
-to the process with the fewest open associations, itself included. All share the security-event
-counter and the association limit through shared memory, write the same database and store, and
-the workers die with the main process.
+process is bound by the GIL. ``serve`` runs the listening SCP in the main process and
+``dicom.workers - 1`` worker processes; the main process accepts each connection and hands it (its
+file descriptor, over a Unix socket) to the process with the fewest open associations, itself
+included. All share the security-event counter and the association limit through shared memory,
+write the same database and store, and the workers die with the main process.
 """
 
 from __future__ import annotations
