@@ -101,13 +101,15 @@ class AssociationHandler(Protocol):
 def negotiate(
     proposed: Sequence[ProposedContext], supported: Mapping[str, Sequence[str]]
 ) -> list[tuple[int, int, str]]:
-    """(context id, result, transfer syntax) for each proposed context: the first transfer syntax
-    the requestor proposed that we support for its abstract syntax."""
+    """(context id, result, transfer syntax) for each proposed context: of the transfer syntaxes
+    the requestor proposed, the first in our order of preference for its abstract syntax (Explicit
+    VR Little Endian first: the data set is stored as it arrives, and explicit VRs keep their
+    meaning without a dictionary)."""
     results = []
     for context in proposed:
         fallback = context.transfer_syntaxes[0] if context.transfer_syntaxes else _IMPLICIT_LITTLE_ENDIAN
         ours = supported.get(context.abstract_syntax)
-        chosen = next((ts for ts in context.transfer_syntaxes if ours and ts in ours), None)
+        chosen = next((ts for ts in ours or () if ts in context.transfer_syntaxes), None)
         if ours is None:
             results.append((context.context_id, ABSTRACT_SYNTAX_NOT_SUPPORTED, fallback))
         elif chosen is None:

@@ -30,13 +30,13 @@ from tests.support.gateway import AllowSCU, MemoryStore
 VERIFICATION = "1.2.840.10008.1.1"
 
 
-def test_negotiation_takes_the_first_proposed_syntax_we_support_and_says_why_others_are_refused():
-    supported = {CTImageStorage: (ImplicitVRLittleEndian, ExplicitVRLittleEndian)}
+def test_negotiation_takes_our_preferred_syntax_among_those_proposed_and_says_why_others_are_refused():
+    supported = {CTImageStorage: (ExplicitVRLittleEndian, ImplicitVRLittleEndian)}
     results = negotiate(
         [
             ProposedContext(
-                1, CTImageStorage, (JPEGBaseline8Bit, ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-            ),
+                1, CTImageStorage, (JPEGBaseline8Bit, ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+            ),  # noqa: E501
             ProposedContext(3, CTImageStorage, (JPEGBaseline8Bit,)),
             ProposedContext(5, "1.2.3.4", (ExplicitVRLittleEndian,)),
         ],
