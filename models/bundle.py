@@ -27,6 +27,7 @@ from models.codes import SegmentCode, code_for
 from models.errors import ModelError
 from models.identity import ModelIdentity
 from models.manifest import MANIFEST, METADATA, Manifest, verify_bundle
+from models.onnx_backend import ONNX_MODEL, Backend, OnnxNetwork
 from models.two_class import LogitDifference, two_class_postprocessing
 from models.volume import Volume
 from models.windows import PairedWindows
@@ -152,10 +153,12 @@ def network_definition(config: dict) -> dict:
 
 
 def _weights(bundle: Path) -> Path:
-    for name in ("models/model.pt", "models/model.ts"):
+    """The network's file: the ONNX model of a version derived for ONNX Runtime, else the weights."""
+    names = (ONNX_MODEL,) if Backend.read(bundle) is not None else ("models/model.pt", "models/model.ts")
+    for name in names:
         if (bundle / name).is_file():
             return bundle / name
-    raise BundleError("the bundle has no models/model.pt or models/model.ts")
+    raise BundleError(f"the bundle has no {' or '.join(names)}")
 
 
 class Predictor:
@@ -188,9 +191,10 @@ class Predictor:
         self.image_key = str(config.get("image_key", "image"))
         evaluator = config.get("evaluator")
         self.amp = bool(evaluator.get("amp", False)) if isinstance(evaluator, dict) else False
+        self.backend = Backend.read(bundle)
         try:
             self.network = self._network(parser, _weights(bundle))
-            paired = "paired_windows" in self.fast
+            paired = "paired_windows" in self.fast and self.backend is None
             self.windows = (
                 PairedWindows(self.network, self.device) if paired else self.network
             )  # what the inferer runs
@@ -210,6 +214,10 @@ class Predictor:
             raise BundleError(f"cannot build {self.manifest.name} {self.manifest.version}: {exc}") from exc
 
     def _network(self, parser: Any, weights: Path) -> torch.nn.Module:
+        if weights.suffix == ".onnx":
+            if self.device.type != "cpu":
+                raise BundleError("an ONNX Runtime version runs on the CPU here (no GPU provider installed)")
+            return OnnxNetwork(weights, torch.get_num_threads())
         if weights.suffix == ".ts":
             network = torch.jit.load(weights, map_location=self.device)  # signature verified above
         else:

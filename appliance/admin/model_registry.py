@@ -61,16 +61,26 @@ def audit_refusal(app: Appliance, actor: str, what: str, text: str) -> None:
     app.audit.flush()
 
 
+OWN_PUBLISHER = "this-appliance"  # the publisher of versions this appliance derives (models optimize)
+
+
 def trusted_publishers(app: Appliance) -> dict[str, Ed25519PublicKey]:
+    """The publishers an admin trusted, and this appliance itself (its signing key)."""
     keys = {}
+    if app.signing_public_key_path.is_file():
+        own = load_pem_public_key(app.signing_public_key_path.read_bytes())
+        if isinstance(own, Ed25519PublicKey):
+            keys[OWN_PUBLISHER] = own
     for path in sorted((app.settings.home / TRUSTED_PUBLISHERS).glob("*.pub")):
         key = load_pem_public_key(path.read_bytes())
-        if isinstance(key, Ed25519PublicKey):
+        if isinstance(key, Ed25519PublicKey) and path.stem != OWN_PUBLISHER:
             keys[path.stem] = key
     return keys
 
 
 def trust_publisher(app: Appliance, actor: str, name: str, public_key_file: Path) -> None:
+    if name == OWN_PUBLISHER:
+        raise ModelRefused(f"{OWN_PUBLISHER} names this appliance's own key; choose another publisher name")
     try:
         key = load_pem_public_key(public_key_file.read_bytes())
     except (OSError, ValueError) as exc:

@@ -91,6 +91,29 @@ def models_validate(home: str | None, as_json: bool, name: str, version: str, de
         raise SystemExit(1)
 
 
+@models.command("optimize")
+@home_option
+@json_option
+@click.argument("name")
+@click.argument("version")
+@click.option("--backend", type=click.Choice(["onnxruntime"]), default="onnxruntime", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="int8: static quantisation calibrated on the held-out series")  # fmt: skip
+def models_optimize(
+    home: str | None, as_json: bool, name: str, version: str, backend: str, precision: str
+) -> None:
+    """Derive VERSION+BACKEND.PRECISION and check it against VERSION on the held-out series (a signed
+    equivalence report; exit 1 when a class's labels differ beyond the protocol's threshold)."""
+    from appliance.modelops import optimize, reports
+
+    app = open_home(home)
+    row = optimize.optimize(app, actor(), name, version, backend, precision)
+    report = reports.opened(app, row)
+    click.echo(json.dumps(report, indent=2) if as_json else reports.readable(report))
+    if not row.passed:
+        raise SystemExit(1)
+
+
 @models.command("report")
 @home_option
 @json_option

@@ -33,17 +33,25 @@ class HeldOutCase:
     label_source: str  # reference, corrected or accepted
 
 
-def labelled_cases(app: Appliance) -> list[HeldOutCase]:
+def held_out_series(app: Appliance) -> list[tuple[str, str, str | None]]:
+    """(series UID, study UID, modality) of every image series of a held-out study, labelled or not."""
     held = held_out_study_pks(app)
     with app.session() as session:
+        return list(
+            session.exec(
+                select(Series.series_uid, Study.study_uid, Series.modality)
+                .join(Study, Study.id == Series.study_pk)
+                .where(Series.study_pk.in_(held))  # type: ignore[attr-defined]
+                .where(Series.modality.not_in(_RESULTS))  # type: ignore[union-attr]
+                .order_by(Series.id)
+            ).all()
+        )
+
+
+def labelled_cases(app: Appliance) -> list[HeldOutCase]:
+    rows = held_out_series(app)
+    with app.session() as session:
         reference = dict(session.exec(select(ReferenceLabel.series_uid, ReferenceLabel.seg_uid)).all())
-        rows = session.exec(
-            select(Series.series_uid, Study.study_uid, Series.modality)
-            .join(Study, Study.id == Series.study_pk)
-            .where(Series.study_pk.in_(held))  # type: ignore[attr-defined]
-            .where(Series.modality.not_in(_RESULTS))  # type: ignore[union-attr]
-            .order_by(Series.id)
-        ).all()
     reviewed, corrected = reviewed_labels(app), corrections(app)
     cases = []
     for series_uid, study_uid, modality in rows:

@@ -48,7 +48,9 @@ def summary(app: Appliance, name: str, version: str) -> str:
 
 
 def readable(report: dict) -> str:
-    """The report as a table for a terminal."""
+    """The report (a validation, or a derived version's equivalence) as a table for a terminal."""
+    if "derived" in report:
+        return _readable_equivalence(report)
     lines = [
         f"{report['model']} {report['candidate']} against active {report['active']}: "
         f"{len(report['cases'])} held-out cases, " + ("PASSED" if report["passed"] else "FAILED"),
@@ -66,4 +68,25 @@ def readable(report: dict) -> str:
             )
     lines.append("")
     lines += [f"[{'pass' if c['passed'] else 'FAIL'}] {c['name']}: {c['detail']}" for c in report["criteria"]]
+    return "\n".join(lines)
+
+
+def _readable_equivalence(report: dict) -> str:
+    lines = [
+        f"{report['model']} {report['derived']} ({report['backend']} {report['precision']}) "
+        f"against its source {report['source']}: {len(report['cases'])} held-out series, "
+        + ("EQUIVALENT" if report["passed"] else "NOT EQUIVALENT: " + ", ".join(report["failed_classes"])),
+        f"labels must agree per class with Dice >= {report['min_dice']}; largest logit difference "
+        f"{report['largest_logit_difference']:.3g}; model bytes {report['model_bytes']}",
+        "",
+        f"{'series':>8} {'class':12} {'dice':>8} {'source ml':>10} {'derived ml':>10} {'seconds':>15}",
+    ]
+    for index, case in enumerate(report["cases"], 1):
+        seconds = f"{case['seconds']['source']:.2f} / {case['seconds']['derived']:.2f}"
+        for label, dice in case["dice_agreement"].items():
+            volume = case["volume_ml"][label]
+            lines.append(
+                f"{index:>8} {label:12} {dice:8.4f} {volume['source']:10.2f} {volume['derived']:10.2f} "
+                f"{seconds:>15}"
+            )
     return "\n".join(lines)

@@ -7,7 +7,11 @@ publisher, so a candidate cannot loosen the test it must pass.
                  "surface_dice": {"margin": 0.05, "tolerance_mm": 2.0}},
      "class_margins": {"lesion": {"dice": 0.03}},
      "min_cases": 3, "subgroups": {"modality": ["CT"]}, "min_subgroup_cases": 1,
-     "bootstrap": {"resamples": 2000, "confidence": 0.95, "seed": 0}}
+     "bootstrap": {"resamples": 2000, "confidence": 0.95, "seed": 0},
+     "equivalence": {"min_dice": 0.99}}
+
+``equivalence`` is what a version derived for another backend (``models optimize``) must keep:
+the Dice between its labels and the source version's, per class, on every held-out series.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Protocol:
     resamples: int = 2000
     confidence: float = 0.95
     seed: int = 0
+    equivalence_min_dice: float = 0.99
     source: str = "the appliance's default protocol"
 
     def margin(self, class_name: str, metric: str) -> float:
@@ -75,6 +80,7 @@ def read_protocol(bundle: Path, source: str) -> Protocol:
             resamples=int(boot.get("resamples", 2000)),
             confidence=float(boot.get("confidence", 0.95)),
             seed=int(boot.get("seed", 0)),
+            equivalence_min_dice=float(raw.get("equivalence", {}).get("min_dice", 0.99)),
             source=source,
         )
     except ProtocolError:

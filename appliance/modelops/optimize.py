@@ -1,0 +1,231 @@
+"""``appliance models optimize``: a version derived from another for ONNX Runtime, and the
+equivalence report that decides whether it may be activated.
+
+The derived version is the source bundle with its network replaced by an ONNX model (fp32, or int8
+calibrated on the windows the source network was given on the held-out series), versioned
+``SOURCE+BACKEND.PRECISION``, signed by this appliance (its signing key, trusted as the publisher
+``this-appliance``) and imported staged. Both versions then segment every held-out series (no
+label is needed: the source version's labels are the reference) and the derived one must agree per
+class: Dice of the two label volumes at least the source protocol's ``equivalence.min_dice`` (0.99
+unless it says otherwise) on every series. The report also gives each class's volume in both, the
+largest logit difference on the very windows both networks were given, the model files' sizes and
+seconds per series. It is signed, kept as the derived version's validation against its source,
+and audited, so ``models promote`` accepts a derived version only with a passing report against
+the active version, as it does any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anonymizer.release import dsse
+from appliance.admin.model_registry import (
+    OWN_PUBLISHER,
+    ModelRefused,
+    find,
+    import_bundle,
+    trusted_publishers,
+)
+from appliance.context import Appliance, report_signing_key
+from appliance.db.tables import ModelValidation
+from appliance.modelops.held_out import held_out_series, series_volume
+from appliance.modelops.reports import PAYLOAD_TYPE
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from models.bundle import Predictor
+from models.manifest import MANIFEST, METADATA, sign_bundle
+from models.onnx_backend import BACKENDS, ONNX_MODEL, PRECISIONS, Backend, export, quantize_int8
+from models.validation.metrics import label_agreement
+from models.validation.protocol import read_protocol
+
+_CALIBRATION_BATCHES = 16  # window batches kept from the source run to calibrate int8 on
+
+
+class _Tap(torch.nn.Module):
+    """What the sliding-window inferer calls: runs ``network``, keeping up to ``keep`` input batches
+    and, when ``compare`` is given, the largest absolute difference of its logits from compare's."""
+
+    def __init__(self, network: torch.nn.Module, keep: int = 0, compare: torch.nn.Module | None = None):
+        super().__init__()
+        self.network, self.keep, self.compare = network, keep, compare
+        self.kept: list[np.ndarray] = []
+        self.largest_difference = 0.0
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        out = self.network(batch)
+        if len(self.kept) < self.keep:
+            self.kept.append(np.ascontiguousarray(batch.detach().to(torch.float32).cpu().numpy()))
+        if self.compare is not None:
+            reference = self.compare(batch)
+            difference = (out.float().cpu() - reference.float().cpu()).abs().max().item()
+            self.largest_difference = max(self.largest_difference, float(difference))
+        return out
+
+
+def _derive(source: Path, destination: Path, version: str, backend: Backend) -> None:
+    """The source bundle copied to ``destination`` without its weights, versioned and described."""
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("model.pt", "model.ts", "manifest.*"))
+    metadata = json.loads((destination / METADATA).read_text())
+    metadata["version"] = version
+    metadata["changelog"] = {
+        version: f"{backend.source_version} for {backend.backend} ({backend.precision}), "
+        "derived on this appliance",
+        **metadata.get("changelog", {}),
+    }
+    (destination / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    backend.write(destination)
+
+
+def optimize(
+    app: Appliance, actor: str, name: str, version: str, backend: str, precision: str
+) -> ModelValidation:
+    """Derive, import (staged) and check a version of ``name`` ``version``; return its report."""
+    if backend not in BACKENDS or precision not in PRECISIONS:
+        raise ModelRefused(
+            f"backend {backend} with precision {precision} is not built here "
+            f"(backends: {', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)})"
+        )
+    source = find(app, name, version)
+    series = held_out_series(app)
+    if not series:
+        raise ModelRefused(
+            "no held-out series to check equivalence on: hold out studies first (`appliance holdout add`)"
+        )
+    trusted = trusted_publishers(app)
+    ours = Predictor(Path(source.path), trusted, "cpu")
+    if ours.backend is not None:
+        raise ModelRefused(f"{name} {version} is itself derived; optimize its source version")
+    volumes = [series_volume(app, uid) for uid, _, _ in series]
+    tap = _Tap(ours.windows, keep=_CALIBRATION_BATCHES)
+    ours.windows = tap
+    reference, source_seconds = [], []
+    for volume in volumes:
+        started = time.perf_counter()
+        reference.append(ours.predict(volume))
+        source_seconds.append(time.perf_counter() - started)
+    ours.windows = tap.network
+    derived_version = f"{version}+{backend}.{precision}"
+    digest = hashlib.sha256((Path(source.path) / MANIFEST).read_bytes()).hexdigest()
+    work = app.settings.home / "models" / f".optimizing-{name}-{derived_version}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        bundle = work / name
+        _derive(Path(source.path), bundle, derived_version, Backend(backend, precision, version, digest))
+        onnx = bundle / ONNX_MODEL
+        export(ours.network, torch.from_numpy(tap.kept[0][:1]), onnx)
+        if precision == "int8":
+            fp32 = onnx.with_name("model-fp32.onnx")
+            onnx.rename(fp32)
+            quantize_int8(fp32, onnx, tap.kept)
+            fp32.unlink()
+        sign_bundle(bundle, report_signing_key(app), OWN_PUBLISHER, name)
+        derived = import_bundle(app, actor, bundle)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return _check(app, actor, source.path, derived.path, volumes, reference, source_seconds, series)
+
+
+def _check(  # noqa: PLR0913
+    app: Appliance,
+    actor: str,
+    source_path: str,
+    derived_path: str,
+    volumes: list,
+    reference: list[np.ndarray],
+    source_seconds: list[float],
+    series: list,
+) -> ModelValidation:
+    trusted = trusted_publishers(app)
+    theirs = Predictor(Path(source_path), trusted, "cpu")
+    derived = Predictor(Path(derived_path), trusted, "cpu")
+    protocol = read_protocol(Path(source_path), f"{theirs.identity.name} {theirs.identity.version}")
+    classes = {segment.number: segment.label for segment in theirs.segments}
+    tap = _Tap(derived.windows, compare=theirs.network)
+    derived.windows = tap
+    cases, failed = [], set()
+    for (series_uid, _, modality), volume, labels, seconds in zip(
+        series, volumes, reference, source_seconds, strict=True
+    ):
+        started = time.perf_counter()
+        ours = derived.predict(volume)
+        elapsed = time.perf_counter() - started
+        agreement = label_agreement(ours, labels, classes)
+        failed |= {label for label, dice in agreement.items() if dice < protocol.equivalence_min_dice}
+        voxel_ml = volume.voxel_volume_ml
+        cases.append(
+            {
+                "series_uid": series_uid,
+                "modality": modality,
+                "dice_agreement": agreement,
+                "volume_ml": {
+                    label: {
+                        "source": float((labels == n).sum()) * voxel_ml,
+                        "derived": float((ours == n).sum()) * voxel_ml,
+                    }
+                    for n, label in classes.items()
+                },
+                "seconds": {"source": round(seconds, 3), "derived": round(elapsed, 3)},
+            }
+        )
+    identity, source = derived.identity, theirs.identity
+    backend = derived.backend
+    assert backend is not None, "a derived version carries its backend"
+    sizes = {path.name: path.stat().st_size for path in (Path(source_path) / "models").glob("model.*")}
+    report = {
+        "model": identity.name,
+        "derived": identity.version,
+        "source": source.version,
+        "backend": backend.backend,
+        "precision": backend.precision,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "appliance": app.settings.audit.origin,
+        "min_dice": protocol.equivalence_min_dice,
+        "cases": cases,
+        "largest_logit_difference": tap.largest_difference,
+        "model_bytes": {"source": sizes, "derived": (Path(derived_path) / ONNX_MODEL).stat().st_size},
+        "failed_classes": sorted(failed),
+        "passed": not failed,
+    }
+    envelope = dsse.sign(json.dumps(report, indent=2).encode(), report_signing_key(app), PAYLOAD_TYPE)
+    row = ModelValidation(
+        name=identity.name,
+        version=identity.version,
+        baseline=source.version,
+        passed=not failed,
+        cases=len(cases),
+        failed_criteria=[
+            f"equivalence of {label} (Dice < {protocol.equivalence_min_dice})" for label in sorted(failed)
+        ],
+        envelope=envelope,
+        digest=hashlib.sha256(envelope).hexdigest(),
+    )
+    with app.session() as session:
+        session.add(row)
+        session.commit()
+        session.refresh(row)
+    app.audit.emit(
+        AuditEvent(
+            event_id=EventID.APPLICATION_ACTIVITY,
+            action=Action.EXECUTE,
+            outcome=Outcome.SUCCESS if not failed else Outcome.MINOR_FAILURE,
+            type_code="Model Equivalence",
+            participants=(Participant(actor, is_requestor=True),),
+            objects=(
+                ParticipantObject(
+                    "model", f"{identity.name} {identity.version}", {"sha256": row.digest, "id": row.id}
+                ),
+            ),
+            description=f"{identity.name} {identity.version} against its source {source.version} "
+            f"on {len(cases)} held-out series: "
+            + ("equivalent" if not failed else "not equivalent: " + ", ".join(sorted(failed))),
+        )
+    )
+    app.audit.flush()
+    return row
