@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.onnx_backend import OnnxNetwork, export, quantize_int8  # noqa: E402
 from testbed.bundles import SHARED_BUNDLES, demo_predictor  # noqa: E402
 from testbed.phantom import make_phantom  # noqa: E402
 
@@ -77,10 +78,6 @@ def main() -> int:
         help="spleen: the Model Zoo spleen bundle's network (its architecture, random weights)",
     )  # fmt: skip
     args = parser.parse_args()
-    import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     torch.set_num_threads(args.threads)
     network = (
         demo_predictor("cpu").network if args.network == "demo" else _zoo_network("spleen_ct_segmentation")
@@ -89,40 +86,23 @@ def main() -> int:
     tensor = torch.from_numpy(batch)
     with torch.inference_mode():
         reference = network(tensor).numpy()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-
-    class Windows(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._windows = iter(_windows(args.calibration, seed=3))
-
-        def get_next(self) -> dict | None:
-            window = next(self._windows, None)
-            return None if window is None else {"image": window}
-
+    calibration = _windows(args.calibration, seed=3)
     with tempfile.TemporaryDirectory(prefix="onnx-bench-") as tmp:
-        fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
-        torch.onnx.export(
-            network, (tensor,), fp32, input_names=["image"], output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
-        )  # fmt: skip
-        quant_pre_process(str(fp32), str(prepared))
-        quantize_static(
-            str(prepared), str(int8), Windows(), quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        )  # fmt: skip
-        sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                    for name, path in (("onnxruntime fp32", fp32), ("onnxruntime int8", int8))}  # fmt: skip
-        sizes = {"onnxruntime fp32": fp32.stat().st_size, "onnxruntime int8": int8.stat().st_size}
+        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        export(network, tensor[:1], fp32)  # as `appliance models optimize` exports and quantises
+        quantize_int8(fp32, int8, calibration)
+        files = {"onnxruntime fp32": fp32, "onnxruntime int8": int8}
+        runs = {name: OnnxNetwork(path, args.threads) for name, path in files.items()}
+        sizes = {name: path.stat().st_size for name, path in files.items()}
         with torch.inference_mode():
             seconds = {"pytorch": _median_seconds(lambda: network(tensor), args.calls)}
-        for name, session in sessions.items():
-            seconds[name] = _median_seconds(lambda s=session: s.run(None, {"image": batch}), args.calls)
-            logits = session.run(None, {"image": batch})[0]
-            agree = float((logits.argmax(1) == reference.argmax(1)).mean())
-            error = float(np.abs(logits - reference).max())
-            print(f"{name}: largest logit difference {error:.2e}, labels agreeing {agree:.4%}, "
-                  f"{sizes[name] / 1e6:.2f} MB")  # fmt: skip
+            for name, run in runs.items():
+                seconds[name] = _median_seconds(lambda r=run: r(tensor), args.calls)
+                logits = run(tensor).numpy()
+                agree = float((logits.argmax(1) == reference.argmax(1)).mean())
+                error = float(np.abs(logits - reference).max())
+                print(f"{name}: largest logit difference {error:.2e}, labels agreeing {agree:.4%}, "
+                      f"{sizes[name] / 1e6:.2f} MB")  # fmt: skip
     print(f"one call on 2 windows of {ROI}^3, {args.threads} threads, median of {args.calls}:")
     for name, value in seconds.items():
         print(f"  {name:17} {value:.3f} s   speed vs pytorch {seconds['pytorch'] / value:.2f}x")
