@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from dicom_gateway.pdu import PduRefused
+from dicom_gateway.pdu import PduRefused, unpadded
 
 C_STORE_RQ, C_ECHO_RQ = 0x0001, 0x0030
 _RESPONSE = 0x8000
@@ -26,10 +26,6 @@ class Command:
     sop_class_uid: str
     sop_instance_uid: str
     has_dataset: bool
-
-
-def _text(value: bytes) -> str:
-    return value.rstrip(b"\x00 ").decode("ascii", "replace")
 
 
 def _us(value: bytes, name: str) -> int:
@@ -56,8 +52,8 @@ def decode_command(data: bytes) -> Command:
     return Command(
         command_field=_us(elements[0x0100], "Command Field"),
         message_id=_us(elements.get(0x0110, b"\x00\x00"), "Message ID"),
-        sop_class_uid=_text(elements.get(0x0002, b"")),
-        sop_instance_uid=_text(elements.get(0x1000, b"")),
+        sop_class_uid=unpadded(elements.get(0x0002, b"")),
+        sop_instance_uid=unpadded(elements.get(0x1000, b"")),
         has_dataset=_us(elements[0x0800], "Command Data Set Type") != _NO_DATASET,
     )
 

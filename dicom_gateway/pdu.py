@@ -104,7 +104,8 @@ class AssociateRequest:
     calling_ae_field: bytes = b""
 
 
-def _uid(value: bytes | memoryview) -> str:
+def unpadded(value: bytes | memoryview) -> str:
+    """A UID or code as sent, without its padding (NUL or space)."""
     return bytes(value).rstrip(b"\x00 ").decode("ascii", "replace")
 
 
@@ -139,12 +140,12 @@ def decode_associate_rq(body: bytes | bytearray) -> AssociateRequest:
             if len(value) < 4:
                 raise PduRefused("truncated presentation context in an association request")
             sub = _items(value[4:])
-            abstract = [_uid(v) for t, v in sub if t == 0x30]
+            abstract = [unpadded(v) for t, v in sub if t == 0x30]
             request.contexts.append(
                 ProposedContext(
                     context_id=value[0],
                     abstract_syntax=abstract[0] if abstract else "",
-                    transfer_syntaxes=tuple(_uid(v) for t, v in sub if t == 0x40),
+                    transfer_syntaxes=tuple(unpadded(v) for t, v in sub if t == 0x40),
                 )
             )
         elif item_type == 0x50:  # user information

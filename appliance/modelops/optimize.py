@@ -44,6 +44,7 @@ from models.manifest import MANIFEST, METADATA, sign_bundle
 from models.onnx_backend import BACKENDS, ONNX_MODEL, PRECISIONS, Backend, export, quantize_int8
 from models.validation.metrics import label_agreement
 from models.validation.protocol import read_protocol
+from models.volume import Volume
 
 _CALIBRATION_BATCHES = 16  # window batches kept from the source run to calibrate int8 on
 
@@ -70,6 +71,30 @@ class _Tap(torch.nn.Module):
             self.largest_difference = max(self.largest_difference, float(difference))
             self.comparing_seconds += time.perf_counter() - started  # not the derived network's time
         return out
+
+
+class _SourceRun:
+    """The source version on each held-out series: its labels (the reference), its seconds, and
+    the window batches its network was given (the first ones, to export with and calibrate on)."""
+
+    def __init__(self, bundle: Path, predictor: Predictor, series: list[tuple[str, str, str | None]]) -> None:
+        self.bundle, self.predictor, self.series = bundle, predictor, series
+        self.volumes: list[Volume] = []
+        self.labels: list[np.ndarray] = []
+        self.seconds: list[float] = []
+        self.windows: list[np.ndarray] = []
+
+    def add(self, volume: Volume) -> None:
+        tap = _Tap(self.predictor.windows, keep=_CALIBRATION_BATCHES - len(self.windows))
+        self.predictor.windows = tap
+        try:
+            started = time.perf_counter()
+            self.labels.append(self.predictor.predict(volume))
+            self.seconds.append(time.perf_counter() - started)
+        finally:
+            self.predictor.windows = tap.network
+        self.volumes.append(volume)
+        self.windows += tap.kept
 
 
 def _derive(source: Path, destination: Path, version: str, backend: Backend) -> None:
@@ -105,15 +130,9 @@ def optimize(
     ours = Predictor(Path(source.path), trusted, "cpu")
     if ours.backend is not None:
         raise ModelRefused(f"{name} {version} is itself derived; optimize its source version")
-    volumes = [series_volume(app, uid) for uid, _, _ in series]
-    tap = _Tap(ours.windows, keep=_CALIBRATION_BATCHES)
-    ours.windows = tap
-    reference, source_seconds = [], []
-    for volume in volumes:
-        started = time.perf_counter()
-        reference.append(ours.predict(volume))
-        source_seconds.append(time.perf_counter() - started)
-    ours.windows = tap.network
+    run = _SourceRun(Path(source.path), ours, series)
+    for uid, _, _ in series:
+        run.add(series_volume(app, uid))
     derived_version = f"{version}+{backend}.{precision}"
     digest = hashlib.sha256((Path(source.path) / MANIFEST).read_bytes()).hexdigest()
     work = app.settings.home / "models" / f".optimizing-{name}-{derived_version}"
@@ -122,39 +141,30 @@ def optimize(
         bundle = work / name
         _derive(Path(source.path), bundle, derived_version, Backend(backend, precision, version, digest))
         onnx = bundle / ONNX_MODEL
-        export(ours.network, torch.from_numpy(tap.kept[0][:1]), onnx)
+        export(ours.network, torch.from_numpy(run.windows[0][:1]), onnx)
         if precision == "int8":
             fp32 = onnx.with_name("model-fp32.onnx")
             onnx.rename(fp32)
-            quantize_int8(fp32, onnx, tap.kept)
+            quantize_int8(fp32, onnx, run.windows)
             fp32.unlink()
         sign_bundle(bundle, report_signing_key(app), OWN_PUBLISHER, name)
         derived = import_bundle(app, actor, bundle)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return _check(app, actor, source.path, derived.path, volumes, reference, source_seconds, series)
+    return _check(app, actor, run, Path(derived.path))
 
 
-def _check(  # noqa: PLR0913
-    app: Appliance,
-    actor: str,
-    source_path: str,
-    derived_path: str,
-    volumes: list,
-    reference: list[np.ndarray],
-    source_seconds: list[float],
-    series: list,
-) -> ModelValidation:
-    trusted = trusted_publishers(app)
-    theirs = Predictor(Path(source_path), trusted, "cpu")
-    derived = Predictor(Path(derived_path), trusted, "cpu")
-    protocol = read_protocol(Path(source_path), f"{theirs.identity.name} {theirs.identity.version}")
+def _check(app: Appliance, actor: str, run: _SourceRun, derived_path: Path) -> ModelValidation:
+    """Run the derived version on the series the source ran on; sign, keep and audit the report."""
+    theirs = run.predictor
+    derived = Predictor(derived_path, trusted_publishers(app), "cpu")
+    protocol = read_protocol(run.bundle, f"{theirs.identity.name} {theirs.identity.version}")
     classes = {segment.number: segment.label for segment in theirs.segments}
     tap = _Tap(derived.windows, compare=theirs.network)
     derived.windows = tap
     cases, failed = [], set()
     for (series_uid, _, modality), volume, labels, seconds in zip(
-        series, volumes, reference, source_seconds, strict=True
+        run.series, run.volumes, run.labels, run.seconds, strict=True
     ):
         started, tap.comparing_seconds = time.perf_counter(), 0.0
         ours = derived.predict(volume)
@@ -180,7 +190,7 @@ def _check(  # noqa: PLR0913
     identity, source = derived.identity, theirs.identity
     backend = derived.backend
     assert backend is not None, "a derived version carries its backend"
-    sizes = {path.name: path.stat().st_size for path in (Path(source_path) / "models").glob("model.*")}
+    sizes = {path.name: path.stat().st_size for path in (run.bundle / "models").glob("model.*")}
     report = {
         "model": identity.name,
         "derived": identity.version,
@@ -192,7 +202,7 @@ def _check(  # noqa: PLR0913
         "min_dice": protocol.equivalence_min_dice,
         "cases": cases,
         "largest_logit_difference": tap.largest_difference,
-        "model_bytes": {"source": sizes, "derived": (Path(derived_path) / ONNX_MODEL).stat().st_size},
+        "model_bytes": {"source": sizes, "derived": (derived_path / ONNX_MODEL).stat().st_size},
         "failed_classes": sorted(failed),
         "passed": not failed,
     }
