@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anonymizer.release import dsse
 from appliance.admin.model_registry import (
     OWN_PUBLISHER,
     ModelRefused,
@@ -37,8 +36,7 @@ from appliance.admin.model_registry import (
 from appliance.context import Appliance, report_signing_key
 from appliance.db.tables import ModelValidation
 from appliance.modelops.held_out import held_out_series, series_volume
-from appliance.modelops.reports import PAYLOAD_TYPE
-from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from appliance.modelops.reports import keep
 from models.bundle import Predictor
 from models.manifest import MANIFEST, METADATA, sign_bundle
 from models.onnx_backend import BACKENDS, ONNX_MODEL, PRECISIONS, Backend, export, quantize_int8
@@ -206,7 +204,6 @@ def _check(app: Appliance, actor: str, run: _SourceRun, derived_path: Path) -> M
         "failed_classes": sorted(failed),
         "passed": not failed,
     }
-    envelope = dsse.sign(json.dumps(report, indent=2).encode(), report_signing_key(app), PAYLOAD_TYPE)
     row = ModelValidation(
         name=identity.name,
         version=identity.version,
@@ -216,29 +213,12 @@ def _check(app: Appliance, actor: str, run: _SourceRun, derived_path: Path) -> M
         failed_criteria=[
             f"equivalence of {label} (Dice < {protocol.equivalence_min_dice})" for label in sorted(failed)
         ],
-        envelope=envelope,
-        digest=hashlib.sha256(envelope).hexdigest(),
+        envelope=b"",
+        digest="",
     )
-    with app.session() as session:
-        session.add(row)
-        session.commit()
-        session.refresh(row)
-    app.audit.emit(
-        AuditEvent(
-            event_id=EventID.APPLICATION_ACTIVITY,
-            action=Action.EXECUTE,
-            outcome=Outcome.SUCCESS if not failed else Outcome.MINOR_FAILURE,
-            type_code="Model Equivalence",
-            participants=(Participant(actor, is_requestor=True),),
-            objects=(
-                ParticipantObject(
-                    "model", f"{identity.name} {identity.version}", {"sha256": row.digest, "id": row.id}
-                ),
-            ),
-            description=f"{identity.name} {identity.version} against its source {source.version} "
-            f"on {len(cases)} held-out series: "
-            + ("equivalent" if not failed else "not equivalent: " + ", ".join(sorted(failed))),
-        )
-    )
-    app.audit.flush()
-    return row
+    outcome = "equivalent" if not failed else "not equivalent: " + ", ".join(sorted(failed))
+    return keep(
+        app, actor, report, row, "Model Equivalence",
+        f"{identity.name} {identity.version} against its source {source.version} "
+        f"on {len(cases)} held-out series: {outcome}",
+    )  # fmt: skip

@@ -5,14 +5,16 @@ them needs no model (and no PyTorch): the web process and ``models promote`` onl
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlmodel import select
 
 from anonymizer.release import dsse
-from appliance.context import Appliance
+from appliance.context import Appliance, report_signing_key
 from appliance.db.tables import Model, ModelState, ModelValidation
+from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
 
 PAYLOAD_TYPE = "application/vnd.imaging-appliance.model-validation+json"
 
@@ -20,6 +22,34 @@ PAYLOAD_TYPE = "application/vnd.imaging-appliance.model-validation+json"
 def active_version(app: Appliance, name: str) -> Model | None:
     with app.session() as session:
         return session.exec(select(Model).where(Model.name == name, Model.state == ModelState.ACTIVE)).first()
+
+
+def keep(
+    app: Appliance, actor: str, report: dict, row: ModelValidation, type_code: str, description: str
+) -> ModelValidation:
+    """Sign ``report`` into ``row`` (its envelope and digest), store the row, and audit it: a
+    validation and a derived version's equivalence are kept alike, and the promotion gate reads both."""
+    row.envelope = dsse.sign(json.dumps(report, indent=2).encode(), report_signing_key(app), PAYLOAD_TYPE)
+    row.digest = hashlib.sha256(row.envelope).hexdigest()
+    with app.session() as session:
+        session.add(row)
+        session.commit()
+        session.refresh(row)
+    app.audit.emit(
+        AuditEvent(
+            event_id=EventID.APPLICATION_ACTIVITY,
+            action=Action.EXECUTE,
+            outcome=Outcome.SUCCESS if row.passed else Outcome.MINOR_FAILURE,
+            type_code=type_code,
+            participants=(Participant(actor, is_requestor=True),),
+            objects=(
+                ParticipantObject("model", f"{row.name} {row.version}", {"sha256": row.digest, "id": row.id}),
+            ),
+            description=description,
+        )
+    )
+    app.audit.flush()
+    return row
 
 
 def opened(app: Appliance, row: ModelValidation) -> dict:

@@ -8,20 +8,16 @@ SHA-256; ``models promote`` reads the newest report of a version.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from anonymizer.release import dsse
 from appliance.admin.model_registry import ModelRefused, find, trusted_publishers
-from appliance.context import Appliance, report_signing_key
+from appliance.context import Appliance
 from appliance.db.tables import ModelValidation
 from appliance.modelops.held_out import labelled_cases, series_volume, stored_instance
-from appliance.modelops.reports import PAYLOAD_TYPE, active_version
-from audit.events import Action, AuditEvent, EventID, Outcome, Participant, ParticipantObject
+from appliance.modelops.reports import active_version, keep
 from models.bundle import Predictor
 from models.seg_labels import label_volume
 from models.validation.comparison import CaseScores, aggregate, decide, subgroups
@@ -90,7 +86,6 @@ def validate(
         "criteria": [asdict(c) for c in criteria],
         "passed": passed,
     }
-    envelope = dsse.sign(json.dumps(report, indent=2).encode(), report_signing_key(app), PAYLOAD_TYPE)
     row = ModelValidation(
         name=name,
         version=version,
@@ -98,25 +93,11 @@ def validate(
         passed=passed,
         cases=len(scores),
         failed_criteria=[c.name for c in criteria if not c.passed],
-        envelope=envelope,
-        digest=hashlib.sha256(envelope).hexdigest(),
+        envelope=b"",
+        digest="",
     )
-    with app.session() as session:
-        session.add(row)
-        session.commit()
-        session.refresh(row)
-    app.audit.emit(
-        AuditEvent(
-            event_id=EventID.APPLICATION_ACTIVITY,
-            action=Action.EXECUTE,
-            outcome=Outcome.SUCCESS if passed else Outcome.MINOR_FAILURE,
-            type_code="Model Validation",
-            participants=(Participant(actor, is_requestor=True),),
-            objects=(ParticipantObject("model", f"{name} {version}", {"sha256": row.digest, "id": row.id}),),
-            description=f"{name} {version} validated against {active.version} "
-            f"on {len(scores)} held-out cases: "
-            + ("passed" if passed else "failed " + ", ".join(row.failed_criteria)),
-        )
-    )
-    app.audit.flush()
-    return row
+    outcome = "passed" if passed else "failed " + ", ".join(row.failed_criteria)
+    return keep(
+        app, actor, report, row, "Model Validation",
+        f"{name} {version} validated against {active.version} on {len(scores)} held-out cases: {outcome}",
+    )  # fmt: skip
