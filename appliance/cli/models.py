@@ -96,7 +96,8 @@ def models_validate(home: str | None, as_json: bool, name: str, version: str, de
 @json_option
 @click.argument("name")
 @click.argument("version")
-@click.option("--backend", type=click.Choice(["onnxruntime"]), default="onnxruntime", show_default=True)
+@click.option("--backend", type=click.Choice(["onnxruntime"]), default="onnxruntime", show_default=True,
+              help="the runtime the derived version runs on (TensorRT is not built yet)")  # fmt: skip
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
               help="int8: static quantisation calibrated on the held-out series")  # fmt: skip
 def models_optimize(
