@@ -193,8 +193,8 @@ class AssociationService:
 
     def _await_close(self, connection: socket.socket) -> None:
         """After an A-ASSOCIATE-RJ or A-RELEASE-RP the requestor closes the connection (PS3.8
-        state Sta13, under the ARTIM timer): closing first could lose that last PDU in flight, and
-        a requestor that sees the close before the PDU reports an abort."""
+        state Sta13, under the ARTIM timer); what it sends meanwhile is read and dropped, so our
+        close never resets a connection that still holds that last PDU."""
         connection.settimeout(min(_ARTIM_SECONDS, self.limits.network_timeout))
         left = _ARTIM_DISCARD_MAX
         while left > 0:

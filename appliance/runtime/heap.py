@@ -8,7 +8,8 @@ by the network's: the kernel zero-fills hundreds of megabytes of new pages per s
 costs the network stage page faults and time.
 
 :func:`keep_freed_memory` makes the process serve every block under 32 MiB from one heap that is
-not trimmed as blocks are freed, and every larger block from a mapping of its own.
+not trimmed as blocks are freed (the inference process; a gateway process trims it above 64 MiB
+free), and every larger block from a mapping of its own.
 :func:`return_freed_memory` hands the heap's free part back (``malloc_trim``), which the process
 does once it has been idle for a while, and as it starts to prepare each series: the blocks a
 series needs fit the previous series' free memory only in part (small blocks that outlive a series

@@ -108,6 +108,11 @@ def test_a_perturbed_network_is_not_equivalent_and_cannot_be_activated(site, mon
     assert model_registry.find(app, active.name, derived).state.value == "staged"
 
 
-def test_a_version_without_held_out_series_is_refused_in_one_line(home):
-    result = run_cli(home, "models", "optimize", "nope", "1.0.0", check=False)
+def test_without_held_out_series_or_with_an_unknown_version_the_refusal_is_one_line(home):
+    (active,) = json.loads(run_cli(home, "models", "list", "--json").stdout)
+    result = run_cli(home, "models", "optimize", active["name"], active["version"], check=False)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "no held-out series" in result.stderr
+    unknown = run_cli(home, "models", "optimize", active["name"], "9.9.9", check=False)
+    assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1
+    assert "9.9.9" in unknown.stderr
