@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
-from anonymizer import free_text
 from anonymizer.engine import Deidentifier, Outcome, PatientLink
 from anonymizer.input_check import incomplete
 from anonymizer.report import Report
@@ -125,7 +124,6 @@ _worker: tuple[Path, Path, Deidentifier] | None = None
 
 def _start_worker(source: Path, target: Path, deidentifier: Deidentifier) -> None:
     global _worker
-    free_text.warm_up()  # forked: already loaded, nothing to do; spawned: loaded here
     _worker = (source, target, deidentifier)
 
 
@@ -147,12 +145,7 @@ def deidentify_files(
     on_patient: Callable[[PatientLink], None] | None = None,
     workers: int = 1,
 ) -> Iterator[Report]:
-    """De-identify each file into ``target`` (in ``workers`` processes); yield reports in file order.
-
-    The free-text recognisers (presidio, spaCy: about a second to load) are loaded here, once; where
-    the system can fork, the worker processes are forked after that and share them, rather than each
-    loading its own."""
-    free_text.warm_up()
+    """De-identify each file into ``target`` (in ``workers`` processes); yield reports in file order."""
     if workers <= 1 or len(files) < 2:
         results: Iterator[tuple[Report, PatientLink | None]] = (
             _one(path, source, target, deidentifier) for path in files
@@ -173,7 +166,6 @@ _loaded_worker: tuple[Deidentifier, Callable[[Any], bytes]] | None = None
 
 def _start_loading_worker(deidentifier: Deidentifier, load: Callable[[Any], bytes]) -> None:
     global _loaded_worker
-    free_text.warm_up()
     _loaded_worker = (deidentifier, load)
 
 
@@ -221,7 +213,6 @@ def deidentify_stream(
     and stays here (whatever it holds, such as keys, is never pickled to a child). At most
     ``window`` objects are in the workers at once, so memory stays bounded however many come, and
     the caller can write those done while the next are de-identified."""
-    free_text.warm_up()
     if workers <= 1:
         for key in keys:
             yield key, deidentify_encoded(load(key), deidentifier)

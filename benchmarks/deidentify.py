@@ -83,17 +83,14 @@ def run_deid(files: list[Path], out: Path) -> float:
 
 def run_ours(files: list[Path], out: Path, workers: int = 1) -> float:
     start = time.perf_counter()
-    from anonymizer import free_text
     from anonymizer.batch import deidentify_files
     from anonymizer.engine import Deidentifier
     from anonymizer.profile import named_profile
 
     deidentifier = Deidentifier(bytes(range(32)), named_profile("research"))
-    if workers == 1:
-        free_text.warm_up()
     setup = time.perf_counter() - start
     reports = deidentify_files(files, files[0].parent, out, deidentifier, workers=workers)
-    first = next(reports)  # with workers, start-up (presidio and spaCy in each process) ends here
+    first = next(reports)  # with workers, start-up (forking them) ends here
     if workers > 1:
         setup = time.perf_counter() - start
     for report in [first, *reports]:

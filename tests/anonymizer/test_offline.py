@@ -1,10 +1,10 @@
 """De-identification makes no network access: the CLI runs under an audit hook that refuses sockets.
 
 The hook (``sys.addaudithook``) sees every outward socket call in the process (connect, name lookup,
-send), whichever library makes it (spaCy, tldextract, presidio, requests); it records and refuses
-them. (urllib3 binds a socket to ::1 when imported, to learn whether IPv6 exists: not network
-access.) The run covers presidio's start-up, free-text scrubbing and Tesseract OCR; the test then
-proves the hook was live by making a connection attempt of its own, which must be refused.
+send), whichever library makes it (phonenumbers, pydicom, Tesseract's wrapper, requests); it records
+and refuses them. (urllib3 binds a socket to ::1 when imported, to learn whether IPv6 exists: not
+network access.) The run covers free-text scrubbing and Tesseract OCR; the test then proves the hook
+was live by making a connection attempt of its own, which must be refused.
 """
 
 from __future__ import annotations

@@ -53,8 +53,8 @@ def test_storescu_then_release_then_pull(appliance, home: Path, tmp_path: Path) 
 
 _BLOCK_SERVER_PACKAGES = """
 import sys
-BLOCKED = ("fastapi", "uvicorn", "sqlalchemy", "sqlmodel", "alembic", "pynetdicom", "presidio_analyzer",
-           "argon2", "pyotp", "prometheus_client", "pydantic_settings", "dicomweb_client", "appliance")
+BLOCKED = ("fastapi", "uvicorn", "sqlalchemy", "sqlmodel", "alembic", "pynetdicom", "argon2", "pyotp",
+           "prometheus_client", "pydantic_settings", "dicomweb_client", "appliance")
 
 class Block:
     def find_spec(self, name, path=None, target=None):
