@@ -12,6 +12,7 @@ are shared among worker processes (one per CPU by default); reports come back in
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -170,8 +171,9 @@ def _start_loading_worker(deidentifier: Deidentifier, load: Callable[[Any], byte
 
 
 def deidentify_encoded(data: bytes, deidentifier: Deidentifier, name: str = "") -> Outcome:
-    """One Part 10 object given as bytes: its Outcome; an object that cannot be read or
-    de-identified comes back quarantined, with the kind of error (never its text)."""
+    """One Part 10 object given as bytes: its Outcome, with the SHA-256 of its output (hashed here,
+    in the worker process, not in the one that gathers the outcomes); an object that cannot be read
+    or de-identified comes back quarantined, with the kind of error (never its text)."""
     try:
         dataset = dcmread(BytesIO(data))
     except Exception as error:
@@ -182,10 +184,13 @@ def deidentify_encoded(data: bytes, deidentifier: Deidentifier, name: str = "") 
     if why is not None:
         return Outcome(None, Report(source=name, quarantined=f"not whole: {why}"), None)
     try:
-        return deidentifier.deidentify(dataset, name)
+        outcome = deidentifier.deidentify(dataset, name)
     except Exception as error:
         report = Report(source=name, quarantined=f"de-identification failed ({type(error).__name__})")
         return Outcome(None, report, None)
+    if outcome.encoded is not None:
+        outcome.sha256 = hashlib.sha256(outcome.encoded).hexdigest()
+    return outcome
 
 
 def _loaded_in_worker(key: Any) -> Outcome:

@@ -58,6 +58,7 @@ class Outcome:
     patient: PatientLink | None
     study_uid: str = ""  # the new UIDs, for naming the output
     series_uid: str = ""
+    sha256: str = ""  # of ``encoded``, where a caller asks for it (a release names objects by it)
 
 
 @dataclass

@@ -9,6 +9,7 @@ pydicom, pynetdicom, FastAPI), and each command needs only its own.
 
 from __future__ import annotations
 
+import gc
 import os
 
 import click
@@ -45,5 +46,15 @@ def cli() -> None:
     logs.configure_command()  # library warnings scrubbed of the values they quote (serve: JSON lines)
 
 
+def main() -> None:
+    """The console script. At exit the command's objects are left to the operating system: the
+    collector's last pass over them, which frees nothing that matters, cost 0.2-0.4 s per command
+    (everything durable is written and closed before the command returns)."""
+    try:
+        cli()
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":
-    cli()
+    main()

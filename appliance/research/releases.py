@@ -279,7 +279,7 @@ class Releaser:
             )
         )
         return ReleaseItem(
-            id=item_id, state=ItemState.SENT, path=path + ".dcm", sha256=sha256_hex(outcome.encoded),
+            id=item_id, state=ItemState.SENT, path=path + ".dcm", sha256=outcome.sha256,
             size=len(outcome.encoded), modality=modality, sop_class=sop_class,
         )  # fmt: skip
 
