@@ -15,12 +15,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import func
+from sqlalchemy import func, insert, update
 from sqlmodel import select
 
 from anonymizer.batch import default_workers, deidentify_stream
@@ -67,6 +67,21 @@ class _Pending:
     key: WrappedKey
     sop_class: str
     modality: str
+
+
+@dataclass(frozen=True)
+class _Done:
+    """What became of one item, for its row (saved in batches by one bulk UPDATE: an ORM object
+    per item, loaded and changed, cost more of the uploading process than the upload's own work)."""
+
+    id: int
+    state: ItemState
+    path: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    modality: str | None = None
+    sop_class: str | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -161,7 +176,13 @@ class Releaser:
             )
             session.add(row)
             session.flush()
-            session.add_all(ReleaseItem(release_pk=row.id, instance_pk=pk) for pk in selection.instance_pks)
+            session.execute(
+                insert(ReleaseItem),
+                [
+                    {"release_pk": row.id, "instance_pk": pk, "state": ItemState.PENDING}
+                    for pk in selection.instance_pks
+                ],
+            )
             session.commit()
             session.refresh(row)
         return row, False
@@ -236,11 +257,11 @@ class Releaser:
         def load(pending: _Pending) -> bytes:  # in the de-identifying processes, where they fork
             return store.get(pending.object_id, pending.key)
 
-        done: list[ReleaseItem] = []
+        done: list[_Done] = []
         saved = time.monotonic()
         try:
             with ThreadPoolExecutor(_UPLOADS, thread_name_prefix="release-upload") as uploads:
-                running: dict[Future[bool], ReleaseItem] = {}
+                running: dict[Future[bool], _Done] = {}
                 for pending, outcome in deidentify_stream(
                     self._pending(row.id), load, deidentifier, self.workers
                 ):
@@ -264,10 +285,10 @@ class Releaser:
             self._save(done)
 
     @staticmethod
-    def _item(item_id: int, outcome: Outcome, sop_class: str, modality: str) -> ReleaseItem:
+    def _item(item_id: int, outcome: Outcome, sop_class: str, modality: str) -> _Done:
         if outcome.encoded is None:
             reason = outcome.report.quarantined or outcome.report.failed or "not released"
-            return ReleaseItem(id=item_id, state=ItemState.QUARANTINED, reason=reason[:512])
+            return _Done(item_id, ItemState.QUARANTINED, reason=reason[:512])
         assert outcome.patient is not None
         path = "/".join(
             _component(part)
@@ -278,13 +299,13 @@ class Releaser:
                 outcome.report.sop_instance_uid,
             )
         )
-        return ReleaseItem(
-            id=item_id, state=ItemState.SENT, path=path + ".dcm", sha256=outcome.sha256,
+        return _Done(
+            item_id, ItemState.SENT, path=path + ".dcm", sha256=outcome.sha256,
             size=len(outcome.encoded), modality=modality, sop_class=sop_class,
         )  # fmt: skip
 
     @staticmethod
-    def _upload(target: ReleaseTarget, item: ReleaseItem, outcome: Outcome) -> bool:
+    def _upload(target: ReleaseTarget, item: _Done, outcome: Outcome) -> bool:
         assert outcome.encoded is not None and item.sha256 and item.path
         entry = ReleaseFile(
             item.path, item.sha256, len(outcome.encoded), item.modality or "", item.sop_class or ""
@@ -296,7 +317,7 @@ class Releaser:
         return True
 
     @staticmethod
-    def _collect(running: dict[Future[bool], ReleaseItem], summary: ReleaseSummary) -> list[ReleaseItem]:
+    def _collect(running: dict[Future[bool], _Done], summary: ReleaseSummary) -> list[_Done]:
         """The items whose uploads ended (at least one); an upload that failed raises here."""
         finished, _ = wait(running, return_when=FIRST_COMPLETED)
         done = []
@@ -309,15 +330,11 @@ class Releaser:
             done.append(item)
         return done
 
-    def _save(self, items: list[ReleaseItem]) -> None:
+    def _save(self, items: list[_Done]) -> None:
         if not items:
             return
         with self.app.session() as session:
-            for item in items:
-                stored = session.get(ReleaseItem, item.id)
-                assert stored is not None
-                for column in ("state", "path", "sha256", "size", "modality", "sop_class", "reason"):
-                    setattr(stored, column, getattr(item, column))
+            session.execute(update(ReleaseItem), [asdict(item) for item in items])
             session.commit()
 
     # -- seal, publish, audit ------------------------------------------------------------------
