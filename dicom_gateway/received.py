@@ -67,9 +67,19 @@ class ReceivedInstance:
     calling_ae: str
     called_ae: str
     dataset_bytes: bytes
+    pixel_offset: int | None = None  # where the pixel data begins in dataset_bytes, when it ends them
 
     def part10(self) -> bytes:
         """The instance as a DICOM Part 10 file: preamble, file meta, dataset as received."""
+        return b"".join((self._file_meta, self.dataset_bytes))
+
+    def part10_header_length(self) -> int | None:
+        """Where the pixel data begins in :meth:`part10`'s bytes (None: not known to end them)."""
+        return None if self.pixel_offset is None else len(self._file_meta) + self.pixel_offset
+
+    @functools.cached_property
+    def _file_meta(self) -> bytes:
+        """The preamble and file meta information, made once per instance."""
         meta = b"".join(
             (
                 _meta_element(0x0001, b"OB", b"\x00\x01"),
@@ -81,7 +91,7 @@ class ReceivedInstance:
             )
         )
         group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(meta)))
-        return b"".join((_PREAMBLE, group_length, meta, self.dataset_bytes))
+        return b"".join((_PREAMBLE, group_length, meta))
 
 
 _PREAMBLE = b"\x00" * 128 + b"DICM"
@@ -124,11 +134,12 @@ def _check_lengths(dataset: Dataset) -> None:
 
 @dataclass(frozen=True)
 class Header:
-    """A decoded dataset up to its top-level pixel data (values raw until read), and that element's
-    tag when it has one."""
+    """A decoded dataset up to its top-level pixel data (values raw until read), that element's
+    tag when it has one, and where it begins in the encoded dataset when it ends the dataset."""
 
     dataset: Dataset
     pixel_tag: int | None
+    pixel_offset: int | None = None
 
 
 def decode_header(raw: bytes, transfer_syntax: UID) -> Header:
@@ -159,7 +170,8 @@ def decode_header(raw: bytes, transfer_syntax: UID) -> Header:
         tag, length = pixels[-1]
         element_header = 8 if transfer_syntax.is_implicit_VR else 12  # pixel data VRs have 32-bit lengths
         if header.position + element_header + length == len(data):
-            return Header(header.dataset, tag)
+            deflated = transfer_syntax == DeflatedExplicitVRLittleEndian  # offsets of the inflated bytes
+            return Header(header.dataset, tag, None if deflated else header.position)
     whole = _read(data, transfer_syntax, None)
     if whole.position != len(data):
         raise RejectedInstance(
@@ -309,6 +321,7 @@ def parse_instance(
         calling_ae=calling_ae,
         called_ae=called_ae,
         dataset_bytes=raw,
+        pixel_offset=header.pixel_offset,
     )
 
 

@@ -78,7 +78,8 @@ def _headers(app: Appliance, sop_uids: list[str]) -> list[Dataset]:
         rows = session.exec(select(Instance).where(Instance.sop_instance_uid.in_(sop_uids))).all()  # type: ignore[attr-defined]
     return [
         dcmread(
-            BytesIO(app.store.get(r.object_id, WrappedKey(r.kek_id, r.wrapped_key))), stop_before_pixels=True
+            BytesIO(app.store.get_header(r.object_id, WrappedKey(r.kek_id, r.wrapped_key))),
+            stop_before_pixels=True,
         )
         for r in rows
     ]

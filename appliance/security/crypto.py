@@ -29,7 +29,7 @@ def seal(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
     return b"".join(seal_parts(key, plaintext, associated_data))
 
 
-def seal_parts(key: bytes, plaintext: bytes, associated_data: bytes) -> tuple[bytes, bytes]:
+def seal_parts(key: bytes, plaintext: bytes | memoryview, associated_data: bytes) -> tuple[bytes, bytes]:
     """A sealed blob as its two parts, (nonce, ciphertext || tag), for a writer that need not join
     them (an instance is half a megabyte: each copy costs)."""
     nonce = os.urandom(NONCE_BYTES)

@@ -69,6 +69,7 @@ class NewObject:
     source_ae: str
     called_ae: str
     part10: bytes
+    header_length: int | None = None  # where the pixel data begins: the header is stored apart
     complete_series: bool = False  # results: their series is complete as written (no assembly, no job)
     receipt_audit_pending: bool = False  # a receipt whose transfer event the gateway writes later
 
@@ -85,6 +86,7 @@ class NewObject:
             source_ae=instance.calling_ae,
             called_ae=instance.called_ae,
             part10=instance.part10(),
+            header_length=instance.part10_header_length(),
         )
 
     @classmethod
@@ -156,7 +158,7 @@ class ObjectWriter:
         dataset_offset(instance.part10)  # refuses a file that is not Part 10
         object_id = new_object_id()
         try:
-            wrapped = self.app.store.put(object_id, instance.part10)
+            wrapped = self.app.store.put(object_id, instance.part10, instance.header_length)
         except ApplianceError as exc:  # disk full, I/O error, the key ring: out of resources to the peer
             log.error("could not store an instance (%s)", type(exc.__cause__ or exc).__name__)
             raise RejectedInstance(status.OUT_OF_RESOURCES, "could not store the instance") from exc

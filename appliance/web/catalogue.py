@@ -291,7 +291,13 @@ class CallerCatalogue:
         self, sop_instance_uid: str, syntax: str, size: int, object_id: str, kek_id: str, wrapped: bytes
     ) -> StoredInstance:
         store, key = self.app.store, WrappedKey(kek_id, wrapped)
-        return StoredInstance(sop_instance_uid, syntax, size, lambda: store.get(object_id, key))
+        return StoredInstance(
+            sop_instance_uid,
+            syntax,
+            size,
+            lambda: store.get(object_id, key),
+            lambda: store.get_header(object_id, key),
+        )
 
 
 def _patient_id(summary: dict) -> str:

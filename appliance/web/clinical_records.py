@@ -77,7 +77,7 @@ class ClinicalRecords:
                 self._writer = None
 
     def _read(self, row: Instance) -> Dataset:
-        data = self.app.store.get(row.object_id, WrappedKey(row.kek_id, row.wrapped_key))
+        data = self.app.store.get_header(row.object_id, WrappedKey(row.kek_id, row.wrapped_key))
         return dcmread(BytesIO(data), stop_before_pixels=True)
 
     def study_rows(self, session: Session, study_uid: str | None = None) -> list[StudyRow]:

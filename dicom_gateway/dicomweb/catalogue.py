@@ -24,6 +24,7 @@ class StoredInstance:
     transfer_syntax_uid: str
     size: int  # of the Part 10 bytes ``read`` gives
     read: Callable[[], bytes]
+    read_header: Callable[[], bytes]  # the Part 10 bytes up to the pixel data at least (for metadata)
 
 
 class Catalogue(Protocol):

@@ -6,16 +6,23 @@ pydicom first makes a full ``DataElement`` of each raw element, which was most o
 explicit little endian element of a plain VR (numbers, UIDs, codes, dates, ASCII text) is decoded
 as pydicom decodes it; anything else (person names, binary data, other encodings, private or
 unknown VRs, values pydicom would refuse) goes through pydicom's own ``to_json_dict``. The tests
-compare the output with pydicom's on pydicom's own test files.
+compare the output with pydicom's on pydicom's own test files. :func:`header_of` reads a stored
+object's dataset for it without parsing its file meta again.
 """
 
 from __future__ import annotations
 
 import struct
+from io import BytesIO
 from typing import Any
 
+from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from dicom_gateway.received import dataset_offset
 
 _NUMBERS = {"US": "H", "UL": "L", "SS": "h", "SL": "l", "FL": "f", "FD": "d"}
 _SPLIT_STRINGS = frozenset({"UI", "CS", "DA", "TM", "DT", "AS"})  # pydicom's multi_string
@@ -98,3 +105,21 @@ def to_json_dict(dataset: Dataset, plain: bool | None = None) -> dict[str, Any]:
                 found = converted.to_json_dict(None, 1024)
         out[key] = found
     return out
+
+
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+
+
+def _before_pixels(tag: int, vr: str | None, length: int) -> bool:
+    return tag in _PIXEL_TAGS
+
+
+def header_of(part10: bytes, transfer_syntax: str) -> Dataset:
+    """The dataset of a stored Part 10 object up to its pixel data. The file meta is skipped, not
+    parsed (pydicom's parse of it cost as much as the dataset's): the index gives the transfer
+    syntax. A deflated dataset goes through ``dcmread``, which inflates it."""
+    syntax = UID(transfer_syntax)
+    if syntax == DeflatedExplicitVRLittleEndian or not syntax.is_transfer_syntax:
+        return dcmread(BytesIO(part10), stop_before_pixels=True)
+    dataset = BytesIO(memoryview(part10)[dataset_offset(part10) :])
+    return read_dataset(dataset, syntax.is_implicit_VR, syntax.is_little_endian, stop_when=_before_pixels)

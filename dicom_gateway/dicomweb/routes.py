@@ -23,7 +23,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicom_gateway.dicomweb import multipart
 from dicom_gateway.dicomweb.catalogue import Catalogue, StoredInstance
-from dicom_gateway.dicomweb.json_model import to_json_dict
+from dicom_gateway.dicomweb.json_model import header_of, to_json_dict
 from dicom_gateway.dicomweb.query import Query
 from dicom_gateway.dicomweb.stow import dicom_parts
 from dicom_gateway.errors import DicomwebRefused
@@ -106,10 +106,10 @@ _METADATA_BATCH = 32  # instances per chunk: each chunk of a sync stream is a ho
 
 
 def _metadata(instances: list[StoredInstance]) -> Iterator[bytes]:
-    """A JSON array, written a few instances at a time (each read and decrypted only then)."""
+    """A JSON array, written a few instances at a time (each header read and decrypted only then)."""
     chunk = [b"["]
     for index, instance in enumerate(instances):
-        dataset = dcmread(BytesIO(instance.read()), stop_before_pixels=True)
+        dataset = header_of(instance.read_header(), instance.transfer_syntax_uid)
         chunk.append((b"," if index else b"") + json.dumps(to_json_dict(dataset)).encode())
         if len(chunk) >= _METADATA_BATCH:
             yield b"".join(chunk)

@@ -66,3 +66,50 @@ def test_truncated_file_is_refused(store):
     path.write_bytes(path.read_bytes()[:30])
     with pytest.raises(IntegrityError):
         store.get(oid, wrapped)
+
+
+HEADER, PIXELS = b"PatientName=Roe^Jane;" * 20, bytes(range(256)) * 64
+
+
+def test_an_image_stored_with_its_header_apart_reads_whole_and_header_alone(store):
+    oid = new_object_id()
+    wrapped = store.put(oid, HEADER + PIXELS, header_length=len(HEADER))
+    on_disk = store.path_of(oid).read_bytes()
+    assert on_disk.startswith(b"APLOBJ2\x00") and b"Roe^Jane" not in on_disk
+    assert store.get(oid, wrapped) == HEADER + PIXELS
+    assert store.get_header(oid, wrapped) == HEADER
+    whole = new_object_id()  # sealed whole: the header reader gives all of it
+    assert store.get_header(whole, store.put(whole, HEADER + PIXELS)) == HEADER + PIXELS
+
+
+@pytest.mark.parametrize("where", ["header", "pixels", "length"])
+def test_either_segment_altered_is_refused_by_the_reader_that_reads_it(store, where):
+    oid = new_object_id()
+    wrapped = store.put(oid, HEADER + PIXELS, header_length=len(HEADER))
+    path = store.path_of(oid)
+    data = bytearray(path.read_bytes())
+    data[{"header": 40, "pixels": len(data) - 100, "length": 9}[where]] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=oid):
+        store.get(oid, wrapped)
+    if where != "pixels":
+        with pytest.raises(IntegrityError, match=oid):
+            store.get_header(oid, wrapped)
+    else:  # the header alone is still whole, and authentic
+        assert store.get_header(oid, wrapped) == HEADER
+
+
+def test_segments_cannot_be_swapped_within_an_object_or_moved_to_another(store):
+    a, b = new_object_id(), new_object_id()
+    wa = store.put(a, HEADER + PIXELS, header_length=len(HEADER))
+    store.put(b, HEADER + PIXELS, header_length=len(HEADER))
+    pa = store.path_of(a)
+    da, db = pa.read_bytes(), store.path_of(b).read_bytes()
+    start = 12 + int.from_bytes(da[8:12], "little")
+    pa.write_bytes(da[:start] + db[start:])  # b's pixels under a's header
+    with pytest.raises(IntegrityError, match=a):
+        store.get(a, wa)
+    head, body = da[12:start], da[start:]
+    pa.write_bytes(da[:8] + len(body).to_bytes(4, "little") + body + head)  # a's own segments swapped
+    with pytest.raises(IntegrityError, match=a):
+        store.get_header(a, wa)

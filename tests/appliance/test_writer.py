@@ -3,6 +3,9 @@ complete as written (no assembly, no inference job), its bytes never parsed agai
 
 from __future__ import annotations
 
+from io import BytesIO
+
+from pydicom import dcmread
 from pydicom.uid import generate_uid
 from sqlmodel import select
 
@@ -11,7 +14,8 @@ from appliance.db.tables import Instance, Job, Patient, Series, SeriesState
 from appliance.pipeline.assembly import complete_quiet_series
 from appliance.security.keys import WrappedKey
 from appliance.storage.writer import NewObject, ObjectWriter
-from dicom_gateway.received import PatientIdentity, ReceivedInstance
+from dicom_gateway.received import PatientIdentity, ReceivedInstance, instance_from_part10
+from testbed.synthetic import FakePatient, ct_series
 
 
 def _part10(dataset_bytes: bytes) -> bytes:
@@ -64,4 +68,31 @@ def test_a_result_is_written_complete_and_a_received_object_receiving(home, monk
         assert completed == [series[received.series_uid].id] and len(jobs) == 1
     finally:
         writer.close()
+        app.close()
+
+
+def test_a_received_image_is_stored_with_its_header_apart_from_its_pixel_data(home):
+    """What needs only the header (DICOMweb metadata, the inference process's first pass) reads the
+    few kilobytes before the pixel data, not the half megabyte of the image."""
+    series = ct_series(1, FakePatient("ROE^JANE", "PID-9", "19800101"), size=64)
+    buffer = BytesIO()
+    series[0].save_as(buffer, enforce_file_format=True)
+    received = instance_from_part10(buffer.getvalue(), "SCU", "APPLIANCE")
+    new = NewObject.received(received)
+    pixel_element = new.part10.index(b"\xe0\x7f\x10\x00OW")
+    assert new.header_length == pixel_element
+    app = open_appliance(home)
+    try:
+        pk = ObjectWriter(app).write(new)
+        with app.session() as session:
+            row = session.get(Instance, pk)
+        key = WrappedKey(row.kek_id, row.wrapped_key)
+        assert app.store.path_of(row.object_id).read_bytes().startswith(b"APLOBJ2\x00")
+        assert app.store.get(row.object_id, key) == new.part10
+        header = app.store.get_header(row.object_id, key)
+        assert header == new.part10[:pixel_element]
+        assert dcmread(BytesIO(header)).PatientName == "ROE^JANE" and "PixelData" not in dcmread(
+            BytesIO(header)
+        )
+    finally:
         app.close()

@@ -58,7 +58,8 @@ _REASON_MAX = 500
 
 
 def _read(app: Appliance, stored: StoredObject, headers_only: bool) -> Dataset:
-    data = app.store.get(stored.object_id, WrappedKey(stored.kek_id, stored.wrapped_key))
+    read = app.store.get_header if headers_only else app.store.get
+    data = read(stored.object_id, WrappedKey(stored.kek_id, stored.wrapped_key))
     try:
         dataset = dcmread(BytesIO(data), stop_before_pixels=headers_only)
     except (InvalidDicomError, ValueError, EOFError) as exc:
