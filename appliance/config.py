@@ -163,6 +163,18 @@ class InferenceSettings(Section):
         description="a series still receiving but quiet this long is read and preprocessed ahead, so the "
         "network starts as soon as the series completes; 0: off",
     )
+    batch_series: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="series an inference process runs through the network together when several wait "
+        "(dynamic batching: their windows share the network's batches); 0: 4 on a GPU, 1 on the CPU",
+    )
+    batch_wait_seconds: float = Field(
+        0.5,
+        ge=0,
+        description="how long a prepared series waits for others being prepared to join its batch",
+    )
     release_memory_after_seconds: float = Field(
         30.0,
         gt=0,

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from models import fast_paths
+from models.batching import WindowBatcher
 from models.codes import SegmentCode, code_for
 from models.errors import ModelError
 from models.identity import ModelIdentity
@@ -161,6 +164,15 @@ def _weights(bundle: Path) -> Path:
     raise BundleError(f"the bundle has no {' or '.join(names)}")
 
 
+@dataclass
+class BatchedSeries:
+    """One series of a batched run: its prepared data (taken), its volume's shape, its timings."""
+
+    prepared: dict
+    shape: tuple[int, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 class Predictor:
     """One verified bundle, built once and kept loaded; ``predict`` turns a volume into labels."""
 
@@ -286,13 +298,18 @@ class Predictor:
         return self.preprocess(self.inputs(volume))
 
     def infer(
-        self, prepared: dict, shape: tuple[int, ...], timings: dict[str, float] | None = None
+        self,
+        prepared: dict,
+        shape: tuple[int, ...],
+        timings: dict[str, float] | None = None,
+        through: WindowBatcher | None = None,
     ) -> np.ndarray:
         """Run the network on prepared data and postprocess; return labels on the source grid.
 
         The items are taken out of ``prepared``, as :meth:`preprocess` takes its inputs.
 
-        ``timings``, if given, receives the seconds of ``network`` and ``postprocessing``.
+        ``timings``, if given, receives the seconds of ``network`` and ``postprocessing``;
+        ``through``: the batcher this series' windows share with others (see :meth:`infer_many`).
         """
         timings = {} if timings is None else timings
         started = time.perf_counter()
@@ -300,7 +317,8 @@ class Predictor:
         prepared.clear()
         image = data[self.image_key]
         image = image.as_tensor() if hasattr(image, "as_tensor") else image  # the network needs no metadata
-        windows = self.windows if self.two_class_postprocessing is None else LogitDifference(self.windows)
+        network = self.windows if through is None else through
+        windows = network if self.two_class_postprocessing is None else LogitDifference(network)
         with torch.inference_mode(), self._autocast():
             output = self.inferer(image[None].to(self.device), windows)
         if self.device.type == "cuda":
@@ -328,6 +346,32 @@ class Predictor:
                 "its postprocessing must invert the preprocessing"
             )
         return labels.astype(np.uint8, copy=False)
+
+    def infer_many(
+        self, series: Sequence[BatchedSeries], wait_seconds: float = 0.05
+    ) -> tuple[list[np.ndarray | Exception], list[int]]:
+        """Several prepared series at once, each in its own thread, their windows run through the
+        network together (:class:`models.batching.WindowBatcher`): each series' labels, or the
+        exception that stopped it (the others go on), and the windows of each network call."""
+        batcher = WindowBatcher(self.windows, len(series), wait_seconds)
+        results: list[np.ndarray | Exception] = [RuntimeError("not run")] * len(series)
+
+        def run(index: int, one: BatchedSeries) -> None:
+            try:
+                results[index] = self.infer(one.prepared, one.shape, one.timings, batcher)
+            except Exception as exc:  # this series' failure: reported on its job only
+                results[index] = exc
+            finally:
+                batcher.leave()
+
+        threads = [
+            threading.Thread(target=run, args=item, name="batched-series") for item in enumerate(series)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return results, batcher.batches
 
     def predict(self, volume: Volume) -> np.ndarray:
         return self.infer(self.prepare(volume), volume.array.shape)

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 from pydicom.dataset import Dataset
 
-from models.bundle import Predictor
+from models.bundle import BatchedSeries, Predictor
 from models.errors import ModelError
 from models.identity import ModelIdentity
 from models.results import write_results
@@ -162,8 +162,33 @@ def finish_series(prepared: PreparedSeries) -> SeriesResults:
     """Run the network on a prepared series and write its SEG and SR; then the shadow version's
     network, whose labels are only compared with these."""
     timings = dict(prepared.timings)
+    labels = prepared.predictor.infer(prepared.data, prepared.volume.array.shape, timings)
+    return _results(prepared, labels, timings)
+
+
+def finish_together(group: Sequence[PreparedSeries], wait_seconds: float) -> list[SeriesResults | Exception]:
+    """Several series prepared for the same model, their windows through the network together
+    (dynamic batching, :meth:`Predictor.infer_many`): each one's results, or the exception that
+    stopped it, in order."""
+    predictor = group[0].predictor
+    if any(prepared.predictor is not predictor for prepared in group):
+        raise ValueError("series batched together must share their model")
+    batched = [BatchedSeries(p.data, p.volume.array.shape, dict(p.timings)) for p in group]
+    labels, _ = predictor.infer_many(batched, wait_seconds)
+    outcomes: list[SeriesResults | Exception] = []
+    for prepared, one, found in zip(group, batched, labels, strict=True):
+        if isinstance(found, Exception):
+            outcomes.append(found)
+            continue
+        try:
+            outcomes.append(_results(prepared, found, {**one.timings, "batched_with": len(group) - 1}))
+        except Exception as exc:  # this series' results: its own failure
+            outcomes.append(exc)
+    return outcomes
+
+
+def _results(prepared: PreparedSeries, labels: np.ndarray, timings: dict[str, float]) -> SeriesResults:
     predictor = prepared.predictor
-    labels = predictor.infer(prepared.data, prepared.volume.array.shape, timings)
     started = time.perf_counter()
     results = write_results(prepared.volume, labels, predictor.segments, predictor.identity)
     timings["results"] = time.perf_counter() - started

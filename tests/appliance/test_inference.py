@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydicom import dcmread
 from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage
 
-from testbed.bundles import PUBLISHER, SHARED_BUNDLES, seeded_bundle, write_public_key
+from models.volume import build_volume
+from testbed.bundles import PUBLISHER, SHARED_BUNDLES, demo_predictor, seeded_bundle, write_public_key
 from testbed.dcmtk import storescu
 from testbed.phantom import make_phantom
 from testbed.processes import ApplianceProcess, OrthancProcess, run_cli, wait_for
@@ -177,3 +178,40 @@ def test_faults_leave_failed_jobs_with_reasons_and_the_worker_goes_on(home, tmp_
     assert (
         len(failures) == 5
     )  # two attempts each for the raising and the slow model, one for the corrupt series
+
+
+def test_two_series_waiting_together_run_as_one_batch_with_the_labels_each_gets_alone(home, tmp_path):
+    """Dynamic batching through the appliance: both series complete in one pass, the process takes
+    them as one batch (their windows in shared network calls), and each one's lesion volume is the
+    one the model finds in it alone."""
+    series = [_small_series(tmp_path, name, f"batch {name}", seed) for name, seed in (("a", 6), ("b", 7))]
+    rules = [{"model": "lesion_ct_segmentation", "modality": ["CT"], "min_slices": 10}]
+    appliance = serve(
+        home,
+        tmp_path,
+        {
+            "APPLIANCE_INFERENCE__RULES": json.dumps(rules),
+            "APPLIANCE_INFERENCE__BATCH_SERIES": "2",
+            "APPLIANCE_INFERENCE__BATCH_WAIT_SECONDS": "60",
+            "APPLIANCE_ASSEMBLY__QUIET_SECONDS": "3",
+            "APPLIANCE_INFERENCE__PREPARE_AHEAD_SECONDS": "0",  # each job's series prepared on its own
+        },
+    )
+    try:
+        # the two series' instances interleaved: both go quiet, and complete, together
+        interleaved = [path for pair in zip(*series, strict=True) for path in pair]
+        assert storescu(appliance.dicom_port, interleaved).returncode == 0
+        wait_for(lambda: finished(home, 2), 300, "both jobs finished", interval=1.0)
+    finally:
+        appliance.stop()
+    outcomes = {job["series_uid"]: job["outcome"] for job in jobs(home)}
+    predictor = demo_predictor("cpu")
+    for files in series:
+        datasets = [dcmread(path) for path in files]
+        outcome = outcomes[datasets[0].SeriesInstanceUID]
+        assert "'batched_with': 1" in outcome, outcome
+        volume = build_volume(datasets, 1)
+        labels = predictor.predict(volume)
+        (lesion,) = predictor.segments
+        alone = float((labels == lesion.number).sum()) * volume.voxel_volume_ml
+        assert alone > 0 and f"{lesion.label} {alone:.1f} mL" in outcome

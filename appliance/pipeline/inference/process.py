@@ -6,7 +6,10 @@ stays loaded between jobs. It moves typed messages (:mod:`appliance.pipeline.inf
 between the runner and :mod:`models.pipeline`, which does the work.
 
 Two stages overlap: a reader thread decrypts, routes and preprocesses the next series (CPU) while
-the main thread runs the network on the current one (GPU), so the runner keeps two jobs in flight.
+the main thread runs the network on the current one (GPU), so the runner keeps jobs in flight: a
+batch and one more. When several prepared series wait for the same model, up to ``batch_series``
+of them run through the network together (dynamic batching, :func:`models.pipeline.finish_together`);
+a series waits at most ``batch_wait_seconds`` for others still being prepared to join it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from appliance.modelops import shadow
 from appliance.pipeline.inference.messages import (
     Done,
     Failed,
-    Reply,
     Routed,
     SeriesOffer,
     SeriesRequest,
@@ -111,14 +113,25 @@ class _Prepared:
     shadow_run: int | None = None  # the shadow run it was also prepared for
 
 
+_BATCH_POLL_SECONDS = 0.02
+
+
+def series_per_batch(app: Appliance, device: str) -> int:
+    """How many series an inference process on ``device`` runs through the network at once."""
+    configured = app.settings.inference.batch_series
+    return configured or (1 if device == "cpu" else 4)
+
+
 class SeriesHandler:
-    """The process's state: loaded predictors (by bundle path) and at most one series prepared ahead."""
+    """The process's state: loaded predictors (by bundle path), at most one series prepared ahead,
+    and how many requests the reader thread is preparing now."""
 
     def __init__(self, app: Appliance, device: str) -> None:
         self.app = app
         self.device = device
         self.predictors: dict[str, Predictor] = {}
         self._ahead: tuple[frozenset[str], _Prepared] | None = None
+        self.preparing = 0  # changed by the reader thread only
 
     def _predictor(self, model: Model) -> Predictor:
         if model.path not in self.predictors:
@@ -210,11 +223,29 @@ class SeriesHandler:
         except Exception as exc:
             return _failure(request.job, exc)
 
-    def finish(self, prepared: _Prepared, send: Any) -> Done | Failed:
-        """Run the network and write the results; the job's timeout runs from the ``Routed`` message."""
-        send(Routed(prepared.job, prepared.timeout))
+    def finish(self, group: list[_Prepared], send: Any) -> None:
+        """Run the network on a batch of prepared series and send each one's ``Routed`` and answer,
+        in order. The first ``Routed`` carries the whole batch's time (the sum of its series'
+        timeouts): the runner stops the process if the batch runs longer."""
+        send(Routed(group[0].job, sum(prepared.timeout for prepared in group)))
+        if len(group) == 1:
+            try:
+                outcomes: list[pipeline.SeriesResults | Exception] = [pipeline.finish_series(group[0].series)]
+            except Exception as exc:
+                outcomes = [exc]
+        else:
+            wait = self.app.settings.inference.batch_wait_seconds
+            outcomes = pipeline.finish_together([prepared.series for prepared in group], wait)
+        for index, (prepared, outcome) in enumerate(zip(group, outcomes, strict=True)):
+            if index:
+                send(Routed(prepared.job, prepared.timeout))
+            send(self._answer(prepared, outcome))
+
+    def _answer(self, prepared: _Prepared, outcome: pipeline.SeriesResults | Exception) -> Done | Failed:
+        if isinstance(outcome, Exception):
+            return _failure(prepared.job, outcome)
+        results = outcome
         try:
-            results = pipeline.finish_series(prepared.series)
             own_ae = self.app.settings.dicom.ae_title
             objects = tuple(NewObject.result(ds, own_ae) for ds in (results.segmentation, results.report))
         except Exception as exc:
@@ -243,9 +274,39 @@ def _prepare_requests(handler: SeriesHandler, connection: Any, ready: queue.Queu
         if isinstance(message, SeriesOffer):
             handler.prepare_ahead(message)
         elif isinstance(message, SeriesRequest):
+            handler.preparing += 1  # until it is handed over: a batch being gathered may wait for it
             ready.put(handler.prepare(message))
+            handler.preparing -= 1
         else:
             log.error("inference process: unexpected message %s ignored", type(message).__name__)
+
+
+def batch_of(first: _Prepared, ready: queue.Queue, handler: SeriesHandler, size: int) -> tuple[list, Any]:
+    """``first`` and the series prepared for the same model that join it (those ready now, and
+    those being prepared that are ready within the wait), up to ``size``; and the next item that
+    cannot join (answered after the batch: answers go in request order), or None."""
+    group = [first]
+    started = time.monotonic()
+    deadline = started + handler.app.settings.inference.batch_wait_seconds
+    while len(group) < size:
+        try:
+            item = ready.get(timeout=_BATCH_POLL_SECONDS)
+        except queue.Empty:
+            now = time.monotonic()
+            # the reader thread takes the next request a moment after it hands over this one
+            if now >= deadline or (handler.preparing == 0 and now - started >= _BATCH_POLL_SECONDS):
+                break
+            continue
+        joins = (
+            isinstance(item, _Prepared)
+            and item.series.predictor is first.series.predictor
+            and item.series.shadow is None
+            and first.series.shadow is None
+        )
+        if not joins:
+            return group, item
+        group.append(item)
+    return group, None
 
 
 def next_prepared(ready: queue.Queue, idle_seconds: float) -> Any:
@@ -268,16 +329,25 @@ def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
     app = open_appliance(Path(home), migrate_schema=False)  # the main process migrated it
     logs.configure(app.settings.log_path, app.settings.log_level)
     handler = SeriesHandler(app, device)
-    ready: queue.Queue = queue.Queue(maxsize=1)
+    size = series_per_batch(app, device)
+    ready: queue.Queue = queue.Queue(maxsize=size)
     try:
         handler.warm()
         return_freed_memory()  # the warm-up's activations: not kept resident while idle
         gc.freeze()  # the model and the standard's tables stay: collections need not walk them per job
         log.info("inference process on %s ready, %d models loaded", device, len(handler.predictors))
         threading.Thread(target=_prepare_requests, args=(handler, connection, ready), daemon=True).start()
-        while (item := next_prepared(ready, app.settings.inference.release_memory_after_seconds)) is not None:
-            reply: Reply = handler.finish(item, connection.send) if isinstance(item, _Prepared) else item
-            connection.send(reply)
-            del item, reply
+        held = None  # an item taken while gathering a batch that it could not join
+        while (
+            item := held or next_prepared(ready, app.settings.inference.release_memory_after_seconds)
+        ) is not None:
+            held = None
+            if isinstance(item, _Prepared):
+                group, held = batch_of(item, ready, handler, size)
+                handler.finish(group, connection.send)
+                del group
+            else:
+                connection.send(item)
+            del item
     finally:
         app.close()

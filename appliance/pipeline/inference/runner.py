@@ -1,8 +1,8 @@
 """The inference runner: series-complete jobs in, SEG and SR stored, audited and queued out.
 
 Each runner thread owns one inference process (:mod:`appliance.pipeline.inference.process`) on one device:
-one per GPU, or one on the CPU. Jobs are claimed atomically and handed to the process two at a
-time, so it prepares the next series while the network runs on the current one. A series still
+one per GPU, or one on the CPU. Jobs are claimed atomically and handed to the process a batch
+and one more at a time (two on the CPU), so it prepares the next series while the network runs. A series still
 receiving but quiet for ``prepare_ahead_seconds`` is offered to a process before it completes:
 the process reads and preprocesses it then, and uses that work when the series' job arrives
 with the same instances (any other instance set is prepared afresh). Each answer is
@@ -42,7 +42,7 @@ from appliance.pipeline.inference.messages import (
     StoredObject,
     Unrouted,
 )
-from appliance.pipeline.inference.process import worker_main
+from appliance.pipeline.inference.process import series_per_batch, worker_main
 from appliance.pipeline.sending import enqueue, result_destinations
 from appliance.runtime.periodic import NextPassIn, Periodic
 from appliance.storage.writer import ObjectWriter
@@ -51,15 +51,14 @@ from audit.events import Action, AuditEvent, EventID, Outcome, Participant, Part
 log = logging.getLogger(__name__)
 
 _ROUTING_SECONDS = 300.0  # reading and preprocessing a series, before the rule's own timeout applies
-_IN_FLIGHT = 2  # per process: one in the network, the next one being prepared
 
 
-def _lease(app: Appliance) -> timedelta:
+def _lease(app: Appliance, in_flight: int) -> timedelta:
     """How long a claimed job may stay running before another claimer may take it: the job and
-    the one ahead of it in its process, each read, prepared and run to its longest timeout."""
+    those ahead of it in its process, each read, prepared and run to its longest timeout."""
     inference = app.settings.inference
     longest = max([inference.timeout_seconds, *(rule.timeout_seconds or 0 for rule in inference.rules)])
-    return timedelta(seconds=_IN_FLIGHT * (_ROUTING_SECONDS + longest) + 60)
+    return timedelta(seconds=in_flight * (_ROUTING_SECONDS + longest) + 60)
 
 
 class JobTimeout(Exception):
@@ -84,6 +83,7 @@ class InferenceProcess:
     def __init__(self, app: Appliance, device: str) -> None:
         self.app = app
         self.device = device
+        self.in_flight = series_per_batch(app, device) + 1  # a batch in the network, the next prepared
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._connection: Any = None
@@ -259,7 +259,7 @@ class InferenceRunner:
         self.queue = JobQueue(app, SeriesComplete)
         self._writer = ObjectWriter(app)
         self._recorder = JobRecorder(app, self.queue, self._writer)
-        self._lease = _lease(app)
+        self._lease = _lease(app, max(process.in_flight for process in self.processes))
         self._stopping = threading.Event()
         self._threads = [
             Periodic(f"inference-{index}", app.settings.inference.poll_seconds, self._step(process))
@@ -298,7 +298,9 @@ class InferenceRunner:
         def step(stop: threading.Event) -> None:
             in_flight: deque[ClaimedJob[SeriesComplete]] = deque()
             while not self._stopping.is_set():
-                while len(in_flight) < _IN_FLIGHT and (job := self.queue.claim(self._lease)) is not None:
+                while (
+                    len(in_flight) < process.in_flight and (job := self.queue.claim(self._lease)) is not None
+                ):
                     process.submit(SeriesRequest(job.id, _stored_objects(self.app, job.payload.series_pk)))
                     in_flight.append(job)
                 if not in_flight:
