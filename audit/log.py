@@ -162,10 +162,12 @@ class AuditLog:
         self.flush()
         self._queue.put(None)
         self._thread.join(timeout=30)
-        self._locked(self._write_checkpoint)
         self._locked(self._record_clean_stop)
 
     def _record_clean_stop(self) -> None:
+        """Checkpoint the log and record that checkpoint, under one lock: between two, another
+        process could append, and the size caught up to would have no checkpoint yet."""
+        self._write_checkpoint()
         if self._tree.size == 0:
             return
         note = (self.directory / CHECKPOINTS / f"{self._tree.size:012d}.note").read_text()
