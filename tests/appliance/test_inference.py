@@ -25,7 +25,7 @@ from testbed.dcmtk import storescu
 from testbed.phantom import make_phantom
 from testbed.processes import ApplianceProcess, OrthancProcess, run_cli, wait_for
 from testbed.synthetic import FakePatient, phantom_series, write_series
-from tests.support.environments import INFERENCE
+from tests.support.environments import FAST, INFERENCE
 from tests.support.inspect import audit_events, phi_needles, plaintext_hits
 from tests.support.seg import dice, seg_mask, sr_volumes_ml
 
@@ -181,26 +181,25 @@ def test_faults_leave_failed_jobs_with_reasons_and_the_worker_goes_on(home, tmp_
 
 
 def test_two_series_waiting_together_run_as_one_batch_with_the_labels_each_gets_alone(home, tmp_path):
-    """Dynamic batching through the appliance: both series complete in one pass, the process takes
-    them as one batch (their windows in shared network calls), and each one's lesion volume is the
-    one the model finds in it alone."""
+    """Dynamic batching through the appliance: two series' jobs wait in the queue (received while
+    inference was off), the process takes them as one batch (their windows in shared network
+    calls), and each one's lesion volume is the one the model finds in it alone."""
     series = [_small_series(tmp_path, name, f"batch {name}", seed) for name, seed in (("a", 6), ("b", 7))]
-    rules = [{"model": "lesion_ct_segmentation", "modality": ["CT"], "min_slices": 10}]
-    appliance = serve(
-        home,
-        tmp_path,
-        {
-            "APPLIANCE_INFERENCE__RULES": json.dumps(rules),
-            "APPLIANCE_INFERENCE__BATCH_SERIES": "2",
-            "APPLIANCE_INFERENCE__BATCH_WAIT_SECONDS": "60",
-            "APPLIANCE_ASSEMBLY__QUIET_SECONDS": "3",
-            "APPLIANCE_INFERENCE__PREPARE_AHEAD_SECONDS": "0",  # each job's series prepared on its own
-        },
-    )
+    receiving = ApplianceProcess(home, tmp_path / "receiving.out", FAST).start()
     try:
-        # the two series' instances interleaved: both go quiet, and complete, together
-        interleaved = [path for pair in zip(*series, strict=True) for path in pair]
-        assert storescu(appliance.dicom_port, interleaved).returncode == 0
+        for files in series:
+            assert storescu(receiving.dicom_port, files).returncode == 0
+        wait_for(lambda: len(jobs(home)) == 2, 60, "both series complete, their jobs queued")
+    finally:
+        receiving.stop()
+    rules = [{"model": "lesion_ct_segmentation", "modality": ["CT"], "min_slices": 10}]
+    environment = {
+        "APPLIANCE_INFERENCE__RULES": json.dumps(rules),
+        "APPLIANCE_INFERENCE__BATCH_SERIES": "2",
+        "APPLIANCE_INFERENCE__BATCH_WAIT_SECONDS": "60",
+    }
+    appliance = serve(home, tmp_path, environment)
+    try:
         wait_for(lambda: finished(home, 2), 300, "both jobs finished", interval=1.0)
     finally:
         appliance.stop()
