@@ -20,7 +20,7 @@ from datetime import UTC
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import func, insert, update
+from sqlalchemy import delete, func, insert, update
 from sqlmodel import select
 
 from anonymizer.batch import default_workers, deidentify_stream
@@ -31,7 +31,15 @@ from anonymizer.release.stores import sha256_hex
 from anonymizer.release.targets import ReleaseTarget
 from anonymizer.table import load_table
 from appliance.context import Appliance, load_or_create_secret
-from appliance.db.tables import DatasetRelease, Instance, ItemState, ReleaseItem, ReleaseState, Series
+from appliance.db.tables import (
+    DatasetRelease,
+    Instance,
+    ItemState,
+    ReleaseItem,
+    ReleaseState,
+    Series,
+    Workspace,
+)
 from appliance.errors import ConfigError
 from appliance.research.selection import ReleaseCriteria, select_instances
 from appliance.research.workspaces import get_workspace, target_of
@@ -44,6 +52,12 @@ EXPORT_KEY_NAME = "export-signing-key"
 _PAGE = 256  # pending items read from the database at a time
 _UPLOADS = 8  # concurrent uploads
 _SAVE_EVERY = 2.0  # seconds between commits of the items done
+
+
+def _reached(app: Appliance, workspace: Workspace) -> ReleaseTarget:
+    target = target_of(app, workspace)
+    target.check()
+    return target
 
 
 def export_signing_key(app: Appliance) -> Ed25519PrivateKey:
@@ -125,19 +139,36 @@ class Releaser:
 
     # -- the version -------------------------------------------------------------------------
     def release(self, name: str, workspace_name: str, criteria: ReleaseCriteria) -> ReleaseSummary:
+        """The workspace is reached (its client made, then checked) in a thread while the version's
+        instances are chosen and the first are de-identified; the first upload waits for it. A
+        workspace that cannot be reached leaves no new version behind, as if checked first."""
         check_name(name)
         workspace = get_workspace(self.app, workspace_name)
         profile = named_profile(criteria.profile, self.app.settings.deidentify.profiles)
-        target = target_of(self.app, workspace)
-        target.check()
-        row, resumed = self.prepare(name, workspace_name, criteria, profile)
-        summary = ReleaseSummary(name, row.version, excluded_held_out=row.excluded_held_out, resumed=resumed)
-        if row.state == ReleaseState.BUILDING:
-            self._send(row, target, profile, summary)
-            row = self._seal(row, profile)
+        with ThreadPoolExecutor(1, thread_name_prefix="release-workspace") as opening:
+            reaching = opening.submit(_reached, self.app, workspace)
+            row, resumed = self.prepare(name, workspace_name, criteria, profile)
+            summary = ReleaseSummary(
+                name, row.version, excluded_held_out=row.excluded_held_out, resumed=resumed
+            )
+            try:
+                if row.state == ReleaseState.BUILDING:
+                    self._send(row, reaching, profile, summary)
+                    row = self._seal(row, profile)
+                target = reaching.result()
+            except BaseException:
+                if not resumed and reaching.done() and reaching.exception() is not None:
+                    self._discard(row)  # nothing was sent: the next run makes this version afresh
+                raise
         if row.state == ReleaseState.SEALED:
             row = self._publish(row, target)
         return self._summarised(row, summary)
+
+    def _discard(self, row: DatasetRelease) -> None:
+        with self.app.session() as session:
+            session.execute(delete(ReleaseItem).where(ReleaseItem.release_pk == row.id))  # type: ignore[arg-type]
+            session.execute(delete(DatasetRelease).where(DatasetRelease.id == row.id))  # type: ignore[arg-type]
+            session.commit()
 
     def prepare(
         self, name: str, workspace: str, criteria: ReleaseCriteria, profile: Profile
@@ -247,7 +278,7 @@ class Releaser:
             last = rows[-1][0]
 
     def _send(
-        self, row: DatasetRelease, target: ReleaseTarget, profile: Profile, summary: ReleaseSummary
+        self, row: DatasetRelease, target: Future[ReleaseTarget], profile: Profile, summary: ReleaseSummary
     ) -> None:
         table = load_table(self.app.settings.path(self.app.settings.deidentify.profile_table))
         deidentifier = Deidentifier(pseudonymisation_secret(self.app), profile, table)
@@ -305,8 +336,9 @@ class Releaser:
         )  # fmt: skip
 
     @staticmethod
-    def _upload(target: ReleaseTarget, item: _Done, outcome: Outcome) -> bool:
+    def _upload(reaching: Future[ReleaseTarget], item: _Done, outcome: Outcome) -> bool:
         assert outcome.encoded is not None and item.sha256 and item.path
+        target = reaching.result()  # the workspace, once reached (its failure raises here)
         entry = ReleaseFile(
             item.path, item.sha256, len(outcome.encoded), item.modality or "", item.sop_class or ""
         )
