@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from appliance.admin import model_registry as registry
 from appliance.cli.common import ApplianceGroup, actor, emit_rows, home_option, json_option, open_home
+
+if TYPE_CHECKING:
+    from appliance.context import Appliance
+    from appliance.db.tables import ModelValidation
 
 
 @click.group(cls=ApplianceGroup)
@@ -73,6 +78,17 @@ def models_list(home: str | None, as_json: bool) -> None:
     )
 
 
+def _print_report(app: Appliance, row: ModelValidation, as_json: bool, exit_on_fail: bool = False) -> None:
+    """A kept validation or equivalence report, as JSON or readable; exit 1 after a failed one
+    when asked (a validation or optimisation just run)."""
+    from appliance.modelops import reports
+
+    report = reports.opened(app, row)
+    click.echo(json.dumps(report, indent=2) if as_json else reports.readable(report))
+    if exit_on_fail and not row.passed:
+        raise SystemExit(1)
+
+
 @models.command("validate")
 @home_option
 @json_option
@@ -81,14 +97,11 @@ def models_list(home: str | None, as_json: bool) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="default: cuda when there is one")
 def models_validate(home: str | None, as_json: bool, name: str, version: str, device: str | None) -> None:
     """Validate VERSION against the active version on the labelled held-out cases (signed report)."""
-    from appliance.modelops import reports, validation
+    from appliance.modelops import validation
 
     app = open_home(home)
     row = validation.validate(app, actor(), name, version, device)
-    report = reports.opened(app, row)
-    click.echo(json.dumps(report, indent=2) if as_json else reports.readable(report))
-    if not row.passed:
-        raise SystemExit(1)
+    _print_report(app, row, as_json, exit_on_fail=True)
 
 
 @models.command("optimize")
@@ -105,14 +118,11 @@ def models_optimize(
 ) -> None:
     """Derive VERSION+BACKEND.PRECISION and check it against VERSION on the held-out series (a signed
     equivalence report; exit 1 when a class's labels differ beyond the protocol's threshold)."""
-    from appliance.modelops import optimize, reports
+    from appliance.modelops import optimize
 
     app = open_home(home)
     row = optimize.optimize(app, actor(), name, version, backend, precision)
-    report = reports.opened(app, row)
-    click.echo(json.dumps(report, indent=2) if as_json else reports.readable(report))
-    if not row.passed:
-        raise SystemExit(1)
+    _print_report(app, row, as_json, exit_on_fail=True)
 
 
 @models.command("report")
@@ -135,8 +145,7 @@ def models_report(home: str | None, as_json: bool, name: str, version: str, sign
     if signed:
         click.echo(found[0].envelope.decode())
         return
-    report = reports.opened(app, found[0])
-    click.echo(json.dumps(report, indent=2) if as_json else reports.readable(report))
+    _print_report(app, found[0], as_json)
 
 
 @models.command("promote")

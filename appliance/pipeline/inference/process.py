@@ -281,10 +281,11 @@ def _prepare_requests(handler: SeriesHandler, connection: Any, ready: queue.Queu
             log.error("inference process: unexpected message %s ignored", type(message).__name__)
 
 
-def batch_of(first: _Prepared, ready: queue.Queue, handler: SeriesHandler, size: int) -> tuple[list, Any]:
+def batch_of(first: _Prepared, ready: queue.Queue, handler: SeriesHandler, size: int) -> tuple[list, list]:
     """``first`` and the series prepared for the same model that join it (those ready now, and
-    those being prepared that are ready within the wait), up to ``size``; and the next item that
-    cannot join (answered after the batch: answers go in request order), or None."""
+    those being prepared that are ready within the wait), up to ``size``; and the item taken that
+    cannot join, if any (answered after the batch: answers go in request order; it may be the
+    reader's end, None)."""
     group = [first]
     started = time.monotonic()
     deadline = started + handler.app.settings.inference.batch_wait_seconds
@@ -304,9 +305,9 @@ def batch_of(first: _Prepared, ready: queue.Queue, handler: SeriesHandler, size:
             and first.series.shadow is None
         )
         if not joins:
-            return group, item
+            return group, [item]
         group.append(item)
-    return group, None
+    return group, []
 
 
 def next_prepared(ready: queue.Queue, idle_seconds: float) -> Any:
@@ -337,11 +338,9 @@ def worker_main(home: str, device: str, connection: Any, parent: int) -> None:
         gc.freeze()  # the model and the standard's tables stay: collections need not walk them per job
         log.info("inference process on %s ready, %d models loaded", device, len(handler.predictors))
         threading.Thread(target=_prepare_requests, args=(handler, connection, ready), daemon=True).start()
-        held = None  # an item taken while gathering a batch that it could not join
-        while (
-            item := held or next_prepared(ready, app.settings.inference.release_memory_after_seconds)
-        ) is not None:
-            held = None
+        idle = app.settings.inference.release_memory_after_seconds
+        held: list = []  # an item taken while gathering a batch that could not join it
+        while (item := held.pop() if held else next_prepared(ready, idle)) is not None:
             if isinstance(item, _Prepared):
                 group, held = batch_of(item, ready, handler, size)
                 handler.finish(group, connection.send)
