@@ -22,6 +22,7 @@ ONNX_MODEL = "models/model.onnx"
 BACKENDS = ("onnxruntime",)
 PRECISIONS = ("fp32", "int8")
 _INPUT, _OUTPUT = "image", "logits"
+INT8_MIN_CHANNELS = 16  # narrower convolutions stay float in an int8 model (see quantize_int8)
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,28 @@ def export(network: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
         )  # fmt: skip
 
 
+def _narrow_convolutions(model: Path, fewest: int) -> list[str]:
+    """The Conv nodes of ``model`` with fewer than ``fewest`` input or output channels."""
+    import onnx
+
+    graph = onnx.load(str(model)).graph
+    weights = {w.name: w.dims for w in graph.initializer}
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "Conv" and node.input[1] in weights and min(weights[node.input[1]][:2]) < fewest
+    ]
+
+
 def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray]) -> None:
-    """Static int8 quantisation (QDQ: uint8 activations, int8 weights) calibrated on ``windows``
-    (batches as the network receives them)."""
+    """Static int8 quantisation of the convolutions (QDQ: uint8 activations, int8 weights per output
+    channel) calibrated on ``windows`` (batches as the network receives them). Transposed
+    convolutions keep their weights in int8 too, but run in float (ONNX Runtime's CPU provider has
+    no int8 kernel for them), so they shrink the model without speeding it.
+
+    A convolution with fewer than :data:`INT8_MIN_CHANNELS` input or output channels stays float:
+    ONNX Runtime's int8 kernels work on blocks of channels, and on the demo network's 2-channel
+    convolution over 96³ windows int8 took 23 times as long as float (575 ms against 25 ms)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -68,7 +88,8 @@ def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray]) -> None:
         quant_pre_process(str(fp32), str(prepared))
         quantize_static(
             str(prepared), str(out), Windows(), quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+            op_types_to_quantize=["Conv", "ConvTranspose"], nodes_to_exclude=_narrow_convolutions(prepared, INT8_MIN_CHANNELS),
         )  # fmt: skip
     finally:
         prepared.unlink(missing_ok=True)
