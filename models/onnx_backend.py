@@ -89,7 +89,8 @@ def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray]) -> None:
         quantize_static(
             str(prepared), str(out), Windows(), quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-            op_types_to_quantize=["Conv", "ConvTranspose"], nodes_to_exclude=_narrow_convolutions(prepared, INT8_MIN_CHANNELS),
+            op_types_to_quantize=["Conv", "ConvTranspose"],
+            nodes_to_exclude=_narrow_convolutions(prepared, INT8_MIN_CHANNELS),
         )  # fmt: skip
     finally:
         prepared.unlink(missing_ok=True)
