@@ -27,10 +27,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from models import fast_paths
 from models.batching import WindowBatcher
 from models.codes import SegmentCode, code_for
-from models.errors import ModelError
+from models.errors import BackendUnavailable, ModelError
 from models.identity import ModelIdentity
 from models.manifest import MANIFEST, METADATA, Manifest, verify_bundle
-from models.onnx_backend import ONNX_MODEL, Backend, OnnxNetwork
+from models.onnx_backend import ONNX_MODEL, Backend, OnnxNetwork, providers
 from models.two_class import LogitDifference, two_class_postprocessing
 from models.volume import Volume
 from models.windows import PairedWindows
@@ -177,9 +177,16 @@ class Predictor:
     """One verified bundle, built once and kept loaded; ``predict`` turns a volume into labels."""
 
     def __init__(
-        self, bundle: Path, trusted: dict[str, Ed25519PublicKey], device: str | torch.device | None = None
+        self,
+        bundle: Path,
+        trusted: dict[str, Ed25519PublicKey],
+        device: str | torch.device | None = None,
+        engines: Path | None = None,
     ) -> None:
+        """``engines``: where a TensorRT version caches its engines (beside the bundle by default:
+        the bundle itself holds only what its manifest signs)."""
         self.manifest: Manifest = verify_bundle(bundle, trusted)  # before anything is evaluated
+        self.engines = engines or bundle.with_name(f".{bundle.name}.engines")
         digest = hashlib.sha256((bundle / MANIFEST).read_bytes()).hexdigest()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         metadata = json.loads((bundle / METADATA).read_text())
@@ -220,16 +227,16 @@ class Predictor:
                 self.two_class_postprocessing = two_class_postprocessing(
                     self.postprocessing, image_key=self.image_key
                 )
-        except BundleError:
+        except (BundleError, BackendUnavailable):
             raise
         except Exception as exc:  # a bundle's config can raise anything while it is built
             raise BundleError(f"cannot build {self.manifest.name} {self.manifest.version}: {exc}") from exc
 
     def _network(self, parser: Any, weights: Path) -> torch.nn.Module:
         if weights.suffix == ".onnx":
-            if self.device.type != "cpu":
-                raise BundleError("an ONNX Runtime version runs on the CPU here (no GPU provider installed)")
-            return OnnxNetwork(weights, torch.get_num_threads())
+            assert self.backend is not None, "an ONNX model is a derived version's"
+            chosen = providers(self.backend, self.device, self.engines)
+            return OnnxNetwork(weights, torch.get_num_threads(), self.device, chosen)
         if weights.suffix == ".ts":
             network = torch.jit.load(weights, map_location=self.device)  # signature verified above
         else:

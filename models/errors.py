@@ -7,3 +7,7 @@ class ModelError(Exception):
 
 class BundleRejected(ModelError):
     """A bundle is unsigned, signed by an untrusted publisher, or differs from its signed manifest."""
+
+
+class BackendUnavailable(ModelError):
+    """A version's backend cannot run on this machine (no CUDA GPU, or its provider not installed)."""

@@ -5,11 +5,17 @@ on windows the source network was given. :class:`OnnxNetwork` wraps the session 
 so the bundle's own sliding-window inferer, pre- and post-processing run unchanged: only the
 network call changes. A derived bundle carries ``models/model.onnx`` and ``configs/backend.json``
 (:class:`Backend`: which backend and precision, and the version and manifest it was made from).
+
+Backends: ``onnxruntime`` runs on the CPU provider, or the CUDA provider on a GPU; ``tensorrt``
+runs on ONNX Runtime's TensorRT provider on a GPU (``fp16``: TensorRT's half precision; ``int8``:
+the QDQ model with symmetric scales, as TensorRT takes them), its engines built on first use for
+the GPU model and TensorRT version at hand and cached under a directory named by both.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.errors import BackendUnavailable
+
 BACKEND_CONFIG = "configs/backend.json"
 ONNX_MODEL = "models/model.onnx"
-BACKENDS = ("onnxruntime",)
-PRECISIONS = ("fp32", "int8")
+BACKENDS = {"onnxruntime": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}  # and their precisions
 _INPUT, _OUTPUT = "image", "logits"
 INT8_MIN_CHANNELS = 16  # narrower convolutions stay float in an int8 model (see quantize_int8)
 
@@ -63,9 +70,10 @@ def _narrow_convolutions(model: Path, fewest: int) -> list[str]:
     ]
 
 
-def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray]) -> None:
+def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray], symmetric: bool = False) -> None:
     """Static int8 quantisation of the convolutions (QDQ: uint8 activations, int8 weights per output
-    channel) calibrated on ``windows`` (batches as the network receives them). Transposed
+    channel) calibrated on ``windows`` (batches as the network receives them); ``symmetric``: int8
+    activations with zero points of 0, the only form TensorRT accepts. Transposed
     convolutions keep their weights in int8 too, but run in float (ONNX Runtime's CPU provider has
     no int8 kernel for them), so they shrink the model without speeding it.
 
@@ -88,7 +96,9 @@ def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray]) -> None:
         quant_pre_process(str(fp32), str(prepared))
         quantize_static(
             str(prepared), str(out), Windows(), quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8, per_channel=True,
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
             op_types_to_quantize=["Conv", "ConvTranspose"],
             nodes_to_exclude=_narrow_convolutions(prepared, INT8_MIN_CHANNELS),
         )  # fmt: skip
@@ -96,17 +106,102 @@ def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray]) -> None:
         prepared.unlink(missing_ok=True)
 
 
-class OnnxNetwork(torch.nn.Module):
-    """An ONNX Runtime session in the place of the bundle's network (CPU execution provider)."""
+def engine_key(gpu_name: str, capability: tuple[int, int], tensorrt_version: str) -> str:
+    """The name of the directory that caches TensorRT engines: an engine runs only on the GPU model
+    and TensorRT version it was built with, so each pair builds and keeps its own."""
+    key = f"{gpu_name}-sm{capability[0]}{capability[1]}-trt{tensorrt_version}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key)
 
-    def __init__(self, path: Path, threads: int) -> None:
+
+def _engine_directory(root: Path, device: torch.device) -> Path:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tensorrt = version("tensorrt")
+    except PackageNotFoundError:
+        tensorrt = "unknown"
+    index = device.index or 0
+    return root / engine_key(
+        torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index), tensorrt
+    )
+
+
+_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def require(backend: str, device: torch.device) -> None:
+    """Raise BackendUnavailable unless a ``backend`` version can run on ``device`` here."""
+    import onnxruntime as ort
+
+    if backend != "onnxruntime" and device.type != "cuda":
+        raise BackendUnavailable(f"a {backend} version runs on a CUDA GPU, not on the {device.type}")
+    needed = _PROVIDERS["tensorrt" if backend == "tensorrt" else device.type]
+    if needed not in ort.get_available_providers():
+        raise BackendUnavailable(
+            f"ONNX Runtime here has no {needed}: install the gpu extra on a GPU host (README, GPU hosts)"
+        )
+
+
+def providers(backend: Backend, device: torch.device, engines: Path) -> list[tuple[str, dict]]:
+    """ONNX Runtime's execution providers for ``backend`` on ``device``, the preferred first (the
+    CUDA provider after TensorRT takes what TensorRT cannot); TensorRT's engines under ``engines``."""
+    require(backend.backend, device)
+    if device.type != "cuda":
+        return [(_PROVIDERS["cpu"], {})]
+    cuda = (_PROVIDERS["cuda"], {"device_id": device.index or 0})
+    if backend.backend == "onnxruntime":
+        return [cuda]
+    cache = str(_engine_directory(engines, device))
+    tensorrt = {
+        "device_id": device.index or 0,
+        "trt_fp16_enable": backend.precision == "fp16",
+        "trt_int8_enable": backend.precision == "int8",  # its scales are the model's QDQ nodes'
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cache,
+    }
+    return [(_PROVIDERS["tensorrt"], tensorrt), cuda]
+
+
+class OnnxNetwork(torch.nn.Module):
+    """An ONNX Runtime session in the place of the bundle's network.
+
+    Windows and logits stay on ``device``: the session reads the input tensor's memory and writes
+    into an output tensor made for it (I/O binding), so a GPU's windows never cross to the host."""
+
+    def __init__(
+        self,
+        path: Path,
+        threads: int,
+        device: torch.device | None = None,
+        chosen: list[tuple[str, dict]] | None = None,
+    ) -> None:
+        """``chosen``: the providers (see :func:`providers`; the CPU's when not given)."""
         super().__init__()
         import onnxruntime as ort
 
+        self.device = device or torch.device("cpu")
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(threads, 1)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=chosen or [_PROVIDERS["cpu"]])
+        self._output_shape = tuple(self.session.get_outputs()[0].shape[1:])
+        if not all(isinstance(n, int) for n in self._output_shape):
+            raise BackendUnavailable(f"{path.name}: only the batch axis of its output may vary")
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        batch = np.ascontiguousarray(image.detach().to("cpu", torch.float32).numpy())
-        return torch.from_numpy(self.session.run(None, {_INPUT: batch})[0])
+        batch = image.detach().to(self.device, torch.float32).contiguous()
+        logits = torch.empty((batch.shape[0], *self._output_shape), dtype=torch.float32, device=self.device)
+        kind, index = self.device.type, self.device.index or 0
+        binding = self.session.io_binding()
+        binding.bind_input(_INPUT, kind, index, np.float32, tuple(batch.shape), batch.data_ptr())
+        binding.bind_output(_OUTPUT, kind, index, np.float32, tuple(logits.shape), logits.data_ptr())
+        if kind == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()  # the window is written before it is read
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return logits

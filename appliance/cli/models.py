@@ -109,19 +109,20 @@ def models_validate(home: str | None, as_json: bool, name: str, version: str, de
 @json_option
 @click.argument("name")
 @click.argument("version")
-@click.option("--backend", type=click.Choice(["onnxruntime"]), default="onnxruntime", show_default=True,
-              help="the runtime the derived version runs on (TensorRT is not built yet)")  # fmt: skip
-@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
-              help="int8: static quantisation calibrated on the held-out series")  # fmt: skip
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime",
+              show_default=True, help="the derived version's runtime (tensorrt: on a CUDA GPU)")  # fmt: skip
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="int8: quantised, calibrated on the held-out series; fp16: TensorRT only")  # fmt: skip
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="default: cuda when there is one")
 def models_optimize(
-    home: str | None, as_json: bool, name: str, version: str, backend: str, precision: str
+    home: str | None, as_json: bool, name: str, version: str, backend: str, precision: str, device: str | None
 ) -> None:
     """Derive VERSION+BACKEND.PRECISION and check it against VERSION on the held-out series (a signed
     equivalence report; exit 1 when a class's labels differ beyond the protocol's threshold)."""
     from appliance.modelops import optimize
 
     app = open_home(home)
-    row = optimize.optimize(app, actor(), name, version, backend, precision)
+    row = optimize.optimize(app, actor(), name, version, backend, precision, device)
     _print_report(app, row, as_json, exit_on_fail=True)
 
 

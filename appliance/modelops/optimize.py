@@ -1,17 +1,18 @@
-"""``appliance models optimize``: a version derived from another for ONNX Runtime, and the
-equivalence report that decides whether it may be activated.
+"""``appliance models optimize``: a version derived from another for ONNX Runtime or TensorRT,
+and the equivalence report that decides whether it may be activated.
 
-The derived version is the source bundle with its network replaced by an ONNX model (fp32, or int8
-calibrated on the windows the source network was given on the held-out series), versioned
-``SOURCE+BACKEND.PRECISION``, signed by this appliance (its signing key, trusted as the publisher
-``this-appliance``) and imported staged. Both versions then segment every held-out series (no
-label is needed: the source version's labels are the reference) and the derived one must agree per
-class: Dice of the two label volumes at least the source protocol's ``equivalence.min_dice`` (0.99
-unless it says otherwise) on every series. The report also gives each class's volume in both, the
-largest logit difference on the very windows both networks were given, the model files' sizes and
-seconds per series. It is signed, kept as the derived version's validation against its source,
-and audited, so ``models promote`` accepts a derived version only with a passing report against
-the active version, as it does any other.
+The derived version is the source bundle with its network replaced by an ONNX model (fp32; int8
+calibrated on the windows the source network was given on the held-out series; for TensorRT also
+fp16, a precision TensorRT's engine takes), versioned ``SOURCE+BACKEND.PRECISION``, made and checked
+on the device it will run on (a TensorRT version on a CUDA GPU, its engine built there), signed by
+this appliance (its signing key, trusted as the publisher ``this-appliance``) and imported staged.
+Both versions then segment every held-out series (no label is needed: the source version's labels
+are the reference) and the derived one must agree per class: Dice of the two label volumes at least
+the source protocol's ``equivalence.min_dice`` (0.99 unless it says otherwise) on every series. The
+report also gives each class's volume in both, the largest logit difference on the very windows
+both networks were given, the model files' sizes and seconds per series. It is signed, kept as the
+derived version's validation against its source, and audited, so ``models promote`` accepts a
+derived version only with a passing report against the active version, as it does any other.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from appliance.db.tables import ModelValidation
 from appliance.modelops.held_out import held_out_series, series_volume
 from appliance.modelops.reports import keep
 from models.bundle import Predictor
+from models.errors import BackendUnavailable
 from models.manifest import MANIFEST, METADATA, sign_bundle
-from models.onnx_backend import BACKENDS, ONNX_MODEL, PRECISIONS, Backend, export, quantize_int8
+from models.onnx_backend import BACKENDS, ONNX_MODEL, Backend, export, quantize_int8, require
 from models.validation.metrics import label_agreement
 from models.validation.protocol import read_protocol
 from models.volume import Volume
@@ -109,15 +111,37 @@ def _derive(source: Path, destination: Path, version: str, backend: Backend) -> 
     backend.write(destination)
 
 
+def _device(backend: str, asked: str | None) -> torch.device:
+    """Where the derived version is made and checked: where it will run (a GPU for TensorRT; else
+    ``asked``, or a GPU when there is one, as the inference process chooses)."""
+    if backend == "tensorrt" and asked is None:
+        asked = "cuda"
+    device = torch.device(asked or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelRefused(
+            f"a {backend} version is made on the CUDA GPU it runs on, and this machine has none"
+        )
+    try:
+        require(backend, device)
+    except BackendUnavailable as exc:
+        raise ModelRefused(str(exc)) from None
+    return device
+
+
 def optimize(
-    app: Appliance, actor: str, name: str, version: str, backend: str, precision: str
+    app: Appliance,
+    actor: str,
+    name: str,
+    version: str,
+    backend: str,
+    precision: str,
+    device: str | None = None,
 ) -> ModelValidation:
     """Derive, import (staged) and check a version of ``name`` ``version``; return its report."""
-    if backend not in BACKENDS or precision not in PRECISIONS:
-        raise ModelRefused(
-            f"backend {backend} with precision {precision} is not built here "
-            f"(backends: {', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)})"
-        )
+    if precision not in BACKENDS.get(backend, ()):
+        built = "; ".join(f"{name} {', '.join(precisions)}" for name, precisions in BACKENDS.items())
+        raise ModelRefused(f"backend {backend} with precision {precision} is not built ({built})")
+    where = _device(backend, device)
     source = find(app, name, version)
     series = held_out_series(app)
     if not series:
@@ -125,7 +149,7 @@ def optimize(
             "no held-out series to check equivalence on: hold out studies first (`appliance holdout add`)"
         )
     trusted = trusted_publishers(app)
-    ours = Predictor(Path(source.path), trusted, "cpu")
+    ours = Predictor(Path(source.path), trusted, where)
     if ours.backend is not None:
         raise ModelRefused(f"{name} {version} is itself derived; optimize its source version")
     run = _SourceRun(Path(source.path), ours, series)
@@ -139,23 +163,25 @@ def optimize(
         bundle = work / name
         _derive(Path(source.path), bundle, derived_version, Backend(backend, precision, version, digest))
         onnx = bundle / ONNX_MODEL
-        export(ours.network, torch.from_numpy(run.windows[0][:1]), onnx)
+        export(ours.network, torch.from_numpy(run.windows[0][:1]).to(where), onnx)
         if precision == "int8":
             fp32 = onnx.with_name("model-fp32.onnx")
             onnx.rename(fp32)
-            quantize_int8(fp32, onnx, run.windows)
+            quantize_int8(fp32, onnx, run.windows, symmetric=backend == "tensorrt")
             fp32.unlink()
         sign_bundle(bundle, report_signing_key(app), OWN_PUBLISHER, name)
         derived = import_bundle(app, actor, bundle)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return _check(app, actor, run, Path(derived.path))
+    return _check(app, actor, run, Path(derived.path), where)
 
 
-def _check(app: Appliance, actor: str, run: _SourceRun, derived_path: Path) -> ModelValidation:
+def _check(
+    app: Appliance, actor: str, run: _SourceRun, derived_path: Path, device: torch.device
+) -> ModelValidation:
     """Run the derived version on the series the source ran on; sign, keep and audit the report."""
     theirs = run.predictor
-    derived = Predictor(derived_path, trusted_publishers(app), "cpu")
+    derived = Predictor(derived_path, trusted_publishers(app), device)
     protocol = read_protocol(run.bundle, f"{theirs.identity.name} {theirs.identity.version}")
     classes = {segment.number: segment.label for segment in theirs.segments}
     tap = _Tap(derived.windows, compare=theirs.network)

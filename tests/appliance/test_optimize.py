@@ -116,3 +116,41 @@ def test_without_held_out_series_or_with_an_unknown_version_the_refusal_is_one_l
     unknown = run_cli(home, "models", "optimize", active["name"], "9.9.9", check=False)
     assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1
     assert "9.9.9" in unknown.stderr
+
+
+def test_tensorrt_without_a_gpu_and_fp16_for_onnxruntime_are_refused_in_one_line(home):
+    (active,) = json.loads(run_cli(home, "models", "list", "--json").stdout)
+    name, version = active["name"], active["version"]
+    refusals = {
+        ("--backend", "tensorrt", "--precision", "fp16"): "CUDA GPU",
+        ("--backend", "onnxruntime", "--precision", "fp16"): "not built",
+        ("--backend", "onnxruntime", "--device", "cuda"): "CUDA GPU",
+    }
+    for options, reason in refusals.items():
+        if torch.cuda.is_available() and reason == "CUDA GPU":
+            continue  # on a GPU host these run (test_on_a_gpu_... below)
+        result = run_cli(home, "models", "optimize", name, version, *options, check=False)
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, options
+        assert reason in result.stderr, (options, result.stderr)
+
+
+def _tensorrt_here() -> bool:
+    import onnxruntime
+
+    return torch.cuda.is_available() and "TensorrtExecutionProvider" in onnxruntime.get_available_providers()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _tensorrt_here(), reason="no CUDA GPU with ONNX Runtime's TensorRT provider here")
+def test_on_a_gpu_tensorrt_fp16_and_int8_are_equivalent_and_cache_their_engines(site):
+    app, active = site
+    for precision in ("fp16", "int8"):
+        row = optimize_module.optimize(app, "tester", active.name, active.version, "tensorrt", precision)
+        report = reports.opened(app, row)
+        assert (report["backend"], report["precision"]) == ("tensorrt", precision)
+        assert row.passed, report  # Dice >= the protocol's threshold per class, on every held-out series
+        derived = model_registry.find(app, active.name, f"{active.version}+tensorrt.{precision}")
+        engines = Path(derived.path).with_name(f".{Path(derived.path).name}.engines")
+        assert any(engines.rglob("*.engine"))  # built once for this GPU and TensorRT version, kept
+    cuda = optimize_module.optimize(app, "tester", active.name, active.version, "onnxruntime", "fp32", "cuda")
+    assert cuda.passed

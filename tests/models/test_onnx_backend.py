@@ -6,9 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 import torch
+from onnx import numpy_helper
 
-from models.onnx_backend import INT8_MIN_CHANNELS, OnnxNetwork, export, quantize_int8
+from models.errors import BackendUnavailable
+from models.onnx_backend import (
+    INT8_MIN_CHANNELS,
+    Backend,
+    OnnxNetwork,
+    engine_key,
+    export,
+    providers,
+    quantize_int8,
+    require,
+)
 
 
 def _quantised_inputs(model: onnx.ModelProto) -> set[str]:
@@ -44,3 +56,76 @@ def test_int8_quantises_wide_convolutions_and_leaves_narrow_ones_float(tmp_path:
         quantised = OnnxNetwork(int8, threads=1)(batch)
     assert quantised.shape == reference.shape
     assert float((quantised - reference).abs().max()) < 0.05 * float(reference.abs().max())
+
+
+def test_int8_for_tensorrt_is_symmetric(tmp_path: Path):
+    """TensorRT takes QDQ scales only with zero points of 0 (int8 activations, not uint8)."""
+    torch.manual_seed(1)
+    wide = INT8_MIN_CHANNELS
+    network = torch.nn.Sequential(torch.nn.Conv3d(wide, wide, 3, padding=1), torch.nn.ReLU()).eval()
+    rng = np.random.default_rng(3)
+    windows = [rng.random((1, wide, 8, 8, 8), dtype=np.float32) for _ in range(3)]
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    export(network, torch.from_numpy(windows[0]), fp32)
+    quantize_int8(fp32, int8, windows, symmetric=True)
+    model = onnx.load(str(int8))
+    initialisers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    zero_points = [
+        initialisers[node.input[2]]
+        for node in model.graph.node
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2
+    ]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+
+
+def test_engines_are_kept_per_gpu_model_and_tensorrt_version():
+    h200 = engine_key("NVIDIA H200", (9, 0), "10.13.3.9")
+    assert h200 == "NVIDIA_H200-sm90-trt10.13.3.9"
+    assert engine_key("NVIDIA H100 80GB HBM3", (9, 0), "10.13.3.9") != h200
+    assert engine_key("NVIDIA H200", (9, 0), "10.14.1.48") != h200
+    assert "/" not in engine_key("a/../b", (8, 6), "x y")
+
+
+_DERIVED = Backend("tensorrt", "fp16", "1.0.0", "0" * 64)
+
+
+def test_on_a_gpu_tensorrt_runs_first_with_its_precision_and_cache(monkeypatch, tmp_path: Path):
+    import onnxruntime
+
+    monkeypatch.setattr(
+        onnxruntime,
+        "get_available_providers",
+        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (9, 0))
+    chosen = providers(_DERIVED, torch.device("cuda:1"), tmp_path)
+    (tensorrt, options), (cuda, cuda_options) = chosen
+    assert (tensorrt, cuda, cuda_options) == (
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        {"device_id": 1},
+    )
+    assert options["device_id"] == 1 and options["trt_fp16_enable"] and not options["trt_int8_enable"]
+    assert options["trt_engine_cache_enable"]
+    assert Path(options["trt_engine_cache_path"]).parent == tmp_path
+    assert Path(options["trt_engine_cache_path"]).name.startswith("NVIDIA_H200-sm90-trt")
+    int8 = providers(Backend("tensorrt", "int8", "1.0.0", ""), torch.device("cuda"), tmp_path)
+    assert int8[0][1]["trt_int8_enable"] and not int8[0][1]["trt_fp16_enable"]
+    onnxruntime_on_gpu = providers(
+        Backend("onnxruntime", "fp32", "1.0.0", ""), torch.device("cuda"), tmp_path
+    )
+    assert [name for name, _ in onnxruntime_on_gpu] == ["CUDAExecutionProvider"]
+
+
+def test_a_gpu_version_without_a_gpu_or_its_provider_is_refused(monkeypatch, tmp_path: Path):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(BackendUnavailable, match="CUDA GPU"):
+        providers(_DERIVED, torch.device("cpu"), tmp_path)
+    with pytest.raises(BackendUnavailable, match="gpu extra"):
+        require("tensorrt", torch.device("cuda"))
+    with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
+        require("onnxruntime", torch.device("cuda"))
+    require("onnxruntime", torch.device("cpu"))
