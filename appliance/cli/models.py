@@ -114,15 +114,24 @@ def models_validate(home: str | None, as_json: bool, name: str, version: str, de
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
               help="int8: quantised, calibrated on the held-out series; fp16: TensorRT only")  # fmt: skip
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="default: cuda when there is one")
+@click.option("--calibration", default="holdout", show_default=True, metavar="holdout|DATASET",
+              help="int8's calibration: the held-out series, or a dataset release's series")  # fmt: skip
 def models_optimize(
-    home: str | None, as_json: bool, name: str, version: str, backend: str, precision: str, device: str | None
+    home: str | None,
+    as_json: bool,
+    name: str,
+    version: str,
+    backend: str,
+    precision: str,
+    device: str | None,
+    calibration: str,
 ) -> None:
     """Derive VERSION+BACKEND.PRECISION and check it against VERSION on the held-out series (a signed
     equivalence report; exit 1 when a class's labels differ beyond the protocol's threshold)."""
     from appliance.modelops import optimize
 
     app = open_home(home)
-    row = optimize.optimize(app, actor(), name, version, backend, precision, device)
+    row = optimize.optimize(app, actor(), name, version, backend, precision, device, calibration)
     _print_report(app, row, as_json, exit_on_fail=True)
 
 

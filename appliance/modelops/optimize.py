@@ -36,8 +36,10 @@ from appliance.admin.model_registry import (
 )
 from appliance.context import Appliance, report_signing_key
 from appliance.db.tables import ModelValidation
+from appliance.errors import NotFound
 from appliance.modelops.held_out import held_out_series, series_volume
 from appliance.modelops.reports import keep
+from appliance.research.releases import released_series
 from models.bundle import Predictor
 from models.errors import BackendUnavailable
 from models.manifest import MANIFEST, METADATA, sign_bundle
@@ -47,6 +49,7 @@ from models.validation.protocol import read_protocol
 from models.volume import Volume
 
 _CALIBRATION_BATCHES = 16  # window batches kept from the source run to calibrate int8 on
+HOLDOUT = "holdout"  # calibrate on the held-out series (the default), else on a dataset release
 
 
 class _Tap(torch.nn.Module):
@@ -136,11 +139,18 @@ def optimize(
     backend: str,
     precision: str,
     device: str | None = None,
+    calibration: str = HOLDOUT,
 ) -> ModelValidation:
-    """Derive, import (staged) and check a version of ``name`` ``version``; return its report."""
+    """Derive, import (staged) and check a version of ``name`` ``version``; return its report.
+
+    ``calibration``: where int8's windows come from: the held-out series (also the equivalence
+    check's), or the series of dataset release ``calibration`` (its newest complete version), which
+    never holds a held-out study, so the check runs on series the scales were not fitted to."""
     if precision not in BACKENDS.get(backend, ()):
         built = "; ".join(f"{name} {', '.join(precisions)}" for name, precisions in BACKENDS.items())
         raise ModelRefused(f"backend {backend} with precision {precision} is not built ({built})")
+    if calibration != HOLDOUT and precision != "int8":
+        raise ModelRefused(f"--calibration is for int8: {precision} needs no calibration")
     where = _device(backend, device)
     source = find(app, name, version)
     series = held_out_series(app)
@@ -155,6 +165,9 @@ def optimize(
     run = _SourceRun(Path(source.path), ours, series)
     for uid, _, _ in series:
         run.add(series_volume(app, uid))
+    windows, calibrated_on = run.windows, "the held-out series"
+    if precision == "int8" and calibration != HOLDOUT:
+        windows, calibrated_on = _release_windows(app, ours, calibration)
     derived_version = f"{version}+{backend}.{precision}"
     digest = hashlib.sha256((Path(source.path) / MANIFEST).read_bytes()).hexdigest()
     work = app.settings.home / "models" / f".optimizing-{name}-{derived_version}"
@@ -167,17 +180,36 @@ def optimize(
         if precision == "int8":
             fp32 = onnx.with_name("model-fp32.onnx")
             onnx.rename(fp32)
-            quantize_int8(fp32, onnx, run.windows, symmetric=backend == "tensorrt")
+            quantize_int8(fp32, onnx, windows, symmetric=backend == "tensorrt")
             fp32.unlink()
         sign_bundle(bundle, report_signing_key(app), OWN_PUBLISHER, name)
         derived = import_bundle(app, actor, bundle)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return _check(app, actor, run, Path(derived.path), where)
+    return _check(app, actor, run, Path(derived.path), where, calibrated_on if precision == "int8" else "")
+
+
+def _release_windows(app: Appliance, predictor: Predictor, dataset: str) -> tuple[list[np.ndarray], str]:
+    """Window batches of the source network on dataset release ``dataset``'s series (read from this
+    appliance's store), until :data:`_CALIBRATION_BATCHES` are kept; and what they came from."""
+    try:
+        version, series = released_series(app, dataset)
+    except NotFound as exc:
+        raise ModelRefused(str(exc)) from None
+    run = _SourceRun(Path(), predictor, [])
+    used = 0
+    for uid in series:
+        if len(run.windows) >= _CALIBRATION_BATCHES:
+            break
+        run.add(series_volume(app, uid))
+        used += 1
+    if not run.windows:
+        raise ModelRefused(f"dataset {dataset} v{version} released no image series to calibrate on")
+    return run.windows, f"dataset {dataset} v{version} ({used} series)"
 
 
 def _check(
-    app: Appliance, actor: str, run: _SourceRun, derived_path: Path, device: torch.device
+    app: Appliance, actor: str, run: _SourceRun, derived_path: Path, device: torch.device, calibrated_on: str
 ) -> ModelValidation:
     """Run the derived version on the series the source ran on; sign, keep and audit the report."""
     theirs = run.predictor
@@ -221,6 +253,7 @@ def _check(
         "source": source.version,
         "backend": backend.backend,
         "precision": backend.precision,
+        "calibration": calibrated_on,  # int8's windows: the held-out series or a release's
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "appliance": app.settings.audit.origin,
         "min_dice": protocol.equivalence_min_dice,

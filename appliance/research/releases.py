@@ -40,7 +40,7 @@ from appliance.db.tables import (
     Series,
     Workspace,
 )
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, NotFound
 from appliance.research.selection import ReleaseCriteria, select_instances
 from appliance.research.workspaces import get_workspace, target_of
 from appliance.security.keys import WrappedKey
@@ -458,3 +458,23 @@ def list_releases(app: Appliance, name: str | None = None) -> list[DatasetReleas
         if name:
             query = query.where(DatasetRelease.name == name)
         return list(session.exec(query).all())
+
+
+def released_series(app: Appliance, name: str) -> tuple[int, list[str]]:
+    """The newest complete version of dataset ``name`` and the image series (not SEG or SR) it
+    released, in the order stored; NotFound when no version of it is complete."""
+    complete = [row for row in list_releases(app, name) if row.state == ReleaseState.COMPLETE]
+    if not complete:
+        raise NotFound(f"no complete release of a dataset {name} (see `appliance datasets list`)")
+    latest = complete[-1]
+    with app.session() as session:
+        uids = session.exec(
+            select(Series.series_uid)
+            .join(Instance, Instance.series_pk == Series.id)
+            .join(ReleaseItem, ReleaseItem.instance_pk == Instance.id)
+            .where(ReleaseItem.release_pk == latest.id, ReleaseItem.state == ItemState.SENT)
+            .where(Series.modality.not_in(("SEG", "SR")))  # type: ignore[union-attr]
+            .group_by(Series.id, Series.series_uid)
+            .order_by(Series.id)
+        ).all()
+    return latest.version, list(uids)

@@ -18,12 +18,15 @@ from appliance.modelops import optimize as optimize_module
 from appliance.modelops import promotion, reports
 from appliance.modelops.held_out import series_volume
 from appliance.research.holdout import add_study
+from appliance.research.releases import Releaser
+from appliance.research.selection import ReleaseCriteria
 from appliance.storage.writer import NewObject, ObjectWriter
 from dicom_gateway.received import instance_from_part10
 from models.bundle import Predictor
 from models.onnx_backend import ONNX_MODEL
 from testbed.labelled import held_out_patient, labelled_volume
 from testbed.processes import run_cli
+from testbed.research import store_datasets
 
 
 @pytest.fixture
@@ -154,3 +157,33 @@ def test_on_a_gpu_tensorrt_fp16_and_int8_are_equivalent_and_cache_their_engines(
         assert any(engines.rglob("*.engine"))  # built once for this GPU and TensorRT version, kept
     cuda = optimize_module.optimize(app, "tester", active.name, active.version, "onnxruntime", "fp32", "cuda")
     assert cuda.passed
+
+
+def test_int8_can_be_calibrated_on_a_release_and_checked_on_the_held_out_series(site, monkeypatch):
+    app, active = site
+    datasets, _, _ = labelled_volume(3, held_out_patient(3))  # a third study, not held out
+    store_datasets(app, datasets)
+    Releaser(app, "tester", workers=1).release("calibration", "local", ReleaseCriteria())
+    read = []
+    monkeypatch.setattr(
+        optimize_module, "series_volume", lambda app, uid: read.append(uid) or series_volume(app, uid)
+    )
+    row = optimize_module.optimize(
+        app, "tester", active.name, active.version, "onnxruntime", "int8", calibration="calibration"
+    )
+    report = reports.opened(app, row)
+    assert report["calibration"] == "dataset calibration v1 (1 series)"
+    released = str(datasets[0].SeriesInstanceUID)
+    assert released in read  # its windows calibrated the scales
+    assert released not in {case["series_uid"] for case in report["cases"]}  # the check is on the held-out
+    assert len(report["cases"]) == 2
+
+
+def test_calibration_is_refused_without_int8_or_an_unknown_dataset(site):
+    app, active = site
+    with pytest.raises(model_registry.ModelRefused, match="for int8"):
+        optimize_module.optimize(app, "tester", active.name, active.version, "onnxruntime", "fp32", None, "x")
+    with pytest.raises(model_registry.ModelRefused, match="no complete release of a dataset nothing"):
+        optimize_module.optimize(
+            app, "tester", active.name, active.version, "onnxruntime", "int8", None, "nothing"
+        )
