@@ -18,7 +18,7 @@ from testbed.synthetic import phantom_series
 from tests.support.datasets import read_back
 from tests.support.seg import dice
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here")]
 
 SPACING = (1.25, 1.25, 2.5)
 
