@@ -73,13 +73,13 @@ def _narrow_convolutions(model: Path, fewest: int) -> list[str]:
 def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray], symmetric: bool = False) -> None:
     """Static int8 quantisation of the convolutions (QDQ: uint8 activations, int8 weights per output
     channel) calibrated on ``windows`` (batches as the network receives them); ``symmetric``: int8
-    activations with zero points of 0, the only form TensorRT accepts. Transposed
-    convolutions keep their weights in int8 too, but run in float (ONNX Runtime's CPU provider has
-    no int8 kernel for them), so they shrink the model without speeding it.
+    activations with zero points of 0, the only form TensorRT accepts. Transposed convolutions keep
+    their weights in int8 too, but run in float (ONNX Runtime's CPU provider has no int8 kernel for
+    them), so they shrink the model without speeding it.
 
     A convolution with fewer than :data:`INT8_MIN_CHANNELS` input or output channels stays float:
-    ONNX Runtime's int8 kernels work on blocks of channels, and on the demo network's 2-channel
-    convolution over 96³ windows int8 took 23 times as long as float (575 ms against 25 ms)."""
+    ONNX Runtime's int8 kernels work on blocks of channels and ran such layers many times slower
+    than its float ones (the figures are in issue 25's note)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

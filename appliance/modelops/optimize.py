@@ -122,7 +122,7 @@ def _device(backend: str, asked: str | None) -> torch.device:
     device = torch.device(asked or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelRefused(
-            f"a {backend} version is made on the CUDA GPU it runs on, and this machine has none"
+            f"{backend} versions are made on the CUDA GPU they run on, and this machine has none"
         )
     try:
         require(backend, device)
@@ -147,7 +147,7 @@ def optimize(
     check's), or the series of dataset release ``calibration`` (its newest complete version), which
     never holds a held-out study, so the check runs on series the scales were not fitted to."""
     if precision not in BACKENDS.get(backend, ()):
-        built = "; ".join(f"{name} {', '.join(precisions)}" for name, precisions in BACKENDS.items())
+        built = "; ".join(f"{kind} {', '.join(precisions)}" for kind, precisions in BACKENDS.items())
         raise ModelRefused(f"backend {backend} with precision {precision} is not built ({built})")
     if calibration != HOLDOUT and precision != "int8":
         raise ModelRefused(f"--calibration is for int8: {precision} needs no calibration")
