@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.onnx_backend import Backend, OnnxNetwork, export, providers, quantize_int8  # noqa: E402
+from models.onnx_backend import Backend, OnnxNetwork, export, providers, quantize_int8, window_shape  # noqa: E402
 from testbed.bundles import SHARED_BUNDLES, demo_predictor  # noqa: E402
 from testbed.phantom import make_phantom  # noqa: E402
 
@@ -121,7 +121,7 @@ def main() -> int:
         runs = {
             name: OnnxNetwork(
                 path, args.threads, device,
-                providers(Backend(backend, precision, "", ""), device, Path(tmp) / "engines"),
+                providers(Backend(backend, precision, "", ""), device, Path(tmp), window_shape(path)),
             )
             for name, (backend, precision, path) in versions.items()
         }  # fmt: skip

@@ -30,7 +30,7 @@ from models.codes import SegmentCode, code_for
 from models.errors import BackendUnavailable, ModelError
 from models.identity import ModelIdentity
 from models.manifest import MANIFEST, METADATA, Manifest, verify_bundle
-from models.onnx_backend import ONNX_MODEL, Backend, OnnxNetwork, providers
+from models.onnx_backend import ONNX_MODEL, Backend, OnnxNetwork, providers, window_shape
 from models.two_class import LogitDifference, two_class_postprocessing
 from models.volume import Volume
 from models.windows import PairedWindows
@@ -235,7 +235,7 @@ class Predictor:
     def _network(self, parser: Any, weights: Path) -> torch.nn.Module:
         if weights.suffix == ".onnx":
             assert self.backend is not None, "an ONNX model is a derived version's"
-            chosen = providers(self.backend, self.device, self.engines)
+            chosen = providers(self.backend, self.device, self.engines, window_shape(weights))
             return OnnxNetwork(weights, torch.get_num_threads(), self.device, chosen)
         if weights.suffix == ".ts":
             network = torch.jit.load(weights, map_location=self.device)  # signature verified above

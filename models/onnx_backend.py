@@ -30,6 +30,9 @@ ONNX_MODEL = "models/model.onnx"
 BACKENDS = {"onnxruntime": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}  # and their precisions
 _INPUT, _OUTPUT = "image", "logits"
 INT8_MIN_CHANNELS = 16  # narrower convolutions stay float in an int8 model (see quantize_int8)
+# the most windows a TensorRT engine takes in one call: a batch is the inferer's sw_batch_size times
+# the series batched together (inference.batch_series, 4 on a GPU), with room for larger settings
+TENSORRT_MAX_WINDOWS = 64
 
 
 @dataclass(frozen=True)
@@ -146,9 +149,21 @@ def require(backend: str, device: torch.device) -> None:
         )
 
 
-def providers(backend: Backend, device: torch.device, engines: Path) -> list[tuple[str, dict]]:
+def window_shape(model: Path) -> tuple[int, ...]:
+    """The shape of one window ``model`` takes (its input's shape after the batch axis)."""
+    import onnx
+
+    dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value for d in dims[1:])
+
+
+def providers(
+    backend: Backend, device: torch.device, engines: Path, window: tuple[int, ...] = ()
+) -> list[tuple[str, dict]]:
     """ONNX Runtime's execution providers for ``backend`` on ``device``, the preferred first (the
-    CUDA provider after TensorRT takes what TensorRT cannot); TensorRT's engines under ``engines``."""
+    CUDA provider after TensorRT takes what TensorRT cannot); TensorRT's engines under ``engines``,
+    each built once for every batch of 1 to :data:`TENSORRT_MAX_WINDOWS` windows of ``window``
+    (else TensorRT would build another engine for each new batch size it met)."""
     require(backend.backend, device)
     if device.type != "cuda":
         return [(_PROVIDERS["cpu"], {})]
@@ -165,6 +180,11 @@ def providers(backend: Backend, device: torch.device, engines: Path) -> list[tup
         "trt_timing_cache_enable": True,
         "trt_timing_cache_path": cache,
     }
+    if window:
+        shape = "x".join(str(n) for n in window)
+        tensorrt["trt_profile_min_shapes"] = f"{_INPUT}:1x{shape}"
+        tensorrt["trt_profile_opt_shapes"] = f"{_INPUT}:{TENSORRT_MAX_WINDOWS // 4}x{shape}"
+        tensorrt["trt_profile_max_shapes"] = f"{_INPUT}:{TENSORRT_MAX_WINDOWS}x{shape}"
     return [(_PROVIDERS["tensorrt"], tensorrt), cuda]
 
 

@@ -13,6 +13,7 @@ from onnx import numpy_helper
 from models.errors import BackendUnavailable
 from models.onnx_backend import (
     INT8_MIN_CHANNELS,
+    TENSORRT_MAX_WINDOWS,
     Backend,
     OnnxNetwork,
     engine_key,
@@ -20,6 +21,7 @@ from models.onnx_backend import (
     providers,
     quantize_int8,
     require,
+    window_shape,
 )
 
 
@@ -44,6 +46,7 @@ def test_int8_quantises_wide_convolutions_and_leaves_narrow_ones_float(tmp_path:
     fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
     export(network, torch.from_numpy(windows[0]), fp32)
     quantize_int8(fp32, int8, windows)
+    assert window_shape(int8) == (1, 16, 16, 16)
 
     model = onnx.load(str(int8))
     convolutions = [node.name for node in model.graph.node if node.op_type == "Conv"]
@@ -99,7 +102,7 @@ def test_on_a_gpu_tensorrt_runs_first_with_its_precision_and_cache(monkeypatch, 
     )
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "NVIDIA H200")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (9, 0))
-    chosen = providers(_DERIVED, torch.device("cuda:1"), tmp_path)
+    chosen = providers(_DERIVED, torch.device("cuda:1"), tmp_path, (1, 96, 96, 96))
     (tensorrt, options), (cuda, cuda_options) = chosen
     assert (tensorrt, cuda, cuda_options) == (
         "TensorrtExecutionProvider",
@@ -108,6 +111,8 @@ def test_on_a_gpu_tensorrt_runs_first_with_its_precision_and_cache(monkeypatch, 
     )
     assert options["device_id"] == 1 and options["trt_fp16_enable"] and not options["trt_int8_enable"]
     assert options["trt_engine_cache_enable"]
+    assert options["trt_profile_min_shapes"] == "image:1x1x96x96x96"  # one engine for every batch size
+    assert options["trt_profile_max_shapes"] == f"image:{TENSORRT_MAX_WINDOWS}x1x96x96x96"
     assert Path(options["trt_engine_cache_path"]).parent == tmp_path
     assert Path(options["trt_engine_cache_path"]).name.startswith("NVIDIA_H200-sm90-trt")
     int8 = providers(Backend("tensorrt", "int8", "1.0.0", ""), torch.device("cuda"), tmp_path)
