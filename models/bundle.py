@@ -235,7 +235,8 @@ class Predictor:
     def _network(self, parser: Any, weights: Path) -> torch.nn.Module:
         if weights.suffix == ".onnx":
             assert self.backend is not None, "an ONNX model is a derived version's"
-            chosen = providers(self.backend, self.device, self.engines, window_shape(weights))
+            window = window_shape(weights) if self.backend.backend == "tensorrt" else ()  # its profile
+            chosen = providers(self.backend, self.device, self.engines, window)
             return OnnxNetwork(weights, torch.get_num_threads(), self.device, chosen)
         if weights.suffix == ".ts":
             network = torch.jit.load(weights, map_location=self.device)  # signature verified above
