@@ -88,9 +88,8 @@ def main() -> int:
     network = (
         demo_predictor("cpu").network if args.network == "demo" else _zoo_network("spleen_ct_segmentation")
     ).eval()
-    if (
-        device.type == "cpu"
-    ):  # PyTorch at its best here: oneDNN's channels-last 3-D kernels (as the appliance)
+    if device.type == "cpu":
+        # PyTorch at its best here: oneDNN's channels-last 3-D kernels, as the appliance runs it
         network = network.to(memory_format=torch.channels_last_3d)
     network = network.to(device)
     tensor = torch.from_numpy(np.concatenate(_windows(2, seed=11))).to(device)

@@ -116,13 +116,23 @@ def engine_key(gpu_name: str, capability: tuple[int, int], tensorrt_version: str
     return re.sub(r"[^A-Za-z0-9._-]+", "_", key)
 
 
-def _engine_directory(root: Path, device: torch.device) -> Path:
+def _tensorrt_version() -> str:
+    """The version of the TensorRT libraries here, whichever wheel brought them (the ``gpu`` extra's
+    ``tensorrt-cu12``, or the ``tensorrt`` meta-package); ONNX Runtime's own when none is found."""
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        tensorrt = version("tensorrt")
-    except PackageNotFoundError:
-        tensorrt = "unknown"
+    for distribution in ("tensorrt-cu12-libs", "tensorrt-cu13-libs", "tensorrt-cu12", "tensorrt"):
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            continue
+    import onnxruntime
+
+    return f"unknown-ort{onnxruntime.__version__}"
+
+
+def _engine_directory(root: Path, device: torch.device) -> Path:
+    tensorrt = _tensorrt_version()
     index = device.index or 0
     return root / engine_key(
         torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index), tensorrt

@@ -10,6 +10,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from models import onnx_backend
 from models.errors import BackendUnavailable
 from models.onnx_backend import (
     INT8_MIN_CHANNELS,
@@ -115,6 +116,9 @@ def test_on_a_gpu_tensorrt_runs_first_with_its_precision_and_cache(monkeypatch, 
     assert options["trt_profile_max_shapes"] == f"image:{TENSORRT_MAX_WINDOWS}x1x96x96x96"
     assert Path(options["trt_engine_cache_path"]).parent == tmp_path
     assert Path(options["trt_engine_cache_path"]).name.startswith("NVIDIA_H200-sm90-trt")
+    monkeypatch.setattr(onnx_backend, "_tensorrt_version", lambda: "10.13.3.9")
+    cached = providers(_DERIVED, torch.device("cuda"), tmp_path)[0][1]["trt_engine_cache_path"]
+    assert Path(cached).name == "NVIDIA_H200-sm90-trt10.13.3.9"  # the libraries' version names it
     int8 = providers(Backend("tensorrt", "int8", "1.0.0", ""), torch.device("cuda"), tmp_path)
     assert int8[0][1]["trt_int8_enable"] and not int8[0][1]["trt_fp16_enable"]
     onnxruntime_on_gpu = providers(
@@ -134,3 +138,15 @@ def test_a_gpu_version_without_a_gpu_or_its_provider_is_refused(monkeypatch, tmp
     with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
         require("onnxruntime", torch.device("cuda"))
     require("onnxruntime", torch.device("cpu"))
+
+
+def test_the_tensorrt_version_is_read_from_the_wheel_the_gpu_extra_installs(monkeypatch):
+    import importlib.metadata
+
+    def installed(name: str) -> str:
+        if name == "tensorrt-cu12-libs":  # what `pip install '.[gpu]'` brings; no `tensorrt` meta-package
+            return "10.13.3.9"
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", installed)
+    assert onnx_backend._tensorrt_version() == "10.13.3.9"
