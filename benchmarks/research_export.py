@@ -8,7 +8,9 @@ worker processes) of the same instances, then a plain boto3 ``upload_file`` of e
 process (signature, every hash, the files, then the NIfTI volumes and datalist.json) against a
 plain boto3 ``download_file`` of the same objects (8 threads, no checks). The S3 server is moto's
 standalone server on loopback (``moto[server]``) for both sides; each round writes to a new
-bucket, so no round finds what an earlier one uploaded, and the two sides alternate.
+bucket, so no round finds what an earlier one uploaded, and the two sides alternate. Beside the
+times it prints the CPU seconds each side cost, its processes' (worker processes included) and the
+S3 server's: on a small machine both sides are bound by the same cores, and this shows where.
 
     python benchmarks/research_export.py [--count 200] [--rounds 3]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -25,6 +28,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psutil  # noqa: E402
 
 from appliance.context import open_appliance  # noqa: E402
 from appliance.home import init_home  # noqa: E402
@@ -64,7 +69,14 @@ with ThreadPoolExecutor(8) as pool:
 PEAKS: dict[str, int] = {}  # the largest resident memory of each command's process tree
 
 
-def timed(command: list[str]) -> float:
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str], server: psutil.Process) -> tuple[float, float, float]:
+    """Wall seconds of ``command``, the CPU seconds of its process tree (its worker processes are
+    reaped before it ends, so theirs count) and those of the S3 server meanwhile."""
+    children, served = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)), sum(server.cpu_times()[:2])
     started = time.perf_counter()
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=ENV
@@ -76,7 +88,8 @@ def timed(command: list[str]) -> float:
     PEAKS[name] = max(PEAKS.get(name, 0), rss.stop())
     if process.returncode != 0:
         raise RuntimeError(f"{command[:4]} failed: {err[-2000:]}")
-    return taken
+    own = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - children
+    return taken, own, sum(server.cpu_times()[:2]) - served
 
 
 def main() -> None:
@@ -103,8 +116,9 @@ def main() -> None:
         size_mb = sum(f.stat().st_size for f in files) / 1e6
         print(f"{len(files)} CT instances of 512x512 ({size_mb:.0f} MB), 4 patients, {args.rounds} rounds")
         times: dict[str, list[float]] = {k: [] for k in ("release", "anonymize+upload", "pull", "download")}
+        cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in times}  # (its processes, the server)
         with s3_server(work / "moto.log") as s3:
-            client = s3.client()
+            client, server = s3.client(), psutil.Process(s3.process.pid)
             for round_no in range(args.rounds):
                 ours, peers = f"ours-{round_no}", f"peer-{round_no}"
                 client.create_bucket(Bucket=ours)
@@ -129,11 +143,17 @@ def main() -> None:
                 for commands in (release_commands, pull_commands):
                     names = list(commands) if round_no % 2 == 0 else list(commands)[::-1]  # alternate
                     for name in names:
-                        times[name].append(sum(timed(command) for command in commands[name]))
+                        runs = [timed(command, server) for command in commands[name]]
+                        times[name].append(sum(run[0] for run in runs))
+                        cpu[name].append((sum(run[1] for run in runs), sum(run[2] for run in runs)))
         count = len(files)
         for name, values in times.items():
             print(f"{name:18s} median {statistics.median(values):6.2f} s  best {min(values):6.2f} s  "
                   f"{count / statistics.median(values):6.1f} inst/s")  # fmt: skip
+        for name, spent in cpu.items():
+            own, served = (statistics.median(part) for part in zip(*spent, strict=True))
+            print(f"{name:18s} CPU median {own + served:5.2f} s: its processes {own:5.2f} s, "
+                  f"S3 server {served:5.2f} s")  # fmt: skip
         for ours, peer, goal in (("release", "anonymize+upload", 1.0), ("pull", "download", 0.8)):
             median = statistics.median(times[peer]) / statistics.median(times[ours])
             best = min(times[peer]) / min(times[ours])
