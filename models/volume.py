@@ -1,14 +1,16 @@
 """Series to volume: DICOM slices (or the frames of an enhanced object) to a voxel array with geometry.
 
 Slices are sorted by their position along the slice normal, never by instance number. Pixel values
-are rescaled (slope, intercept) to float32. The array is indexed ``[i, j, k]``: i along the image
-rows (the column index), j down the columns (the row index), k across slices; ``affine_ras`` maps
-voxel indices to RAS millimetres, the convention MONAI works in (DICOM's patient coordinates are
-LPS). Each axis runs the way its RAS axis points (columns, rows or slices are taken in reverse
-where they run the other way, as MONAI's ``Orientation("RAS")`` would flip them), so a bundle's
-orientation step moves no data; and each slice is contiguous in memory (the array is a transposed
-view), so slices are written and read back whole. Each slice keeps which object and frame it came
-from, and :meth:`Volume.frame_images` maps a result on this grid back onto the source images.
+are rescaled (slope, intercept) to float32, or, where asked and exact, to int16 (CT's Hounsfield
+units: whole rescales of whole stored values, half the memory and no float pass). The array is
+indexed ``[i, j, k]``: i along the image rows (the column index), j down the columns (the row
+index), k across slices; ``affine_ras`` maps voxel indices to RAS millimetres, the convention MONAI
+works in (DICOM's patient coordinates are LPS). Each axis runs the way its RAS axis points
+(columns, rows or slices are taken in reverse where they run the other way, as MONAI's
+``Orientation("RAS")`` would flip them), so a bundle's orientation step moves no data; and each
+slice is contiguous in memory (the array is a transposed view), so slices are written and read back
+whole. Each slice keeps which object and frame it came from, and :meth:`Volume.frame_images` maps a
+result on this grid back onto the source images.
 
 A series with mixed orientation, sizes or pixel spacing, a gap (a missing slice) or two slices at
 one position is refused with :class:`InconsistentSeries`, whose message says which check failed.
@@ -58,7 +60,7 @@ class _Slice:
 
 @dataclass(frozen=True)
 class Volume:
-    array: np.ndarray  # float32 [i, j, k] (see above)
+    array: np.ndarray  # float32 [i, j, k] (see above); int16 where build_volume was asked for whole values
     affine_ras: np.ndarray  # 4x4
     frames: tuple[SourceFrame, ...]  # slice k of the array is frames[k]
     reversed_axes: tuple[bool, bool] = (False, False)  # i from the last column, j from the last row
@@ -202,8 +204,34 @@ def _pixels(whole: Dataset, source: SourceFrame) -> np.ndarray:
         ) from exc
 
 
+def _whole_rescales(slices: list[_Slice]) -> bool:
+    return all(float(item.slope).is_integer() and float(item.intercept).is_integer() for item in slices)
+
+
+def _fits_int16(frame: np.ndarray, item: _Slice) -> bool:
+    """Whether this frame's stored values are integers whose rescaled values are all within int16."""
+    if frame.dtype.kind not in "iu":
+        return False
+    ends = (
+        float(frame.min()) * item.slope + item.intercept,
+        float(frame.max()) * item.slope + item.intercept,
+    )
+    return -32768 <= min(ends) and max(ends) <= 32767
+
+
+def _float_copy(stack: np.ndarray, done: int) -> np.ndarray:
+    """A float32 stack holding the first ``done`` slices of an int16 one (a series that turned out
+    not to fit int16 goes on in float32)."""
+    wider = mapped_array(stack.shape, np.float32)
+    wider[:done] = stack[:done]
+    return wider
+
+
 def build_volume(
-    datasets: Iterable[Dataset], min_slices: int = 1, load_pixels: Callable[[Dataset], Dataset] | None = None
+    datasets: Iterable[Dataset],
+    min_slices: int = 1,
+    load_pixels: Callable[[Dataset], Dataset] | None = None,
+    whole: bool = False,
 ) -> Volume:
     """The series as one volume.
 
@@ -211,6 +239,10 @@ def build_volume(
     ``load_pixels(ds)`` gives the whole object for one: it is read when its first frame is needed
     and let go once its last is in the volume, so that the series' pixel data is never held beside
     the volume, only one object's at a time (the volume's frames keep the headers).
+
+    With ``whole``, the array is int16 where that is exact: every slice's slope and intercept whole
+    numbers, its stored values integers, and every rescaled value within int16's range (CT);
+    otherwise float32 as without it.
     """
     slices = _slices(datasets)
     if len(slices) < max(min_slices, 1):
@@ -236,25 +268,33 @@ def build_volume(
     )
     affine_ras[:3, :3] = axes * np.where(reverse, -1.0, 1.0)
     affine_ras[:3, 3] = _LPS_TO_RAS[:3, :3] @ origin
-    stack = mapped_array((len(slices), rows, columns), np.float32)  # [k, row, column] in memory
+    exact = whole and _whole_rescales(slices)
+    stack = mapped_array((len(slices), rows, columns), np.int16 if exact else np.float32)  # [k, row, column]
     remaining = Counter(id(item.source.dataset) for item in slices)
-    wholes: dict[int, Dataset] = {}
+    objects: dict[int, Dataset] = {}
     for k, item in enumerate(slices):
         header = item.source.dataset
         if load_pixels is None:
-            whole = header
-        elif (whole := wholes.get(id(header))) is None:
-            whole = wholes[id(header)] = load_pixels(header)
-        frame = _pixels(whole, item.source)
+            source = header
+        elif (source := objects.get(id(header))) is None:
+            source = objects[id(header)] = load_pixels(header)
+        frame = _pixels(source, item.source)
         if frame.shape != (rows, columns):
             raise InconsistentSeries(f"frame {k} decodes to {frame.shape}, not {(rows, columns)}")
-        stack[k] = frame[:: -1 if reverse[1] else 1, :: -1 if reverse[0] else 1]
-        if item.slope != 1:  # CT's slope is almost always 1: a pass over the slice saved
-            stack[k] *= item.slope
-        if item.intercept != 0:
-            stack[k] += item.intercept
+        if stack.dtype == np.int16 and not _fits_int16(frame, item):
+            stack = _float_copy(stack, k)
+        oriented = frame[:: -1 if reverse[1] else 1, :: -1 if reverse[0] else 1]
+        if stack.dtype == np.int16:  # whole values that fit: exact in int32, then stored as int16
+            scaled = oriented * np.int32(item.slope) if item.slope != 1 else oriented
+            np.add(scaled, np.int32(item.intercept), out=stack[k], dtype=np.int32, casting="unsafe")
+        else:
+            stack[k] = oriented
+            if item.slope != 1:  # CT's slope is almost always 1: a pass over the slice saved
+                stack[k] *= item.slope
+            if item.intercept != 0:
+                stack[k] += item.intercept
         remaining[id(header)] -= 1
         if not remaining[id(header)]:
-            wholes.pop(id(header), None)
+            objects.pop(id(header), None)
     frames = tuple(item.source for item in slices)
     return Volume(stack.transpose(2, 1, 0), affine_ras, frames, (reverse[0], reverse[1]))

@@ -90,8 +90,8 @@ def pull_command(
     """Verify and download a release into FOLDER, then write its NIfTI volumes and datalist.json.
 
     Interrupted, the same command resumes: files already there with the right hash stay."""
-    from workspace.datalist import DATALIST, write_datalist
-    from workspace.pull import pull
+    from workspace.datalist import DATALIST, VolumeWriter
+    from workspace.pull import fetch_manifest, pull
 
     address = parse_release(release_url)
     store = open_store(address.workspace, endpoint)
@@ -100,8 +100,10 @@ def pull_command(
         if sys.stderr.isatty():
             click.echo(f"\rpulled {done}/{total}", nl=False, err=True)
 
-    manifest, downloaded = pull(store, address, folder, _trusted(trust), progress)
-    datalist = write_datalist(folder, manifest, validation)
+    envelope, manifest = fetch_manifest(store, address, _trusted(trust))
+    with VolumeWriter(folder, manifest, validation) as volumes:
+        downloaded = pull(store, folder, envelope, manifest, volumes.order(), volumes.ready, progress)
+        datalist = volumes.finish()
     click.echo(
         f"{manifest.name} v{manifest.version}: {len(manifest.files)} files verified "
         f"({downloaded} downloaded); "

@@ -1,28 +1,32 @@
 """A pulled release as MONAI training input: NIfTI volumes and ``datalist.json``.
 
-Each image series becomes one NIfTI volume (uncompressed ``.nii``: int16 where the values are whole
-Hounsfield units, else float32) with its geometry (``models.volume``: slices sorted
-along their normal, RAS affine); a SEG in the release that references the series becomes its label
-volume on the same grid (segment numbers as label values). Patients are split between training and
-validation by a hash of their pseudonym, so one patient's studies never sit on both sides and the
-split is the same at every pull of every version (with two patients or more, each side has one).
+Each image series becomes one NIfTI volume (uncompressed ``.nii``: int16 where the series' rescale
+is whole, as CT's Hounsfield units are, else float32) with its geometry (``models.volume``: slices
+sorted along their normal, RAS affine); a SEG in the release that references the series becomes its
+label volume on the same grid (segment numbers as label values). Patients are split between
+training and validation by a hash of their pseudonym, so one patient's studies never sit on both
+sides and the split is the same at every pull of every version (with two patients or more, each
+side has one).
+
+A series' volume is written by a worker process as soon as its last file is verified, while the
+rest of the release downloads (the pull spends most of its time waiting on the workspace, and the
+volumes would otherwise come after it). The worker is spawned, not forked: it starts clean of the
+pull's threads and connections, and loads its libraries while the first files download. The pull
+fetches the SEGs first, so the one that labels a series is on disk before the series is done.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
+from types import TracebackType
 
-import nibabel as nib
-import numpy as np
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-
-from anonymizer.release.manifest import ReleaseManifest
-from models.seg_labels import label_volume, referenced_series
-from models.volume import build_volume
+from anonymizer.release.manifest import ReleaseFile, ReleaseManifest
 from workspace.pull import FILES
 
 DATALIST = "datalist.json"
@@ -31,59 +35,137 @@ _RESULTS = {"SEG", "SR"}
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
+@dataclass(frozen=True)
+class SeriesFiles:
+    """One image series of the release: where it sits and its files, as pulled."""
+
+    patient: str
+    study: str
+    series: str
+    paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class VolumeWritten:
+    """A series' volume (and label volume, if a SEG labels it), relative to the pulled folder."""
+
+    image: str
+    patient: str
+    study: str
+    series: str
+    label: str | None = None
+
+
+@lru_cache(maxsize=1024)
+def _labelled_series(seg: Path) -> frozenset[str]:
+    from pydicom import dcmread
+
+    from models.seg_labels import referenced_series
+
+    return frozenset(referenced_series(dcmread(seg, stop_before_pixels=True)))
+
+
+def _load_libraries() -> None:
+    """The worker's first task: its imports, done while the first files download."""
+    import nibabel  # noqa: F401
+
+    import models.seg_labels  # noqa: F401
+    import models.volume  # noqa: F401
+
+
+def write_volume(folder: Path, series: SeriesFiles, segs: tuple[Path, ...]) -> VolumeWritten:
+    """Build ``series``' volume and write it, with the label volume of the last of ``segs`` that
+    references it (in a worker process; nothing here is shared with the pull)."""
+    import nibabel as nib
+    from pydicom import dcmread
+
+    from models.seg_labels import label_volume
+    from models.volume import build_volume
+
+    volume = build_volume((dcmread(p) for p in series.paths), whole=True)
+    relative = Path(NIFTI) / series.patient / series.study / f"{series.series}.nii"
+    (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(volume.array, volume.affine_ras), folder / relative)
+    written = VolumeWritten(relative.as_posix(), series.patient, series.study, series.series)
+    labelling = [seg for seg in segs if series.series in _labelled_series(seg)]
+    if not labelling:
+        return written
+    label = relative.with_name(f"{series.series}.label.nii.gz")
+    image = nib.Nifti1Image(label_volume(dcmread(labelling[-1]), volume), volume.affine_ras)
+    nib.save(image, folder / label)
+    return VolumeWritten(**{**asdict(written), "label": label.as_posix()})
+
+
 def _validation(patient: str, fraction: float) -> bool:
     return int.from_bytes(hashlib.sha256(patient.encode()).digest()[:8], "big") / 2**64 < fraction
 
 
-def _compact(values: np.ndarray) -> np.ndarray:
-    """int16 when every value is a whole number in its range (CT in HU), else float32, as given."""
-    if (
-        values.size
-        and -32768 <= values.min()
-        and values.max() <= 32767
-        and np.array_equal(values, np.rint(values))
-    ):
-        return values.astype(np.int16)
-    return np.ascontiguousarray(values)
-
-
-def write_datalist(folder: Path, manifest: ReleaseManifest, validation_fraction: float = 0.2) -> dict:
-    """Write the volumes and ``datalist.json`` of a pulled release; return the datalist."""
-    series: dict[tuple[str, str, str], list[Path]] = defaultdict(list)
-    segs: list[Path] = []
-    for entry in manifest.files:
-        path = folder / FILES / entry.path
-        if entry.sop_class == SEG_CLASS:
-            segs.append(path)
-        elif entry.modality not in _RESULTS:
-            patient, study, series_uid, _ = entry.path.split("/")
-            series[(patient, study, series_uid)].append(path)
-    seg_of: dict[str, Dataset] = {}
-    for path in segs:
-        seg = dcmread(path)
-        for uid in referenced_series(seg):
-            seg_of[uid] = seg
-    patients = sorted({key[0] for key in series})
-    validation = {p for p in patients if _validation(p, validation_fraction)}
+def _split(patients: list[str], fraction: float) -> set[str]:
+    """The patients to validate on."""
+    validation = {p for p in patients if _validation(p, fraction)}
     first = min(patients, key=lambda p: hashlib.sha256(p.encode()).digest(), default="")
     if len(patients) < 2:  # one patient: it is all there is to train on
-        validation = set()
-    elif not validation:  # at least one patient to validate on, and one to train on
-        validation = {first}
-    elif validation == set(patients):
+        return set()
+    if not validation:  # at least one patient to validate on, and one to train on
+        return {first}
+    if validation == set(patients):
         validation.discard(first)
-    datalist: dict[str, list[dict]] = {"training": [], "validation": []}
-    for (patient, study, series_uid), paths in sorted(series.items()):
-        volume = build_volume(dcmread(p) for p in paths)
-        relative = Path(NIFTI) / patient / study / f"{series_uid}.nii"
-        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(_compact(volume.array), volume.affine_ras), folder / relative)
-        entry = {"image": relative.as_posix(), "patient": patient, "study": study, "series": series_uid}
-        if series_uid in seg_of:
-            label = relative.with_name(f"{series_uid}.label.nii.gz")
-            image = nib.Nifti1Image(label_volume(seg_of[series_uid], volume), volume.affine_ras)
-            nib.save(image, folder / label)
-            entry["label"] = label.as_posix()
-        datalist["validation" if patient in validation else "training"].append(entry)
-    (folder / DATALIST).write_text(json.dumps(datalist, indent=2))
-    return datalist
+    return validation
+
+
+class VolumeWriter:
+    """The volumes and ``datalist.json`` of one pull: :meth:`order` gives the files in the order to
+    fetch them, :meth:`ready` is told each verified file, :meth:`finish` writes the datalist once
+    every file is in. One worker process builds the volumes, a series at a time."""
+
+    def __init__(self, folder: Path, manifest: ReleaseManifest, validation_fraction: float = 0.2) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.validation_fraction = validation_fraction
+        self.segs = tuple(folder / FILES / e.path for e in manifest.files if e.sop_class == SEG_CLASS)
+        self._series_of: dict[str, tuple[str, str, str]] = {}
+        self._files: dict[tuple[str, str, str], list[str]] = {}
+        for entry in manifest.files:
+            if entry.sop_class != SEG_CLASS and entry.modality not in _RESULTS:
+                patient, study, series, _ = entry.path.split("/")
+                self._series_of[entry.path] = (patient, study, series)
+                self._files.setdefault((patient, study, series), []).append(entry.path)
+        self._waiting = {key: len(paths) for key, paths in self._files.items()}
+        self._written: dict[tuple[str, str, str], Future[VolumeWritten]] = {}
+        self._pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"))
+        self._pool.submit(_load_libraries)
+
+    def __enter__(self) -> VolumeWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._pool.shutdown(wait=error is None, cancel_futures=error is not None)
+
+    def order(self) -> list[ReleaseFile]:
+        """The release's files, SEGs first (a series' volume needs the SEG that labels it)."""
+        return sorted(self.manifest.files, key=lambda entry: entry.sop_class != SEG_CLASS)
+
+    def ready(self, entry: ReleaseFile) -> None:
+        """``entry`` is in the folder, verified: the last file of a series starts its volume."""
+        key = self._series_of.get(entry.path)
+        if key is None:
+            return
+        self._waiting[key] -= 1
+        if not self._waiting[key]:
+            paths = tuple(self.folder / FILES / path for path in self._files[key])
+            self._written[key] = self._pool.submit(
+                write_volume, self.folder, SeriesFiles(*key, paths), self.segs
+            )
+
+    def finish(self) -> dict[str, list[dict]]:
+        """Wait for the volumes, write ``datalist.json`` and return it."""
+        validation = _split(sorted({key[0] for key in self._files}), self.validation_fraction)
+        datalist: dict[str, list[dict]] = {"training": [], "validation": []}
+        for key in sorted(self._files):
+            written = asdict(self._written[key].result())
+            entry = {k: v for k, v in written.items() if v is not None}
+            datalist["validation" if key[0] in validation else "training"].append(entry)
+        (self.folder / DATALIST).write_text(json.dumps(datalist, indent=2))
+        return datalist

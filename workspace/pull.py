@@ -83,25 +83,31 @@ def _fetch(store: WorkspaceStore, entry: ReleaseFile, folder: Path) -> bool:
 
 def pull(
     store: WorkspaceStore,
-    address: ReleaseAddress,
     folder: Path,
-    trusted: list[Ed25519PublicKey],
+    envelope: bytes,
+    manifest: ReleaseManifest,
+    order: list[ReleaseFile] | None = None,
+    on_file: Callable[[ReleaseFile], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[ReleaseManifest, int]:
-    """Pull the release into ``folder``; return its manifest and how many files were downloaded."""
-    envelope, manifest = fetch_manifest(store, address, trusted)
+) -> int:
+    """Pull the files of a release whose manifest :func:`fetch_manifest` verified into ``folder``,
+    in ``order`` (the manifest's when not given), telling ``on_file`` of each file once it is in
+    and verified; return how many files were downloaded."""
+    files = order or list(manifest.files)
     folder.mkdir(parents=True, exist_ok=True)
     downloaded = 0
     with room_checked(folder), ThreadPoolExecutor(_DOWNLOADS, thread_name_prefix="pull") as pool:
-        fetches = pool.map(lambda entry: _fetch(store, entry, folder), manifest.files)
-        for done, fetched in enumerate(fetches, 1):
+        fetches = pool.map(lambda entry: _fetch(store, entry, folder), files)
+        for done, (entry, fetched) in enumerate(zip(files, fetches, strict=True), 1):
             downloaded += fetched
+            if on_file is not None:
+                on_file(entry)
             if progress is not None:
-                progress(done, len(manifest.files))
+                progress(done, len(files))
     _check_no_extra(folder, manifest)
     with room_checked(folder):
         (folder / ENVELOPE).write_bytes(envelope)
-    return manifest, downloaded
+    return downloaded
 
 
 def _check_no_extra(folder: Path, manifest: ReleaseManifest) -> None:

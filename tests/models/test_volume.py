@@ -67,6 +67,21 @@ def test_rescale_slope_and_intercept_are_applied(phantom):
     assert np.array_equal(volume.array, in_ras(phantom.hu))
 
 
+def test_whole_values_are_kept_in_int16_exactly_and_the_rest_in_float32(phantom):
+    """``whole``: int16 where every slice's rescale is whole and every value fits; float32 otherwise
+    (also when only a late slice does not fit), the same values either way."""
+    hu = phantom.hu.astype(np.float64)
+    doubled = build_volume(read_back(phantom_series(phantom.hu, SPACING, rescale=(2.0, -1024.0))), whole=True)
+    assert doubled.array.dtype == np.int16
+    assert np.array_equal(doubled.array, in_ras(np.rint((hu + 1024) / 2) * 2 - 1024))
+    halves = build_volume(read_back(phantom_series(phantom.hu, SPACING, rescale=(0.5, -1000.0))), whole=True)
+    assert halves.array.dtype == np.float32 and np.array_equal(halves.array, in_ras(phantom.hu))
+    bright = hu.copy()
+    bright[:4, :4, -1] = 35000  # past int16 once rescaled, stored as 5000 under an intercept of 30000
+    over = build_volume(read_back(phantom_series(bright, SPACING, rescale=(1.0, 30000.0))), whole=True)
+    assert over.array.dtype == np.float32 and np.array_equal(over.array, in_ras(bright))
+
+
 def test_coronal_series_maps_to_the_same_world_points(phantom):
     axial = build_volume(read_back(phantom_series(phantom.hu, SPACING)))
     coronal = build_volume(read_back(phantom_series(phantom.hu, SPACING, "coronal")))

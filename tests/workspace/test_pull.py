@@ -57,9 +57,10 @@ def _one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
+def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray, np.ndarray]:
     """A home with three patients' CT (one with an AI SEG), released as demo v1 to its folder
-    workspace with the results; the release key's PEM; the SEG's labels on the first series' grid."""
+    workspace with the results; the release key's PEM; the SEG's labels on the first series' grid,
+    and that series' Hounsfield units."""
     from appliance.home import init_home
 
     root = tmp_path_factory.mktemp("released")
@@ -83,11 +84,11 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.n
         key.write_text(export_public_pem(app))
     finally:
         app.close()
-    return home / "research-workspace", key, labels
+    return home / "research-workspace", key, labels, volume.array
 
 
 def test_pull_verifies_writes_volumes_with_their_labels_and_resumes(released, tmp_path: Path) -> None:
-    workspace, key, labels = released
+    workspace, key, labels, hounsfield = released
     out = tmp_path / "pulled"
     result = research("pull", f"{workspace}/demo/v1", str(out), "--trust", str(key))
     assert "demo v1: 17 files verified (17 downloaded)" in result.stdout
@@ -102,6 +103,7 @@ def test_pull_verifies_writes_volumes_with_their_labels_and_resumes(released, tm
     label = nib.load(out / labelled[0]["label"])
     assert image.shape == labels.shape and np.allclose(image.affine, label.affine)
     assert np.array_equal(np.asarray(label.dataobj), labels)  # the SEG, back on its series' grid
+    assert image.get_data_dtype() == np.int16 and np.array_equal(np.asarray(image.dataobj), hounsfield)
     # interrupted: a file lost and one cut short; the same command fetches only those
     files = sorted((out / "files").rglob("*.dcm"))
     files[0].unlink()
@@ -116,7 +118,7 @@ def test_pull_verifies_writes_volumes_with_their_labels_and_resumes(released, tm
 def test_a_full_disk_stops_the_pull_in_one_line_and_the_same_command_resumes(
     released, tmp_path: Path
 ) -> None:
-    workspace, key, _ = released
+    workspace, key, *_ = released
     out = tmp_path / "pulled"
     full = research(
         "pull", f"{workspace}/demo/v1", str(out), "--trust", str(key), check=False, limit_bytes=4000
@@ -146,7 +148,7 @@ def _first_object(copy: Path) -> tuple[str, Path]:
 
 @pytest.mark.parametrize("fault", ["altered", "removed", "added", "untrusted", "tampered"])
 def test_a_release_that_is_not_as_signed_is_refused(released, tmp_path: Path, fault: str) -> None:
-    workspace, key, _ = released
+    workspace, key, *_ = released
     copy = _copy(workspace, tmp_path)
     path, stored = _first_object(copy)
     if fault == "altered":
@@ -186,7 +188,7 @@ def test_a_release_that_is_not_as_signed_is_refused(released, tmp_path: Path, fa
 
 
 def test_a_pulled_copy_changed_afterwards_fails_verification(released, tmp_path: Path) -> None:
-    workspace, key, _ = released
+    workspace, key, *_ = released
     out = tmp_path / "pulled"
     research("pull", f"{workspace}/demo/v1", str(out), "--trust", str(key))
     victim = sorted((out / "files").rglob("*.dcm"))[2]
@@ -201,7 +203,7 @@ def test_a_pulled_copy_changed_afterwards_fails_verification(released, tmp_path:
 
 
 def test_bad_arguments_get_one_line(released, tmp_path: Path) -> None:
-    workspace, key, _ = released
+    workspace, key, *_ = released
     assert "name a release as WORKSPACE/NAME/vN" in _one_line_error(
         research("pull", str(workspace), str(tmp_path / "x"), "--trust", str(key), check=False)
     )
