@@ -10,9 +10,11 @@ side has one).
 
 A series' volume is written by a worker process as soon as its last file is verified, while the
 rest of the release downloads (the pull spends most of its time waiting on the workspace, and the
-volumes would otherwise come after it). The worker is spawned, not forked: it starts clean of the
-pull's threads and connections, and loads its libraries while the first files download. The pull
-fetches the SEGs first, so the one that labels a series is on disk before the series is done.
+volumes would otherwise come after it). The worker is forked before the downloads start, while the
+pull has no thread but its own (a spawned one had to start an interpreter and import again what the
+pull had, and took 0.3 s longer over 200 instances), and loads the volume libraries while the first
+files download. The pull fetches the SEGs first, so the one that labels a series is on disk before
+the series is done.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ import hashlib
 import json
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 
 from anonymizer.release.manifest import ReleaseFile, ReleaseManifest
+from anonymizer.release.stores import room_checked
+from workspace.errors import ResearchError
 from workspace.pull import FILES
 
 DATALIST = "datalist.json"
@@ -132,8 +137,9 @@ class VolumeWriter:
                 self._files.setdefault((patient, study, series), []).append(entry.path)
         self._waiting = {key: len(paths) for key, paths in self._files.items()}
         self._written: dict[tuple[str, str, str], Future[VolumeWritten]] = {}
-        self._pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"))
-        self._pool.submit(_load_libraries)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self._pool = ProcessPoolExecutor(1, multiprocessing.get_context(method))
+        self._pool.submit(_load_libraries)  # forks the worker now, before the download threads exist
 
     def __enter__(self) -> VolumeWriter:
         return self
@@ -163,9 +169,18 @@ class VolumeWriter:
         """Wait for the volumes, write ``datalist.json`` and return it."""
         validation = _split(sorted({key[0] for key in self._files}), self.validation_fraction)
         datalist: dict[str, list[dict]] = {"training": [], "validation": []}
-        for key in sorted(self._files):
-            written = asdict(self._written[key].result())
-            entry = {k: v for k, v in written.items() if v is not None}
-            datalist["validation" if key[0] in validation else "training"].append(entry)
-        (self.folder / DATALIST).write_text(json.dumps(datalist, indent=2))
+        with room_checked(self.folder):  # a full disk: one line, and the same command resumes
+            for key in sorted(self._files):
+                entry = {k: v for k, v in asdict(self._volume(key)).items() if v is not None}
+                datalist["validation" if key[0] in validation else "training"].append(entry)
+            (self.folder / DATALIST).write_text(json.dumps(datalist, indent=2))
         return datalist
+
+    def _volume(self, key: tuple[str, str, str]) -> VolumeWritten:
+        try:
+            return self._written[key].result()
+        except BrokenProcessPool:
+            raise ResearchError(
+                "the process writing the NIfTI volumes stopped (out of memory?): run the same command "
+                "again; the files already pulled stay"
+            ) from None
