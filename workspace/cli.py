@@ -94,15 +94,17 @@ def pull_command(
     from workspace.pull import fetch_manifest, pull
 
     address = parse_release(release_url)
-    store = open_store(address.workspace, endpoint)
+    trusted = _trusted(trust)
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():
             click.echo(f"\rpulled {done}/{total}", nl=False, err=True)
 
-    envelope, manifest = fetch_manifest(store, address, _trusted(trust))
-    with VolumeWriter(folder, manifest, validation) as volumes:
-        downloaded = pull(store, folder, envelope, manifest, volumes.order(), volumes.ready, progress)
+    with VolumeWriter(folder, validation) as volumes:  # first: its worker starts beside what follows
+        store = open_store(address.workspace, endpoint)
+        envelope, manifest = fetch_manifest(store, address, trusted)
+        order = volumes.plan(manifest)
+        downloaded = pull(store, folder, envelope, manifest, order, volumes.ready, progress)
         datalist = volumes.finish()
     click.echo(
         f"{manifest.name} v{manifest.version}: {len(manifest.files)} files verified "

@@ -119,27 +119,23 @@ def _split(patients: list[str], fraction: float) -> set[str]:
 
 
 class VolumeWriter:
-    """The volumes and ``datalist.json`` of one pull: :meth:`order` gives the files in the order to
-    fetch them, :meth:`ready` is told each verified file, :meth:`finish` writes the datalist once
-    every file is in. One worker process builds the volumes, a series at a time."""
+    """The volumes and ``datalist.json`` of one pull. Made first, it forks its worker, which loads
+    its libraries while the pull opens the workspace and reads the manifest (the pull has no other
+    thread yet, and a core to spare); :meth:`plan` takes the manifest and gives the files in the
+    order to fetch them, :meth:`ready` is told each verified file, :meth:`finish` writes the
+    datalist once every file is in. The worker builds the volumes, a series at a time."""
 
-    def __init__(self, folder: Path, manifest: ReleaseManifest, validation_fraction: float = 0.2) -> None:
+    def __init__(self, folder: Path, validation_fraction: float = 0.2) -> None:
         self.folder = folder
-        self.manifest = manifest
         self.validation_fraction = validation_fraction
-        self.segs = tuple(folder / FILES / e.path for e in manifest.files if e.sop_class == SEG_CLASS)
+        self.segs: tuple[Path, ...] = ()
         self._series_of: dict[str, tuple[str, str, str]] = {}
         self._files: dict[tuple[str, str, str], list[str]] = {}
-        for entry in manifest.files:
-            if entry.sop_class != SEG_CLASS and entry.modality not in _RESULTS:
-                patient, study, series, _ = entry.path.split("/")
-                self._series_of[entry.path] = (patient, study, series)
-                self._files.setdefault((patient, study, series), []).append(entry.path)
-        self._waiting = {key: len(paths) for key, paths in self._files.items()}
+        self._waiting: dict[tuple[str, str, str], int] = {}
         self._written: dict[tuple[str, str, str], Future[VolumeWritten]] = {}
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self._pool = ProcessPoolExecutor(1, multiprocessing.get_context(method))
-        self._pool.submit(_load_libraries)  # forks the worker now, before the download threads exist
+        self._pool.submit(_load_libraries)  # forks the worker now
 
     def __enter__(self) -> VolumeWriter:
         return self
@@ -149,9 +145,17 @@ class VolumeWriter:
     ) -> None:
         self._pool.shutdown(wait=error is None, cancel_futures=error is not None)
 
-    def order(self) -> list[ReleaseFile]:
-        """The release's files, SEGs first (a series' volume needs the SEG that labels it)."""
-        return sorted(self.manifest.files, key=lambda entry: entry.sop_class != SEG_CLASS)
+    def plan(self, manifest: ReleaseManifest) -> list[ReleaseFile]:
+        """The release's image series, and its files in the order to fetch them: SEGs first (a
+        series' volume needs the SEG that labels it)."""
+        self.segs = tuple(self.folder / FILES / e.path for e in manifest.files if e.sop_class == SEG_CLASS)
+        for entry in manifest.files:
+            if entry.sop_class != SEG_CLASS and entry.modality not in _RESULTS:
+                patient, study, series, _ = entry.path.split("/")
+                self._series_of[entry.path] = (patient, study, series)
+                self._files.setdefault((patient, study, series), []).append(entry.path)
+        self._waiting = {key: len(paths) for key, paths in self._files.items()}
+        return sorted(manifest.files, key=lambda entry: entry.sop_class != SEG_CLASS)
 
     def ready(self, entry: ReleaseFile) -> None:
         """``entry`` is in the folder, verified: the last file of a series starts its volume."""
