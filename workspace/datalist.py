@@ -24,7 +24,7 @@ import json
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -71,7 +71,7 @@ def _labelled_series(seg: Path) -> frozenset[str]:
 
 
 def _load_libraries() -> None:
-    """The worker's first task: its imports, done while the first files download."""
+    """The worker's first task: its imports, done while the pull opens the workspace."""
     import nibabel  # noqa: F401
 
     import models.seg_labels  # noqa: F401
@@ -98,7 +98,7 @@ def write_volume(folder: Path, series: SeriesFiles, segs: tuple[Path, ...]) -> V
     label = relative.with_name(f"{series.series}.label.nii.gz")
     image = nib.Nifti1Image(label_volume(dcmread(labelling[-1]), volume), volume.affine_ras)
     nib.save(image, folder / label)
-    return VolumeWritten(**{**asdict(written), "label": label.as_posix()})
+    return replace(written, label=label.as_posix())
 
 
 def _validation(patient: str, fraction: float) -> bool:
