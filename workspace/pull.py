@@ -86,24 +86,21 @@ def pull(
     folder: Path,
     envelope: bytes,
     manifest: ReleaseManifest,
-    order: list[ReleaseFile] | None = None,
-    on_file: Callable[[ReleaseFile], None] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    order: list[ReleaseFile],
+    on_file: Callable[[ReleaseFile], None],
+    progress: Callable[[int, int], None],
 ) -> int:
     """Pull the files of a release whose manifest :func:`fetch_manifest` verified into ``folder``,
-    in ``order`` (the manifest's when not given), telling ``on_file`` of each file once it is in
-    and verified; return how many files were downloaded."""
-    files = order or list(manifest.files)
+    in ``order`` (the manifest's files, in the order to fetch them), telling ``on_file`` of each
+    file once it is in and verified; return how many files were downloaded."""
     folder.mkdir(parents=True, exist_ok=True)
     downloaded = 0
     with room_checked(folder), ThreadPoolExecutor(_DOWNLOADS, thread_name_prefix="pull") as pool:
-        fetches = pool.map(lambda entry: _fetch(store, entry, folder), files)
-        for done, (entry, fetched) in enumerate(zip(files, fetches, strict=True), 1):
+        fetches = pool.map(lambda entry: _fetch(store, entry, folder), order)
+        for done, (entry, fetched) in enumerate(zip(order, fetches, strict=True), 1):
             downloaded += fetched
-            if on_file is not None:
-                on_file(entry)
-            if progress is not None:
-                progress(done, len(files))
+            on_file(entry)
+            progress(done, len(order))
     _check_no_extra(folder, manifest)
     with room_checked(folder):
         (folder / ENVELOPE).write_bytes(envelope)
