@@ -2,7 +2,7 @@
 
 Each image series becomes one NIfTI volume (uncompressed ``.nii``: int16 where the series' rescale
 is whole, as CT's Hounsfield units are, else float32) with its geometry (``models.volume``: slices
-sorted along their normal, RAS affine); a SEG in the release that references the series becomes its
+sorted along their normal, RAS affine); a SEG of its study that references the series becomes its
 label volume on the same grid (segment numbers as label values). Patients are split between
 training and validation by a hash of their pseudonym, so one patient's studies never sit on both
 sides and the split is the same at every pull of every version (with two patients or more, each
@@ -79,8 +79,8 @@ def _load_libraries() -> None:
 
 
 def write_volume(folder: Path, series: SeriesFiles, segs: tuple[Path, ...]) -> VolumeWritten:
-    """Build ``series``' volume and write it, with the label volume of the last of ``segs`` that
-    references it (in a worker process; nothing here is shared with the pull)."""
+    """Build ``series``' volume and write it, with the label volume of the last of ``segs`` (its
+    study's) that references it (in a worker process; nothing here is shared with the pull)."""
     import nibabel as nib
     from pydicom import dcmread
 
@@ -128,7 +128,7 @@ class VolumeWriter:
     def __init__(self, folder: Path, validation_fraction: float = 0.2) -> None:
         self.folder = folder
         self.validation_fraction = validation_fraction
-        self.segs: tuple[Path, ...] = ()
+        self._segs: dict[tuple[str, str], list[Path]] = {}  # by patient and study
         self._series_of: dict[str, tuple[str, str, str]] = {}
         self._files: dict[tuple[str, str, str], list[str]] = {}
         self._waiting: dict[tuple[str, str, str], int] = {}
@@ -148,10 +148,11 @@ class VolumeWriter:
     def plan(self, manifest: ReleaseManifest) -> list[ReleaseFile]:
         """The release's image series, and its files in the order to fetch them: SEGs first (a
         series' volume needs the SEG that labels it)."""
-        self.segs = tuple(self.folder / FILES / e.path for e in manifest.files if e.sop_class == SEG_CLASS)
         for entry in manifest.files:
-            if entry.sop_class != SEG_CLASS and entry.modality not in _RESULTS:
-                patient, study, series, _ = entry.path.split("/")
+            patient, study, series, _ = entry.path.split("/")
+            if entry.sop_class == SEG_CLASS:  # a SEG labels a series of its own study
+                self._segs.setdefault((patient, study), []).append(self.folder / FILES / entry.path)
+            elif entry.modality not in _RESULTS:
                 self._series_of[entry.path] = (patient, study, series)
                 self._files.setdefault((patient, study, series), []).append(entry.path)
         self._waiting = {key: len(paths) for key, paths in self._files.items()}
@@ -165,9 +166,8 @@ class VolumeWriter:
         self._waiting[key] -= 1
         if not self._waiting[key]:
             paths = tuple(self.folder / FILES / path for path in self._files[key])
-            self._written[key] = self._pool.submit(
-                write_volume, self.folder, SeriesFiles(*key, paths), self.segs
-            )
+            segs = tuple(self._segs.get(key[:2], ()))
+            self._written[key] = self._pool.submit(write_volume, self.folder, SeriesFiles(*key, paths), segs)
 
     def finish(self) -> dict[str, list[dict]]:
         """Wait for the volumes, write ``datalist.json`` and return it."""
