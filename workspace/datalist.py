@@ -118,12 +118,19 @@ def _split(patients: list[str], fraction: float) -> set[str]:
     return validation
 
 
+def fetch_order(manifest: ReleaseManifest) -> list[ReleaseFile]:
+    """The release's files in the order to fetch them: SEGs first (a series' volume needs the SEG
+    that labels it), then the rest in the manifest's order."""
+    return sorted(manifest.files, key=lambda entry: entry.sop_class != SEG_CLASS)
+
+
 class VolumeWriter:
-    """The volumes and ``datalist.json`` of one pull. Made first, it forks its worker, which loads
-    its libraries while the pull opens the workspace and reads the manifest (the pull has no other
-    thread yet, and a core to spare); :meth:`plan` takes the manifest and gives the files in the
-    order to fetch them, :meth:`ready` is told each verified file, :meth:`finish` writes the
-    datalist once every file is in. The worker builds the volumes, a series at a time."""
+    """The volumes and ``datalist.json`` of one pull. Made first, it starts its worker (forked where
+    the system forks), which loads its libraries while the pull opens the workspace and reads the
+    manifest (the pull has no other thread yet, and a core to spare); :meth:`plan` takes the
+    manifest and gives the files in the order to fetch them, :meth:`ready` is told each verified
+    file, :meth:`finish` writes the datalist once every file is in. The worker builds the volumes,
+    a series at a time."""
 
     def __init__(self, folder: Path, validation_fraction: float = 0.2) -> None:
         self.folder = folder
@@ -146,8 +153,7 @@ class VolumeWriter:
         self._pool.shutdown(wait=error is None, cancel_futures=error is not None)
 
     def plan(self, manifest: ReleaseManifest) -> list[ReleaseFile]:
-        """The release's image series, and its files in the order to fetch them: SEGs first (a
-        series' volume needs the SEG that labels it)."""
+        """Take the release's image series and SEGs; return its files in :func:`fetch_order`."""
         for entry in manifest.files:
             patient, study, series, _ = entry.path.split("/")
             if entry.sop_class == SEG_CLASS:  # a SEG labels a series of its own study
@@ -156,7 +162,7 @@ class VolumeWriter:
                 self._series_of[entry.path] = (patient, study, series)
                 self._files.setdefault((patient, study, series), []).append(entry.path)
         self._waiting = {key: len(paths) for key, paths in self._files.items()}
-        return sorted(manifest.files, key=lambda entry: entry.sop_class != SEG_CLASS)
+        return fetch_order(manifest)
 
     def ready(self, entry: ReleaseFile) -> None:
         """``entry`` is in the folder, verified: the last file of a series starts its volume."""

@@ -129,19 +129,18 @@ def test_a_full_disk_stops_the_pull_in_one_line_and_the_same_command_resumes(
     )
 
 
-def test_the_seg_is_fetched_before_the_series_it_labels(released, tmp_path: Path) -> None:
+def test_the_seg_is_fetched_before_the_series_it_labels(released) -> None:
     """A series' volume is written as soon as its files are in: the SEG that labels it comes first."""
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     from anonymizer.release.manifest import verify_manifest
-    from workspace.datalist import SEG_CLASS, VolumeWriter
+    from workspace.datalist import SEG_CLASS, fetch_order
 
     workspace, key, *_ = released
     manifest = verify_manifest(
         (workspace / manifest_key("demo", 1)).read_bytes(), [load_pem_public_key(key.read_bytes())]
     )
-    with VolumeWriter(tmp_path) as volumes:
-        order = volumes.plan(manifest)
+    order = fetch_order(manifest)
     assert sorted(order, key=lambda e: e.path) == sorted(manifest.files, key=lambda e: e.path)
     assert order[0].sop_class == SEG_CLASS and manifest.files[0].sop_class != SEG_CLASS
 
