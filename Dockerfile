@@ -23,7 +23,7 @@ RUN pip install --no-cache-dir '.[appliance,postgres]'
 # GPU=1: ONNX Runtime's CUDA and TensorRT providers, and TensorRT (the GPU wheel replaces the CPU one)
 ARG GPU=
 RUN if [ -n "$GPU" ]; then pip install --no-cache-dir '.[gpu]' \
-    && pip uninstall -y onnxruntime onnxruntime-gpu && pip install --no-cache-dir 'onnxruntime-gpu>=1.20'; fi
+    && pip uninstall -y onnxruntime onnxruntime-openvino onnxruntime-gpu && pip install --no-cache-dir 'onnxruntime-gpu>=1.20'; fi
 # where the appliance looks for the viewer by default: <python prefix>/share/ohif-viewer
 COPY --from=viewer /viewer /usr/local/share/ohif-viewer
 RUN useradd --system --home /var/lib/appliance appliance && mkdir -p /var/lib/appliance && chown appliance /var/lib/appliance

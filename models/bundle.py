@@ -255,8 +255,9 @@ class Predictor:
         """Run the network once on blank windows of the inferer's size, for each batch size it will
         see: a full batch and a last batch of one window (which runs as two on the CPU).
 
-        The backend does first-use work per input shape (oneDNN builds its convolution kernels)
-        that the first series would otherwise wait for.
+        The backend does first-use work per input shape (oneDNN builds its convolution kernels;
+        OpenVINO compiles the ONNX model for that batch) that the first series would otherwise
+        wait for.
         Done only when the window size and the input channels are known from the config.
         """
         roi = getattr(self.inferer, "roi_size", None)

@@ -6,10 +6,11 @@ so the bundle's own sliding-window inferer, pre- and post-processing run unchang
 network call changes. A derived bundle carries ``models/model.onnx`` and ``configs/backend.json``
 (:class:`Backend`: which backend and precision, and the version and manifest it was made from).
 
-Backends: ``onnxruntime`` runs on the CPU provider, or the CUDA provider on a GPU; ``tensorrt``
-runs on ONNX Runtime's TensorRT provider on a GPU (``fp16``: TensorRT's half precision; ``int8``:
-the QDQ model with symmetric scales, as TensorRT takes them), its engines built on first use for
-the GPU model and TensorRT version at hand and cached under a directory named by both.
+Backends: ``onnxruntime`` runs on the CPU, through ONNX Runtime's OpenVINO provider where the
+install has it (the default on x86-64 Linux) and its CPU provider elsewhere, or on the CUDA provider
+on a GPU; ``tensorrt`` runs on ONNX Runtime's TensorRT provider on a GPU (``fp16``: TensorRT's half
+precision; ``int8``: the QDQ model), its engines built on first use for the GPU model and TensorRT
+version at hand and cached under a directory named by both.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,12 +75,12 @@ def _narrow_convolutions(model: Path, fewest: int) -> list[str]:
     ]
 
 
-def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray], symmetric: bool = False) -> None:
-    """Static int8 quantisation of the convolutions (QDQ: uint8 activations, int8 weights per output
-    channel) calibrated on ``windows`` (batches as the network receives them); ``symmetric``: int8
-    activations with zero points of 0, the only form TensorRT accepts. Transposed convolutions keep
-    their weights in int8 too, but run in float (ONNX Runtime's CPU provider has no int8 kernel for
-    them), so they shrink the model without speeding it.
+def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray]) -> None:
+    """Static int8 quantisation of the convolutions (QDQ: int8 activations and int8 weights per
+    output channel, symmetric, zero points of 0) calibrated on ``windows`` (batches as the network
+    receives them). Symmetric scales are the only form TensorRT accepts, and OpenVINO ran them about
+    twice as fast as uint8 activations (the figures are in issue 25's note). Transposed convolutions
+    keep their weights in int8 too; ONNX Runtime's CPU provider runs them in float.
 
     A convolution with fewer than :data:`INT8_MIN_CHANNELS` input or output channels stays float:
     ONNX Runtime's int8 kernels work on blocks of channels and ran such layers many times slower
@@ -99,9 +101,8 @@ def quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray], symmetric: b
         quant_pre_process(str(fp32), str(prepared))
         quantize_static(
             str(prepared), str(out), Windows(), quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-            weight_type=QuantType.QInt8, per_channel=True,
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
             op_types_to_quantize=["Conv", "ConvTranspose"],
             nodes_to_exclude=_narrow_convolutions(prepared, INT8_MIN_CHANNELS),
         )  # fmt: skip
@@ -141,6 +142,7 @@ def _engine_directory(root: Path, device: torch.device) -> Path:
 
 _PROVIDERS = {
     "cpu": "CPUExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
@@ -176,7 +178,13 @@ def providers(
     (else TensorRT would build another engine for each new batch size it met)."""
     require(backend.backend, device)
     if device.type != "cuda":
-        return [(_PROVIDERS["cpu"], {})]
+        import onnxruntime as ort
+
+        cpu = (_PROVIDERS["cpu"], {})
+        if _PROVIDERS["openvino"] not in ort.get_available_providers():
+            return [cpu]
+        # the model's own precision: OpenVINO would otherwise be free to run float layers in bf16
+        return [(_PROVIDERS["openvino"], {"device_type": "CPU", "precision": "ACCURACY"}), cpu]
     cuda = (_PROVIDERS["cuda"], {"device_id": device.index or 0})
     if backend.backend == "onnxruntime":
         return [cuda]
@@ -202,7 +210,13 @@ class OnnxNetwork(torch.nn.Module):
     """An ONNX Runtime session in the place of the bundle's network.
 
     Windows and logits stay on ``device``: the session reads the input tensor's memory and writes
-    into an output tensor made for it (I/O binding), so a GPU's windows never cross to the host."""
+    into an output tensor made for it (I/O binding), so a GPU's windows never cross to the host.
+
+    On the OpenVINO provider each batch size gets its own session, compiled for that batch
+    (``reshape_input``): OpenVINO ran the spleen network's static shapes 1.3x (fp32) and 1.4x (int8)
+    faster than its dynamic batch axis. A batch size costs one compile, a fraction of a second, the
+    first time it comes; the sizes are few (the inferer's batch, its last batch, and the batches
+    that dynamic batching fills), and :meth:`Predictor.warm_up` compiles the common ones."""
 
     def __init__(
         self,
@@ -213,25 +227,49 @@ class OnnxNetwork(torch.nn.Module):
     ) -> None:
         """``chosen``: the providers (see :func:`providers`; the CPU's when not given)."""
         super().__init__()
-        import onnxruntime as ort
-
         self.device = device or torch.device("cpu")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(threads, 1)
-        self.session = ort.InferenceSession(str(path), options, providers=chosen or [_PROVIDERS["cpu"]])
-        self._output_shape = tuple(self.session.get_outputs()[0].shape[1:])
+        self._path, self._threads = path, max(threads, 1)
+        self._chosen = chosen or [(_PROVIDERS["cpu"], {})]
+        self._window = window_shape(path)
+        self._per_batch = self._chosen[0][0] == _PROVIDERS["openvino"] and all(self._window)
+        self._sessions: dict[int | None, Any] = {}
+        first = self._session(1 if self._per_batch else None)
+        self._output_shape = tuple(first.get_outputs()[0].shape[1:])
         if not all(isinstance(n, int) for n in self._output_shape):
             raise BackendUnavailable(f"{path.name}: only the batch axis of its output may vary")
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the network (ONNX Runtime's name for it)."""
+        return next(iter(self._sessions.values())).get_providers()[0]
+
+    def _session(self, batch: int | None) -> Any:
+        """The session for ``batch`` windows (``None``: the one session, its batch axis dynamic)."""
+        session = self._sessions.get(batch)
+        if session is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self._threads
+            chosen = self._chosen
+            if batch is not None:
+                (name, settings), *rest = chosen
+                shape = ",".join(str(n) for n in (batch, *self._window))
+                static = {"num_of_threads": str(self._threads), "reshape_input": f"{_INPUT}[{shape}]"}
+                chosen = [(name, {**settings, **static}), *rest]
+            session = self._sessions[batch] = ort.InferenceSession(str(self._path), options, providers=chosen)
+        return session
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         batch = image.detach().to(self.device, torch.float32).contiguous()
         logits = torch.empty((batch.shape[0], *self._output_shape), dtype=torch.float32, device=self.device)
         kind, index = self.device.type, self.device.index or 0
-        binding = self.session.io_binding()
+        session = self._session(batch.shape[0] if self._per_batch else None)
+        binding = session.io_binding()
         binding.bind_input(_INPUT, kind, index, np.float32, tuple(batch.shape), batch.data_ptr())
         binding.bind_output(_OUTPUT, kind, index, np.float32, tuple(logits.shape), logits.data_ptr())
         if kind == "cuda":
             torch.cuda.current_stream(self.device).synchronize()  # the window is written before it is read
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         binding.synchronize_outputs()
         return logits

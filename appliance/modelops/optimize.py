@@ -180,7 +180,7 @@ def optimize(
         if precision == "int8":
             fp32 = onnx.with_name("model-fp32.onnx")
             onnx.rename(fp32)
-            quantize_int8(fp32, onnx, windows, symmetric=backend == "tensorrt")
+            quantize_int8(fp32, onnx, windows)
             fp32.unlink()
         sign_bundle(bundle, report_signing_key(app), OWN_PUBLISHER, name)
         derived = import_bundle(app, actor, bundle)

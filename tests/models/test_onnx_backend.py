@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +64,9 @@ def test_int8_quantises_wide_convolutions_and_leaves_narrow_ones_float(tmp_path:
     assert float((quantised - reference).abs().max()) < 0.05 * float(reference.abs().max())
 
 
-def test_int8_for_tensorrt_is_symmetric(tmp_path: Path):
-    """TensorRT takes QDQ scales only with zero points of 0 (int8 activations, not uint8)."""
+def test_int8_is_symmetric(tmp_path: Path):
+    """TensorRT takes QDQ scales only with zero points of 0 (int8 activations, not uint8), and
+    OpenVINO runs them faster."""
     torch.manual_seed(1)
     wide = INT8_MIN_CHANNELS
     network = torch.nn.Sequential(torch.nn.Conv3d(wide, wide, 3, padding=1), torch.nn.ReLU()).eval()
@@ -71,7 +74,7 @@ def test_int8_for_tensorrt_is_symmetric(tmp_path: Path):
     windows = [rng.random((1, wide, 8, 8, 8), dtype=np.float32) for _ in range(3)]
     fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
     export(network, torch.from_numpy(windows[0]), fp32)
-    quantize_int8(fp32, int8, windows, symmetric=True)
+    quantize_int8(fp32, int8, windows)
     model = onnx.load(str(int8))
     initialisers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     zero_points = [
@@ -80,6 +83,44 @@ def test_int8_for_tensorrt_is_symmetric(tmp_path: Path):
         if node.op_type == "QuantizeLinear" and len(node.input) > 2
     ]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+
+
+_OPENVINO_INSTALLED = sys.platform == "linux" and platform.machine() == "x86_64"  # pyproject's marker
+
+
+def test_on_the_cpu_openvino_runs_first_where_installed(monkeypatch, tmp_path: Path):
+    import onnxruntime
+
+    if _OPENVINO_INSTALLED:  # the default install brings it: a lost provider would fail here
+        assert "OpenVINOExecutionProvider" in onnxruntime.get_available_providers()
+    version = Backend("onnxruntime", "int8", "1.0.0", "")
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
+    )
+    (openvino, options), (cpu, _) = providers(version, torch.device("cpu"), tmp_path)
+    assert (openvino, cpu) == ("OpenVINOExecutionProvider", "CPUExecutionProvider")
+    assert options == {"device_type": "CPU", "precision": "ACCURACY"}  # never bf16 in place of fp32
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert providers(version, torch.device("cpu"), tmp_path) == [("CPUExecutionProvider", {})]
+
+
+@pytest.mark.skipif(not _OPENVINO_INSTALLED, reason="onnxruntime-openvino is installed on x86-64 Linux only")
+def test_openvino_compiles_each_batch_size_and_gives_the_networks_logits(tmp_path: Path):
+    torch.manual_seed(2)
+    network = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.PReLU(), torch.nn.Conv3d(8, 2, 3, padding=1)
+    ).eval()
+    fp32 = tmp_path / "fp32.onnx"
+    export(network, torch.zeros(1, 1, 16, 16, 16), fp32)
+    chosen = providers(Backend("onnxruntime", "fp32", "1.0.0", ""), torch.device("cpu"), tmp_path)
+    run = OnnxNetwork(fp32, threads=1, chosen=chosen)
+    batches = torch.rand(3, 1, 16, 16, 16)
+    with torch.inference_mode():
+        for size in (2, 1, 3, 2):
+            expected = network(batches[:size])
+            assert float((run(batches[:size]) - expected).abs().max()) < 1e-5
+    assert run.provider == "OpenVINOExecutionProvider"
+    assert sorted(run._sessions) == [1, 2, 3]  # one compiled session per batch size, kept
 
 
 def test_engines_are_kept_per_gpu_model_and_tensorrt_version():
