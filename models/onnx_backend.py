@@ -173,7 +173,8 @@ def providers(
     backend: Backend, device: torch.device, engines: Path, window: tuple[int, ...] = ()
 ) -> list[tuple[str, dict]]:
     """ONNX Runtime's execution providers for ``backend`` on ``device``, the preferred first (the
-    CUDA provider after TensorRT takes what TensorRT cannot); TensorRT's engines under ``engines``,
+    CPU provider after OpenVINO, the CUDA provider after TensorRT, take what the first cannot);
+    TensorRT's engines under ``engines``,
     each built once for every batch of 1 to :data:`TENSORRT_MAX_WINDOWS` windows of ``window``
     (else TensorRT would build another engine for each new batch size it met)."""
     require(backend.backend, device)
