@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ INT8_MIN_CHANNELS = 16  # narrower convolutions stay float in an int8 model (see
 # the most windows a TensorRT engine takes in one call: a batch is the inferer's sw_batch_size times
 # the series batched together (inference.batch_series, 4 on a GPU), with room for larger settings
 TENSORRT_MAX_WINDOWS = 64
+SESSIONS_KEPT = 4  # OpenVINO sessions an OnnxNetwork keeps, one per batch size (see OnnxNetwork)
 
 
 @dataclass(frozen=True)
@@ -216,8 +218,10 @@ class OnnxNetwork(torch.nn.Module):
     On the OpenVINO provider each batch size gets its own session, compiled for that batch
     (``reshape_input``): OpenVINO ran the spleen network's static shapes 1.3x (fp32) and 1.4x (int8)
     faster than its dynamic batch axis. A batch size costs one compile, a fraction of a second, the
-    first time it comes; the sizes are few (the inferer's batch, its last batch, and the batches
-    that dynamic batching fills), and :meth:`Predictor.warm_up` compiles the common ones."""
+    first time it comes; the sizes are few (the inferer's batch and its last batch; more where
+    dynamic batching fills batches from several series), and :meth:`Predictor.warm_up` compiles the
+    common ones. Each session holds its compiled model and buffers (100-200 MB on spleen), so at
+    most :data:`SESSIONS_KEPT` are kept, the least recently used dropped first."""
 
     def __init__(
         self,
@@ -233,7 +237,7 @@ class OnnxNetwork(torch.nn.Module):
         self._chosen = chosen or [(_PROVIDERS["cpu"], {})]
         self._window = window_shape(path)
         self._per_batch = self._chosen[0][0] == _PROVIDERS["openvino"] and all(self._window)
-        self._sessions: dict[int | None, Any] = {}
+        self._sessions: OrderedDict[int | None, Any] = OrderedDict()  # the most recently used last
         first = self._session(1 if self._per_batch else None)
         self._output_shape = tuple(first.get_outputs()[0].shape[1:])
         if not all(isinstance(n, int) for n in self._output_shape):
@@ -247,7 +251,9 @@ class OnnxNetwork(torch.nn.Module):
     def _session(self, batch: int | None) -> Any:
         """The session for ``batch`` windows (``None``: the one session, its batch axis dynamic)."""
         session = self._sessions.get(batch)
-        if session is None:
+        if session is not None:
+            self._sessions.move_to_end(batch)
+        else:
             import onnxruntime as ort
 
             options = ort.SessionOptions()
@@ -259,6 +265,8 @@ class OnnxNetwork(torch.nn.Module):
                 static = {"num_of_threads": str(self._threads), "reshape_input": f"{_INPUT}[{shape}]"}
                 chosen = [(name, {**settings, **static}), *rest]
             session = self._sessions[batch] = ort.InferenceSession(str(self._path), options, providers=chosen)
+            if len(self._sessions) > SESSIONS_KEPT:
+                self._sessions.popitem(last=False)
         return session
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from models import onnx_backend
 from models.errors import BackendUnavailable
 from models.onnx_backend import (
     INT8_MIN_CHANNELS,
+    SESSIONS_KEPT,
     TENSORRT_MAX_WINDOWS,
     Backend,
     OnnxNetwork,
@@ -114,13 +115,16 @@ def test_openvino_compiles_each_batch_size_and_gives_the_networks_logits(tmp_pat
     export(network, torch.zeros(1, 1, 16, 16, 16), fp32)
     chosen = providers(Backend("onnxruntime", "fp32", "1.0.0", ""), torch.device("cpu"), tmp_path)
     run = OnnxNetwork(fp32, threads=1, chosen=chosen)
-    batches = torch.rand(3, 1, 16, 16, 16)
+    batches = torch.rand(SESSIONS_KEPT + 1, 1, 16, 16, 16)
     with torch.inference_mode():
         for size in (2, 1, 3, 2):
             expected = network(batches[:size])
             assert float((run(batches[:size]) - expected).abs().max()) < 1e-5
-    assert run.provider == "OpenVINOExecutionProvider"
-    assert sorted(run._sessions) == [1, 2, 3]  # one compiled session per batch size, kept
+        assert run.provider == "OpenVINOExecutionProvider"
+        assert sorted(run._sessions) == [1, 2, 3]  # one compiled session per batch size, kept
+        for size in range(SESSIONS_KEPT, 0, -1):  # one size more than are kept
+            assert float((run(batches[: size + 1]) - network(batches[: size + 1])).abs().max()) < 1e-5
+    assert sorted(run._sessions) == list(range(2, SESSIONS_KEPT + 2))  # the least recently used went
 
 
 def test_engines_are_kept_per_gpu_model_and_tensorrt_version():
