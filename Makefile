@@ -6,6 +6,10 @@ PYTHON ?= python3
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
+	# x86-64 Linux takes onnxruntime-openvino, which installs the same module as the plain onnxruntime:
+	# an environment made with the plain wheel drops both, and the install below brings the right one
+	if [ "$$(uname -sm)" = "Linux x86_64" ] && $(VENV)/bin/pip show -q onnxruntime 2>/dev/null; then \
+		$(VENV)/bin/pip uninstall -y -q onnxruntime onnxruntime-openvino; fi
 	$(VENV)/bin/pip install -q -e '.[appliance,test,postgres]'
 	scripts/fetch-viewer.sh $(VENV)/share/ohif-viewer || echo "the OHIF viewer was not fetched (npm missing?): /viewer will say so"
 	touch $@
