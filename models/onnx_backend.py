@@ -235,8 +235,9 @@ class OnnxNetwork(torch.nn.Module):
         self.device = device or torch.device("cpu")
         self._path, self._threads = path, max(threads, 1)
         self._chosen = chosen or [(_PROVIDERS["cpu"], {})]
-        self._window = window_shape(path)
-        self._per_batch = self._chosen[0][0] == _PROVIDERS["openvino"] and all(self._window)
+        openvino = self._chosen[0][0] == _PROVIDERS["openvino"]
+        self._window = window_shape(path) if openvino else ()  # read only where a session fixes its batch
+        self._per_batch = openvino and all(self._window)
         self._sessions: OrderedDict[int | None, Any] = OrderedDict()  # the most recently used last
         first = self._session(1 if self._per_batch else None)
         self._output_shape = tuple(first.get_outputs()[0].shape[1:])
