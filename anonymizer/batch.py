@@ -28,6 +28,7 @@ from pydicom.errors import InvalidDicomError
 from anonymizer.engine import Deidentifier, Outcome, PatientLink
 from anonymizer.input_check import incomplete
 from anonymizer.report import Report
+from anonymizer.shared_slots import SharedSlots
 
 
 @dataclass
@@ -162,12 +163,14 @@ def deidentify_files(
 
 
 Key = TypeVar("Key", bound=Hashable)
-_loaded_worker: tuple[Deidentifier, Callable[[Any], bytes]] | None = None
+_loaded_worker: tuple[Deidentifier, Callable[[Any], bytes], SharedSlots | None] | None = None
 
 
-def _start_loading_worker(deidentifier: Deidentifier, load: Callable[[Any], bytes]) -> None:
+def _start_loading_worker(
+    deidentifier: Deidentifier, load: Callable[[Any], bytes], slots: SharedSlots | None
+) -> None:
     global _loaded_worker
-    _loaded_worker = (deidentifier, load)
+    _loaded_worker = (deidentifier, load, slots)
 
 
 def deidentify_encoded(data: bytes, deidentifier: Deidentifier, name: str = "") -> Outcome:
@@ -193,15 +196,28 @@ def deidentify_encoded(data: bytes, deidentifier: Deidentifier, name: str = "") 
     return outcome
 
 
-def _loaded_in_worker(key: Any) -> Outcome:
-    assert _loaded_worker is not None
-    deidentifier, load = _loaded_worker
-    return deidentify_encoded(load(key), deidentifier)
+@dataclass(frozen=True)
+class _Returned:
+    """A worker's answer: the Outcome, its encoded bytes left out when they are in the task's slot."""
+
+    outcome: Outcome
+    in_slot: int | None = None  # the length of the output written in the slot
 
 
-def _given_in_worker(data: bytes) -> Outcome:
+def _loaded_in_worker(key: Any, slot: int) -> _Returned:
     assert _loaded_worker is not None
-    return deidentify_encoded(data, _loaded_worker[0])
+    deidentifier, load, slots = _loaded_worker
+    outcome = deidentify_encoded(load(key), deidentifier)
+    encoded = outcome.encoded
+    if encoded is not None and slots is not None and slots.write(slot, encoded):
+        outcome.encoded = None
+        return _Returned(outcome, len(encoded))
+    return _Returned(outcome)
+
+
+def _given_in_worker(data: bytes) -> _Returned:
+    assert _loaded_worker is not None
+    return _Returned(deidentify_encoded(data, _loaded_worker[0]))
 
 
 def deidentify_stream(
@@ -214,30 +230,51 @@ def deidentify_stream(
     """De-identify the objects ``load(key)`` gives, in ``workers`` processes, yielding each as done.
 
     Where processes fork, each worker calls ``load`` itself (reading and decrypting in parallel,
-    and no object's bytes cross a pipe on the way in); where they are spawned, ``load`` runs here
-    and stays here (whatever it holds, such as keys, is never pickled to a child). At most
-    ``window`` objects are in the workers at once, so memory stays bounded however many come, and
-    the caller can write those done while the next are de-identified."""
+    and no object's bytes cross a pipe on the way in) and writes its output to a slot of memory
+    shared with this process (:mod:`anonymizer.shared_slots`: nor on the way out); where they are
+    spawned, ``load`` runs here and stays here (whatever it holds, such as keys, is never pickled
+    to a child) and outputs come back through the pipe. At most ``window`` objects are in the
+    workers at once, so memory stays bounded however many come, and the caller can write those
+    done while the next are de-identified."""
     if workers <= 1:
         for key in keys:
             yield key, deidentify_encoded(load(key), deidentifier)
         return
     forking = "fork" in multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if forking else "spawn")
-    initargs = (deidentifier, load if forking else _not_in_child)
-    with ProcessPoolExecutor(workers, context, initializer=_start_loading_worker, initargs=initargs) as pool:
-        running: dict[Future[Outcome], Key] = {}
-        for key in keys:
-            task = (
-                pool.submit(_loaded_in_worker, key) if forking else pool.submit(_given_in_worker, load(key))
-            )
-            running[task] = key
-            if len(running) >= window:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield running.pop(future), future.result()
-        for future in list(running):
-            yield running.pop(future), future.result()
+    slots = SharedSlots(window) if forking else None
+    initargs = (deidentifier, load if forking else _not_in_child, slots)
+    try:
+        with ProcessPoolExecutor(
+            workers, context, initializer=_start_loading_worker, initargs=initargs
+        ) as pool:
+            running: dict[Future[_Returned], tuple[Key, int]] = {}
+
+            def finished(future: Future[_Returned]) -> tuple[Key, Outcome]:
+                key, slot = running.pop(future)
+                returned = future.result()
+                if slots is not None:
+                    if returned.in_slot is not None:
+                        returned.outcome.encoded = slots.read(slot, returned.in_slot)
+                    slots.give_back(slot)
+                return key, returned.outcome
+
+            for key in keys:
+                if forking:
+                    assert slots is not None
+                    slot = slots.take()
+                    running[pool.submit(_loaded_in_worker, key, slot)] = (key, slot)
+                else:
+                    running[pool.submit(_given_in_worker, load(key))] = (key, -1)
+                if len(running) >= window:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield finished(future)
+            for future in list(running):
+                yield finished(future)
+    finally:
+        if slots is not None:
+            slots.close()
 
 
 def _not_in_child(key: Any) -> bytes:
