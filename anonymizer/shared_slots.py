@@ -1,12 +1,11 @@
 """Slots of memory shared with forked worker processes, to hand their outputs back without a pipe.
 
-A pool's result travels pickled through a pipe: for a 0.5 MB de-identified CT object that cost
-about 1.5 ms of CPU between the worker and the parent (``benchmarks/research_export.py``'s
-release spent a tenth of its CPU on it). Here the parent maps one anonymous shared region before
-its workers fork, so they share it; it gives each task a slot, the worker writes its output there
-and returns only the length, and the parent copies the bytes out and frees the slot. An output
-larger than a slot goes through the pipe as before. The region is anonymous memory: nothing on
-disk, and it goes with the last process that maps it.
+A pool's result travels pickled through a pipe, in 64 KiB pieces that the worker waits on the
+parent to read. Here the parent maps one anonymous shared region before its workers fork, so they
+share it; it gives each task a slot, the worker writes its output there and returns only its
+length, and the parent copies the bytes out and frees the slot. An output larger than a slot goes
+through the pipe as before. The region is anonymous memory: nothing on disk, and it goes with the
+last process that maps it.
 """
 
 from __future__ import annotations
