@@ -260,12 +260,12 @@ def deidentify_stream(
                 return key, returned.outcome
 
             for key in keys:
-                if forking:
-                    assert slots is not None
+                if slots is not None:  # forked workers: each loads its own and writes to its slot
                     slot = slots.take()
-                    running[pool.submit(_loaded_in_worker, key, slot)] = (key, slot)
+                    task = pool.submit(_loaded_in_worker, key, slot)
                 else:
-                    running[pool.submit(_given_in_worker, load(key))] = (key, -1)
+                    slot, task = -1, pool.submit(_given_in_worker, load(key))
+                running[task] = (key, slot)
                 if len(running) >= window:
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
