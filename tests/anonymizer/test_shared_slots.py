@@ -72,3 +72,18 @@ def test_the_stream_gives_one_process_bytes_through_slots_and_the_pipe(
         assert outcome.encoded is not None and outcome.encoded == alone[key].encoded, key
         assert outcome.sha256 == alone[key].sha256
     assert _CountedSlots.reads == len(small)  # the small ones came through slots, the large by pipe
+
+
+def test_spawned_workers_give_the_same_bytes_through_the_pipe(
+    research: Deidentifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where processes cannot fork (macOS, Windows) the workers are spawned, given the bytes, and
+    hand their outputs back through the pipe: no slots."""
+    objects = _encoded(64, 4, 3)
+    alone = dict(batch.deidentify_stream(range(len(objects)), objects.__getitem__, research, workers=1))
+    monkeypatch.setattr(batch.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    monkeypatch.setattr(batch, "SharedSlots", None)  # a slot made here would fail the test
+    spawned = dict(batch.deidentify_stream(range(len(objects)), objects.__getitem__, research, workers=2))
+    assert {key: outcome.encoded for key, outcome in spawned.items()} == {
+        key: outcome.encoded for key, outcome in alone.items()
+    }
