@@ -13,8 +13,9 @@ rest of the release downloads (the pull spends most of its time waiting on the w
 volumes would otherwise come after it). The worker is forked before the downloads start, while the
 pull has no thread but its own (a spawned one had to start an interpreter and import again what the
 pull had, and took 0.3 s longer over 200 instances), and loads the volume libraries while the first
-files download. The pull fetches the SEGs first, so the one that labels a series is on disk before
-the series is done.
+files download. It also parses a series' files as they come, a few at a time, so that once the
+last is in only the last few wait to be read. The pull fetches the SEGs first, so the one that
+labels a series is on disk before the series is done.
 """
 
 from __future__ import annotations
@@ -28,16 +29,21 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from anonymizer.release.manifest import ReleaseFile, ReleaseManifest
 from anonymizer.release.stores import room_checked
 from workspace.errors import ResearchError
 from workspace.pull import FILES
 
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
 DATALIST = "datalist.json"
 NIFTI = "nifti"
 _RESULTS = {"SEG", "SR"}
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+_READ_AHEAD = 8  # a series' files verified are sent to be parsed this many at a time
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,18 @@ def _load_libraries() -> None:
     import models.volume  # noqa: F401
 
 
+_read_ahead: dict[Path, Dataset] = {}  # in the worker: files of series still downloading, parsed
+
+
+def read_ahead(paths: tuple[Path, ...]) -> None:
+    """Parse these files of a series still downloading (in the worker, while the pull goes on), so
+    that once its last file is in, its volume waits only for the rest."""
+    from pydicom import dcmread
+
+    for path in paths:
+        _read_ahead[path] = dcmread(path)
+
+
 def write_volume(folder: Path, series: SeriesFiles, segs: tuple[Path, ...]) -> VolumeWritten:
     """Build ``series``' volume and write it, with the label volume of the last of ``segs`` (its
     study's) that references it (in a worker process; nothing here is shared with the pull)."""
@@ -87,7 +105,8 @@ def write_volume(folder: Path, series: SeriesFiles, segs: tuple[Path, ...]) -> V
     from models.seg_labels import label_volume
     from models.volume import build_volume
 
-    volume = build_volume((dcmread(p) for p in series.paths), whole=True)
+    parsed = (_read_ahead.pop(p) if p in _read_ahead else dcmread(p) for p in series.paths)
+    volume = build_volume(parsed, whole=True)
     relative = Path(NIFTI) / series.patient / series.study / f"{series.series}.nii"
     (folder / relative).parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(volume.array, volume.affine_ras), folder / relative)
@@ -140,6 +159,7 @@ class VolumeWriter:
         self._files: dict[tuple[str, str, str], list[str]] = {}
         self._waiting: dict[tuple[str, str, str], int] = {}
         self._written: dict[tuple[str, str, str], Future[VolumeWritten]] = {}
+        self._arrived: dict[tuple[str, str, str], list[Path]] = {}  # not yet read ahead
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self._pool = ProcessPoolExecutor(1, multiprocessing.get_context(method))
         self._pool.submit(_load_libraries)  # forks the worker now
@@ -173,7 +193,14 @@ class VolumeWriter:
         if not self._waiting[key]:
             paths = tuple(self.folder / FILES / path for path in self._files[key])
             segs = tuple(self._segs.get(key[:2], ()))
+            self._arrived.pop(key, None)  # what is left of it is read with the volume
             self._written[key] = self._pool.submit(write_volume, self.folder, SeriesFiles(*key, paths), segs)
+            return
+        arrived = self._arrived.setdefault(key, [])
+        arrived.append(self.folder / FILES / entry.path)
+        if len(arrived) == _READ_AHEAD:
+            self._pool.submit(read_ahead, tuple(arrived))
+            arrived.clear()
 
     def finish(self) -> dict[str, list[dict]]:
         """Wait for the volumes, write ``datalist.json`` and return it."""

@@ -68,7 +68,8 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.n
     init_home(home)
     app = open_appliance(home)
     try:
-        series = [ct_series(5, patient, size=16, seed=n) for n, patient in enumerate(PATIENTS)]
+        # the labelled series is longer than the pull reads ahead at a time (datalist._READ_AHEAD)
+        series = [ct_series(12 if n == 0 else 5, p, size=16, seed=n) for n, p in enumerate(PATIENTS)]
         for datasets in series:
             store_datasets(app, datasets)
         volume = build_volume(read_back(series[0]))
@@ -91,7 +92,7 @@ def test_pull_verifies_writes_volumes_with_their_labels_and_resumes(released, tm
     workspace, key, labels, hounsfield = released
     out = tmp_path / "pulled"
     result = research("pull", f"{workspace}/demo/v1", str(out), "--trust", str(key))
-    assert "demo v1: 17 files verified (17 downloaded)" in result.stdout
+    assert "demo v1: 24 files verified (24 downloaded)" in result.stdout
     datalist = json.loads((out / "datalist.json").read_text())
     entries = datalist["training"] + datalist["validation"]
     assert len(entries) == 3 and datalist["training"] and datalist["validation"]
@@ -109,9 +110,9 @@ def test_pull_verifies_writes_volumes_with_their_labels_and_resumes(released, tm
     files[0].unlink()
     files[1].write_bytes(files[1].read_bytes()[:100])
     again = research("pull", f"{workspace}/demo/v1", str(out), "--trust", str(key))
-    assert "17 files verified (2 downloaded)" in again.stdout
+    assert "24 files verified (2 downloaded)" in again.stdout
     assert (
-        "demo v1: signature and 17 files verified" in research("verify", str(out), "--trust", str(key)).stdout
+        "demo v1: signature and 24 files verified" in research("verify", str(out), "--trust", str(key)).stdout
     )
 
 
@@ -125,7 +126,7 @@ def test_a_full_disk_stops_the_pull_in_one_line_and_the_same_command_resumes(
     )
     assert "no room left to write" in _one_line_error(full) and "run the same command again" in full.stderr
     assert (
-        "17 files verified" in research("pull", f"{workspace}/demo/v1", str(out), "--trust", str(key)).stdout
+        "24 files verified" in research("pull", f"{workspace}/demo/v1", str(out), "--trust", str(key)).stdout
     )
 
 
@@ -143,6 +144,27 @@ def test_the_seg_is_fetched_before_the_series_it_labels(released) -> None:
     order = fetch_order(manifest)
     assert sorted(order, key=lambda e: e.path) == sorted(manifest.files, key=lambda e: e.path)
     assert order[0].sop_class == SEG_CLASS and manifest.files[0].sop_class != SEG_CLASS
+
+
+def test_files_read_ahead_make_the_same_volume_and_are_let_go(tmp_path: Path) -> None:
+    """Files of a series read while the rest downloads (in the worker; here in this process) give
+    the volume that reading them all at the end gives, and are not kept once it is written."""
+    from workspace import datalist
+
+    paths = []
+    for n, ds in enumerate(ct_series(10, PATIENTS[0], size=16, seed=5)):
+        paths.append(tmp_path / "files" / f"{n}.dcm")
+        paths[-1].parent.mkdir(exist_ok=True)
+        ds.save_as(paths[-1], enforce_file_format=True)
+    at_end = datalist.write_volume(tmp_path / "end", datalist.SeriesFiles("p", "s", "a", tuple(paths)), ())
+    datalist.read_ahead(tuple(paths[:8]))
+    ahead = datalist.write_volume(tmp_path / "ahead", datalist.SeriesFiles("p", "s", "a", tuple(paths)), ())
+    assert not datalist._read_ahead
+    first, second = (
+        nib.load(root / w.image) for root, w in ((tmp_path / "end", at_end), (tmp_path / "ahead", ahead))
+    )
+    assert np.array_equal(np.asarray(first.dataobj), np.asarray(second.dataobj))
+    assert np.array_equal(first.affine, second.affine)
 
 
 def _copy(workspace: Path, tmp_path: Path) -> Path:
@@ -232,4 +254,4 @@ def test_bad_arguments_get_one_line(released, tmp_path: Path) -> None:
         research("pull", f"{workspace}/demo/v9", str(tmp_path / "x"), "--trust", str(key), check=False)
     )
     listed = research("ls", str(workspace), "--trust", str(key)).stdout
-    assert listed.startswith(f"{workspace}/demo/v1  17 instances") and "verified" in listed
+    assert listed.startswith(f"{workspace}/demo/v1  24 instances") and "verified" in listed
