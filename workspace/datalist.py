@@ -23,13 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from anonymizer.release.manifest import ReleaseFile, ReleaseManifest
 from anonymizer.release.stores import room_checked
@@ -44,6 +45,11 @@ NIFTI = "nifti"
 _RESULTS = {"SEG", "SR"}
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 _READ_AHEAD = 8  # a series' files verified are sent to be parsed this many at a time
+_STOPPED = (
+    "the process writing the NIfTI volumes stopped (out of memory?): run the same command again; "
+    "the files already pulled stay"
+)
+_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True)
@@ -194,12 +200,12 @@ class VolumeWriter:
             paths = tuple(self.folder / FILES / path for path in self._files[key])
             segs = tuple(self._segs.get(key[:2], ()))
             self._arrived.pop(key, None)  # what is left of it is read with the volume
-            self._written[key] = self._pool.submit(write_volume, self.folder, SeriesFiles(*key, paths), segs)
+            self._written[key] = self._submit(write_volume, self.folder, SeriesFiles(*key, paths), segs)
             return
         arrived = self._arrived.setdefault(key, [])
         arrived.append(self.folder / FILES / entry.path)
         if len(arrived) == _READ_AHEAD:
-            self._pool.submit(read_ahead, tuple(arrived))
+            self._submit(read_ahead, tuple(arrived))
             arrived.clear()
 
     def finish(self) -> dict[str, list[dict]]:
@@ -213,11 +219,14 @@ class VolumeWriter:
             (self.folder / DATALIST).write_text(json.dumps(datalist, indent=2))
         return datalist
 
+    def _submit(self, task: Callable[..., _Result], *args: object) -> Future[_Result]:
+        try:
+            return self._pool.submit(task, *args)
+        except BrokenProcessPool:
+            raise ResearchError(_STOPPED) from None
+
     def _volume(self, key: tuple[str, str, str]) -> VolumeWritten:
         try:
             return self._written[key].result()
         except BrokenProcessPool:
-            raise ResearchError(
-                "the process writing the NIfTI volumes stopped (out of memory?): run the same command "
-                "again; the files already pulled stay"
-            ) from None
+            raise ResearchError(_STOPPED) from None

@@ -7,6 +7,7 @@ import json
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -128,6 +129,28 @@ def test_a_full_disk_stops_the_pull_in_one_line_and_the_same_command_resumes(
     assert (
         "24 files verified" in research("pull", f"{workspace}/demo/v1", str(out), "--trust", str(key)).stdout
     )
+
+
+def test_a_volume_worker_that_dies_stops_the_pull_in_one_line_and_the_same_command_resumes(
+    released, tmp_path: Path
+) -> None:
+    """The process writing the volumes killed (as by the kernel out of memory) as soon as it starts:
+    the pull says so in one line, keeps the files it verified, and the same command finishes."""
+    import psutil
+
+    workspace, key, *_ = released
+    out = tmp_path / "pulled"
+    args = [*RESEARCH, "pull", f"{workspace}/demo/v1", str(out), "--trust", str(key)]
+    pull = psutil.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    while not (workers := pull.children()) and pull.poll() is None:
+        time.sleep(0.002)
+    for worker in workers:
+        worker.kill()
+    _, stderr = pull.communicate(timeout=180)
+    failed = subprocess.CompletedProcess(args, pull.returncode, "", stderr)
+    assert "the process writing the NIfTI volumes stopped" in _one_line_error(failed)
+    again = research("pull", f"{workspace}/demo/v1", str(out), "--trust", str(key))
+    assert "24 files verified" in again.stdout and (out / "datalist.json").is_file()
 
 
 def test_the_seg_is_fetched_before_the_series_it_labels(released) -> None:
