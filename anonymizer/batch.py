@@ -17,6 +17,8 @@ import multiprocessing
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -26,6 +28,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from anonymizer.engine import Deidentifier, Outcome, PatientLink
+from anonymizer.errors import WorkerStopped
 from anonymizer.input_check import incomplete
 from anonymizer.report import Report
 from anonymizer.shared_slots import SharedSlots
@@ -135,6 +138,18 @@ def _in_worker(path: Path) -> tuple[Report, PatientLink | None]:
     return _one(path, source, target, deidentifier)
 
 
+@contextmanager
+def _stopped_workers_reported() -> Iterator[None]:
+    """A worker process that died (killed, out of memory) as WorkerStopped, in one line."""
+    try:
+        yield
+    except BrokenProcessPool:
+        raise WorkerStopped(
+            "a de-identifying process stopped before it answered (killed, or out of memory?): "
+            "run the same command again; what was done stays"
+        ) from None
+
+
 def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -156,9 +171,12 @@ def deidentify_files(
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(
-        workers, context, initializer=_start_worker, initargs=(source, target, deidentifier)
-    ) as pool:
+    with (
+        _stopped_workers_reported(),
+        ProcessPoolExecutor(
+            workers, context, initializer=_start_worker, initargs=(source, target, deidentifier)
+        ) as pool,
+    ):
         yield from _reported(pool.map(_in_worker, files, chunksize=8), on_patient)
 
 
@@ -245,9 +263,12 @@ def deidentify_stream(
     slots = SharedSlots(window) if forking else None
     initargs = (deidentifier, load if forking else _not_in_child, slots)
     try:
-        with ProcessPoolExecutor(
-            workers, context, initializer=_start_loading_worker, initargs=initargs
-        ) as pool:
+        with (
+            _stopped_workers_reported(),
+            ProcessPoolExecutor(
+                workers, context, initializer=_start_loading_worker, initargs=initargs
+            ) as pool,
+        ):
             running: dict[Future[_Returned], tuple[Key, int]] = {}
 
             def finished(future: Future[_Returned]) -> tuple[Key, Outcome]:

@@ -13,6 +13,11 @@ class Quarantined(AnonymizerError):
     """An object cannot be released; the message says why (never with a PHI value in it)."""
 
 
+class WorkerStopped(AnonymizerError):
+    """A de-identifying worker process ended without answering (killed, out of memory): what was
+    done stays, and the same command goes on from there."""
+
+
 class ReleaseError(AnonymizerError):
     """A dataset release could not be written or read; the message says what to do."""
 

@@ -204,3 +204,40 @@ def test_a_target_inside_the_source_is_refused_and_a_quarantine_exits_apart(tmp_
     held = _anonymize(str(burned), str(tmp_path / "out"), "--key-file", str(key), "--workers", "1")
     assert "1 quarantined" in held.stdout, held.stdout + held.stderr
     assert held.returncode == INCOMPLETE
+
+
+def test_a_worker_killed_stops_the_run_in_one_line_and_a_rerun_completes(tmp_path: Path) -> None:
+    """A de-identifying process killed as it starts (as by the kernel out of memory): one line and
+    no traceback; run again, the same command writes every output (those written stay as they are)."""
+    import time
+
+    import psutil
+
+    from testbed.synthetic import FakePatient, ct_series, write_series
+
+    write_series(tmp_path / "in", ct_series(40, FakePatient(), size=64, seed=4))
+    key = tmp_path / "pseudonymisation.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    args = [str(tmp_path / "in"), str(tmp_path / "out"), "--key-file", str(key), "--workers", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "APPLIANCE_HOME"}
+    run = psutil.Popen(
+        [*APPLIANCE, "anonymize", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    while not (workers := run.children()) and run.poll() is None:
+        time.sleep(0.002)
+    workers[0].kill()
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 1 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "Error: a de-identifying process stopped before it answered (killed, or out of memory?): "
+        "run the same command again; what was done stays"
+    )
+    again = _anonymize(*args)
+    assert again.returncode == 0, again.stderr
+    assert "40 de-identified, 0 quarantined, 0 failed" in again.stdout

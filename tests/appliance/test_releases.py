@@ -4,8 +4,11 @@ versions, the held-out set, quarantine, the signed manifest and its audit event.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydicom import dcmread
@@ -18,7 +21,7 @@ from appliance.research.releases import Releaser, export_signing_key
 from appliance.research.selection import ReleaseCriteria
 from audit import checkpoint
 from audit.events import Participant
-from testbed.processes import run_cli
+from testbed.processes import APPLIANCE, REPO, run_cli
 from testbed.research import store_datasets
 from testbed.synthetic import FakePatient, ct_series
 from tests.support.inspect import audit_events, plaintext_hits
@@ -251,3 +254,36 @@ def test_a_request_runs_only_once_approved_and_records_how_it_ended(app, home: P
     ]  # fmt: skip
     exports = [e for e in audit_events(home) if e["event_id"] == "110106" and e["outcome"] == 0]
     assert exports[0]["participants"][0]["user_id"] == "ada (approving request 1 of rex)"
+
+
+def test_a_de_identifying_process_killed_stops_the_release_in_one_line_and_it_resumes(
+    app,
+    home: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """A worker killed as it starts (as by the kernel out of memory): one line, no traceback, and
+    the same command finishes the same version with every instance."""
+    store_datasets(app, ct_series(40, ALICE, size=64, seed=9))
+    command = [
+        *APPLIANCE,
+        "datasets",
+        "release",
+        "killed",
+        "--to",
+        "local",
+        "--workers",
+        "2",
+        "--home",
+        str(home),
+    ]
+    release = psutil.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    while not (workers := release.children()) and release.poll() is None:
+        time.sleep(0.002)
+    workers[0].kill()
+    _, stderr = release.communicate(timeout=120)
+    assert release.returncode == 1 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines() == [
+        "Error: a de-identifying process stopped before it answered (killed, or out of memory?): "
+        "run the same command again; what was done stays"
+    ]
+    again = run_cli(home, "datasets", "release", "killed", "--to", "local")
+    assert "killed v1 (resumed): 40 instances" in again.stdout
