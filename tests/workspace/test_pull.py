@@ -151,6 +151,7 @@ def test_a_volume_worker_that_dies_stops_the_pull_in_one_line_and_the_same_comma
     assert "the process writing the NIfTI volumes stopped" in _one_line_error(failed)
     again = research("pull", f"{workspace}/demo/v1", str(out), "--trust", str(key))
     assert "24 files verified" in again.stdout and (out / "datalist.json").is_file()
+    assert "(24 downloaded)" not in again.stdout  # what the first run verified stayed
 
 
 def test_the_seg_is_fetched_before_the_series_it_labels(released) -> None:
