@@ -95,7 +95,9 @@ _read_ahead: dict[Path, Dataset] = {}  # in the worker: files of series still do
 
 def read_ahead(paths: tuple[Path, ...]) -> None:
     """Parse these files of a series still downloading (in the worker, while the pull goes on), so
-    that once its last file is in, its volume waits only for the rest."""
+    that once its last file is in, its volume waits only for the rest. Nobody waits on this task:
+    a file it cannot parse is left out here, read again by :func:`write_volume`, and its error
+    given there, with the series."""
     from pydicom import dcmread
 
     for path in paths:
